@@ -1,0 +1,13 @@
+"""WorldWarp for ComfyUI: node pack entry point.
+
+ComfyUI imports this file; it registers the pack's nodes through ``comfy_entrypoint`` and
+serves ``web/`` for the frontend extensions. The maths lives in ``worldwarp_core``.
+"""
+
+WEB_DIRECTORY = "./web"
+
+try:  # inside ComfyUI
+    from .nodes import comfy_entrypoint  # noqa: F401
+except ImportError as _e:  # outside ComfyUI (tests, CLI): the core library still imports
+    if "comfy" not in str(_e) and "folder_paths" not in str(_e):
+        raise

@@ -1,0 +1,443 @@
+"""Cameras: the one camera convention of the project, and camera file formats.
+
+Convention:
+    OpenCV axes: x right, y down, z forward (the camera looks along +z).
+    Extrinsics are world-to-camera matrices ``viewmats`` ``[F, 4, 4]`` (what gsplat's
+    ``rasterization`` takes): ``x_cam = R @ x_world + t`` with ``viewmats[:, :3, :3] = R`` and
+    ``viewmats[:, :3, 3] = t``. Camera-to-world ``c2w`` is always derived, never stored.
+    Intrinsics ``Ks`` ``[F, 3, 3]`` are in pixels of the stored ``width`` x ``height``, with the
+    pixel centre of pixel (u, v) at (u + 0.5, v + 0.5): a point projects to
+    ``u = fx * x / z + cx``, ``v = fy * y / z + cy`` and pixel index ``floor(u)``.
+    Scene scale: trajectory presets are expressed in units of the first frame's median depth.
+
+Every other module takes this convention from here and re-derives nothing.
+
+File formats:
+    * RealEstate10K txt: optional first line (the source video URL), then one line per frame
+      ``timestamp fx fy cx cy 0 0 r11 r12 r13 t1 r21 r22 r23 t2 r31 r32 r33 t3`` with fx, cx
+      divided by the width, fy, cy by the height, and a world-to-camera 3x4 matrix, row-major,
+      OpenCV axes. Values read back exactly as written (matrix via ``repr``, normalised
+      intrinsics to 15 significant digits).
+    * JSON (ours): ``{"width", "height", "frames": [{"viewmat": 4x4, "K": 3x3, "timestamp"}]}``.
+    * nerfstudio ``transforms.json``: camera-to-world ``transform_matrix`` in OpenGL axes
+      (x right, y up, z backward); converted on read and write.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+# OpenCV <-> OpenGL camera axes: flip y and z. The matrix is its own inverse.
+_CV_TO_GL = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=torch.float64))
+
+_ORTHO_TOL = 1e-3
+
+
+def _check_finite(name: str, value: Tensor) -> None:
+    bad = ~torch.isfinite(value.reshape(value.shape[0], -1)).all(dim=1)
+    if bool(bad.any()):
+        frame = int(torch.nonzero(bad)[0])
+        raise ValueError(f"{name} of frame {frame} has a non-finite value (NaN or inf): {value[frame].tolist()}")
+
+
+def validate_viewmats(viewmats: Tensor, tol: float = _ORTHO_TOL) -> None:
+    """Raise ``ValueError`` naming the first bad frame of world-to-camera matrices ``[F, 4, 4]``."""
+    if viewmats.ndim != 3 or tuple(viewmats.shape[1:]) != (4, 4):
+        raise ValueError(f"viewmats must have shape [F, 4, 4], got {list(viewmats.shape)}")
+    _check_finite("viewmat", viewmats)
+    v = viewmats.double()
+    bottom = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64, device=v.device)
+    bad_row = (v[:, 3, :] - bottom).abs().amax(dim=1) > 1e-6
+    if bool(bad_row.any()):
+        frame = int(torch.nonzero(bad_row)[0])
+        raise ValueError(f"viewmat of frame {frame}: last row must be [0, 0, 0, 1], got {v[frame, 3].tolist()}")
+    R = v[:, :3, :3]
+    eye = torch.eye(3, dtype=torch.float64, device=v.device)
+    err = (R @ R.transpose(1, 2) - eye).abs().amax(dim=(1, 2))
+    det = torch.linalg.det(R)
+    bad = (err > tol) | ((det - 1.0).abs() > tol)
+    if bool(bad.any()):
+        frame = int(torch.nonzero(bad)[0])
+        raise ValueError(
+            f"viewmat of frame {frame}: rotation is not orthonormal with det +1 "
+            f"(max |R R^T - I| = {float(err[frame]):.3g}, det = {float(det[frame]):.6g})"
+        )
+
+
+def validate_intrinsics(Ks: Tensor) -> None:
+    """Raise ``ValueError`` naming the first bad frame of pinhole intrinsics ``[F, 3, 3]``."""
+    if Ks.ndim != 3 or tuple(Ks.shape[1:]) != (3, 3):
+        raise ValueError(f"Ks must have shape [F, 3, 3], got {list(Ks.shape)}")
+    _check_finite("K", Ks)
+    bad = (Ks[:, 0, 0] <= 0) | (Ks[:, 1, 1] <= 0)
+    if bool(bad.any()):
+        frame = int(torch.nonzero(bad)[0])
+        raise ValueError(f"K of frame {frame}: focal lengths must be positive, got {Ks[frame].tolist()}")
+    expected = torch.tensor([0.0, 0.0, 1.0], dtype=Ks.dtype, device=Ks.device)
+    bad = (Ks[:, 2, :] - expected).abs().amax(dim=1) > 1e-6
+    if bool(bad.any()):
+        frame = int(torch.nonzero(bad)[0])
+        raise ValueError(f"K of frame {frame}: last row must be [0, 0, 1], got {Ks[frame, 2].tolist()}")
+
+
+def intrinsics_from_fov(fov_x_deg: float, width: int, height: int, frames: int = 1) -> Tensor:
+    """Pinhole ``Ks`` ``[F, 3, 3]`` with a horizontal field of view in degrees, centred principal point."""
+    if not 0.0 < fov_x_deg < 180.0:
+        raise ValueError(f"horizontal field of view must be in (0, 180) degrees, got {fov_x_deg}")
+    fx = 0.5 * width / math.tan(math.radians(fov_x_deg) / 2.0)
+    K = torch.tensor([[fx, 0.0, width / 2.0], [0.0, fx, height / 2.0], [0.0, 0.0, 1.0]])
+    return K.expand(frames, 3, 3).clone()
+
+
+def look_at(eye: Tensor, target: Tensor, up: Sequence[float] = (0.0, -1.0, 0.0)) -> Tensor:
+    """World-to-camera ``[..., 4, 4]`` for cameras at ``eye [..., 3]`` looking at ``target [..., 3]``.
+
+    ``up`` is the world direction that should appear up in the image; with OpenCV axes the
+    default world frame has y down, so "up" is -y.
+    """
+    eye = torch.as_tensor(eye, dtype=torch.float64)
+    target = torch.as_tensor(target, dtype=torch.float64)
+    up_t = torch.as_tensor(up, dtype=torch.float64).expand_as(eye)
+    z = target - eye
+    if bool((z.norm(dim=-1) < 1e-12).any()):
+        raise ValueError("look_at: eye and target coincide")
+    z = z / z.norm(dim=-1, keepdim=True)
+    x = torch.cross(-up_t, z, dim=-1)  # right = down x forward (OpenCV: x = y cross z)
+    if bool((x.norm(dim=-1) < 1e-9).any()):
+        raise ValueError("look_at: viewing direction is parallel to the up vector")
+    x = x / x.norm(dim=-1, keepdim=True)
+    y = torch.cross(z, x, dim=-1)
+    R = torch.stack([x, y, z], dim=-2)  # rows are camera axes in world coordinates
+    w2c = torch.zeros(*eye.shape[:-1], 4, 4, dtype=torch.float64)
+    w2c[..., :3, :3] = R
+    w2c[..., :3, 3] = -(R @ eye.unsqueeze(-1)).squeeze(-1)
+    w2c[..., 3, 3] = 1.0
+    return w2c.float()
+
+
+@dataclass
+class Cameras:
+    """A sequence of ``F`` pinhole cameras in the project's one convention (module docstring).
+
+    Attributes:
+        viewmats: world-to-camera ``[F, 4, 4]``.
+        Ks: intrinsics ``[F, 3, 3]`` in pixels of ``width`` x ``height``.
+        width, height: image size in pixels.
+        timestamps: optional per-frame timestamps (RealEstate10K keeps microseconds); ``None``
+            means "frame index".
+    """
+
+    viewmats: Tensor  # [F, 4, 4]
+    Ks: Tensor  # [F, 3, 3]
+    width: int
+    height: int
+    timestamps: list[int] | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.viewmats, Tensor) or not isinstance(self.Ks, Tensor):
+            raise ValueError("Cameras.viewmats and Cameras.Ks must be torch tensors")
+        if int(self.width) <= 0 or int(self.height) <= 0:
+            raise ValueError(f"image size must be positive, got width={self.width}, height={self.height}")
+        self.width, self.height = int(self.width), int(self.height)
+        validate_viewmats(self.viewmats)
+        validate_intrinsics(self.Ks)
+        if self.viewmats.shape[0] != self.Ks.shape[0]:
+            raise ValueError(
+                f"viewmats has {self.viewmats.shape[0]} frames but Ks has {self.Ks.shape[0]}; give one K per frame"
+            )
+        if self.viewmats.shape[0] == 0:
+            raise ValueError("Cameras needs at least one frame")
+        if self.timestamps is not None and len(self.timestamps) != len(self):
+            raise ValueError(f"{len(self.timestamps)} timestamps for {len(self)} frames")
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def from_c2w(cls, c2w: Tensor, Ks: Tensor, width: int, height: int, **kw) -> "Cameras":
+        """Build from camera-to-world ``[F, 4, 4]`` (OpenCV axes)."""
+        if c2w.ndim != 3 or tuple(c2w.shape[1:]) != (4, 4):
+            raise ValueError(f"c2w must have shape [F, 4, 4], got {list(c2w.shape)}")
+        _check_finite("c2w", c2w)
+        return cls(invert_rigid(c2w), Ks, width, height, **kw)
+
+    # ----------------------------------------------------------------- properties
+    def __len__(self) -> int:
+        return int(self.viewmats.shape[0])
+
+    @property
+    def c2w(self) -> Tensor:  # [F, 4, 4]
+        return invert_rigid(self.viewmats)
+
+    @property
+    def centers(self) -> Tensor:  # [F, 3] camera centres in world coordinates
+        return self.c2w[:, :3, 3]
+
+    @property
+    def rotations(self) -> Tensor:  # [F, 3, 3] world-to-camera rotations
+        return self.viewmats[:, :3, :3]
+
+    @property
+    def device(self) -> torch.device:
+        return self.viewmats.device
+
+    # ----------------------------------------------------------------- sequence ops
+    def __getitem__(self, index) -> "Cameras":
+        if isinstance(index, int):
+            index = slice(index, index + 1) if index != -1 else slice(-1, None)
+        vm = self.viewmats[index]
+        if vm.ndim != 3:
+            raise ValueError(f"Cameras index {index!r} must select frames, not a single element")
+        ts = None
+        if self.timestamps is not None:
+            idx = torch.arange(len(self))[index]
+            ts = [self.timestamps[int(i)] for i in idx.reshape(-1)]
+        return Cameras(vm, self.Ks[index], self.width, self.height, ts)
+
+    @staticmethod
+    def cat(cameras: Sequence["Cameras"]) -> "Cameras":
+        """Concatenate along frames; all parts must share the image size."""
+        if len(cameras) == 0:
+            raise ValueError("Cameras.cat needs at least one Cameras")
+        w, h = cameras[0].width, cameras[0].height
+        for i, c in enumerate(cameras):
+            if (c.width, c.height) != (w, h):
+                raise ValueError(f"Cameras.cat: part {i} is {c.width}x{c.height}, part 0 is {w}x{h}; resize first")
+        ts = None
+        if all(c.timestamps is not None for c in cameras):
+            ts = [t for c in cameras for t in c.timestamps]
+        dev = cameras[0].device
+        return Cameras(
+            torch.cat([c.viewmats.to(dev) for c in cameras]),
+            torch.cat([c.Ks.to(dev) for c in cameras]),
+            w,
+            h,
+            ts,
+        )
+
+    def to(self, device=None, dtype: torch.dtype | None = None) -> "Cameras":
+        return Cameras(
+            self.viewmats.to(device=device, dtype=dtype),
+            self.Ks.to(device=device, dtype=dtype),
+            self.width,
+            self.height,
+            self.timestamps,
+        )
+
+    # ----------------------------------------------------------------- image-space ops
+    def resize(self, width: int, height: int) -> "Cameras":
+        """The same cameras for an image resized to ``width`` x ``height`` (intrinsics scaled)."""
+        if width <= 0 or height <= 0:
+            raise ValueError(f"resize target must be positive, got {width}x{height}")
+        sx, sy = width / self.width, height / self.height
+        Ks = self.Ks.clone()
+        Ks[:, 0, :] *= sx
+        Ks[:, 1, :] *= sy
+        Ks[:, 2, :] = torch.tensor([0.0, 0.0, 1.0], dtype=Ks.dtype, device=Ks.device)
+        return Cameras(self.viewmats, Ks, width, height, self.timestamps)
+
+    def crop(self, left: int, top: int, width: int, height: int) -> "Cameras":
+        """The same cameras for the crop ``[top:top+height, left:left+width]`` of the image."""
+        if left < 0 or top < 0 or left + width > self.width or top + height > self.height or width <= 0 or height <= 0:
+            raise ValueError(
+                f"crop (left={left}, top={top}, width={width}, height={height}) does not fit "
+                f"in a {self.width}x{self.height} image"
+            )
+        Ks = self.Ks.clone()
+        Ks[:, 0, 2] -= left
+        Ks[:, 1, 2] -= top
+        return Cameras(self.viewmats, Ks, width, height, self.timestamps)
+
+    def project(self, points: Tensor) -> tuple[Tensor, Tensor]:
+        """Project world points ``[N, 3]`` into every camera: pixel coords ``[F, N, 2]``, depth ``[F, N]``."""
+        pts = points.to(self.viewmats.dtype)
+        cam = pts @ self.viewmats[:, :3, :3].transpose(1, 2) + self.viewmats[:, None, :3, 3]
+        z = cam[..., 2]
+        uv = (cam @ self.Ks.transpose(1, 2))[..., :2] / z.unsqueeze(-1)
+        return uv, z
+
+    # ----------------------------------------------------------------- RealEstate10K
+    @classmethod
+    def from_re10k(cls, path: str | os.PathLike, width: int, height: int) -> "Cameras":
+        """Read a RealEstate10K pose file; ``width``/``height`` give the pixel size of the intrinsics."""
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise ValueError(f"RealEstate10K pose file not found: {path}")
+        with open(path, encoding="utf-8") as f:
+            lines = [ln.strip() for ln in f if ln.strip()]
+        url = None
+        if lines and len(lines[0].split()) != 19:
+            url, lines = lines[0], lines[1:]
+        if not lines:
+            raise ValueError(f"{path}: no camera lines (expected 19 numbers per line)")
+        rows, stamps = [], []
+        for i, ln in enumerate(lines):
+            parts = ln.split()
+            if len(parts) != 19:
+                raise ValueError(f"{path}: frame {i} has {len(parts)} values, expected 19 "
+                                 "(timestamp fx fy cx cy 0 0 and a 3x4 world-to-camera matrix)")
+            try:
+                stamps.append(int(parts[0]))
+                rows.append([float(p) for p in parts[1:]])
+            except ValueError as e:
+                raise ValueError(f"{path}: frame {i} is not numeric: {e}") from None
+        data = torch.tensor(rows, dtype=torch.float64)
+        F = data.shape[0]
+        Ks = torch.zeros(F, 3, 3, dtype=torch.float64)
+        Ks[:, 0, 0] = data[:, 0] * width
+        Ks[:, 1, 1] = data[:, 1] * height
+        Ks[:, 0, 2] = data[:, 2] * width
+        Ks[:, 1, 2] = data[:, 3] * height
+        Ks[:, 2, 2] = 1.0
+        vm = torch.eye(4, dtype=torch.float64).repeat(F, 1, 1)
+        vm[:, :3, :] = data[:, 6:18].reshape(F, 3, 4)
+        cams = cls(vm, Ks, width, height, stamps)
+        cams.source_url = url  # type: ignore[attr-defined]
+        return cams
+
+    def to_re10k(self, path: str | os.PathLike, url: str | None = None) -> None:
+        """Write a RealEstate10K pose file (float64 values written with ``repr`` so reading is lossless)."""
+        url = url if url is not None else getattr(self, "source_url", None)
+        vm = self.viewmats.detach().double().cpu()
+        K = self.Ks.detach().double().cpu()
+        stamps = self.timestamps if self.timestamps is not None else list(range(len(self)))
+        lines = [url] if url else []
+        for i in range(len(self)):
+            intr = [K[i, 0, 0] / self.width, K[i, 1, 1] / self.height, K[i, 0, 2] / self.width, K[i, 1, 2] / self.height]
+            # Intrinsics go through K / size, which can move the last bit of a value read from a
+            # file (0.474812461 -> 0.4748124610000001); 15 significant digits undo that. The
+            # matrix is written with repr, exact.
+            words = [str(int(stamps[i]))] + [f"{float(v):.15g}" for v in intr] + ["0", "0"]
+            words += [repr(float(v)) for v in vm[i, :3, :].reshape(-1)]
+            lines.append(" ".join(words))
+        _atomic_write_text(path, "\n".join(lines) + "\n")
+
+    # ----------------------------------------------------------------- JSON
+    def to_dict(self) -> dict:
+        vm = self.viewmats.detach().double().cpu()
+        K = self.Ks.detach().double().cpu()
+        frames = []
+        for i in range(len(self)):
+            fr = {"viewmat": vm[i].tolist(), "K": K[i].tolist()}
+            if self.timestamps is not None:
+                fr["timestamp"] = int(self.timestamps[i])
+            frames.append(fr)
+        return {"convention": "opencv_w2c", "width": self.width, "height": self.height, "frames": frames}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Cameras":
+        try:
+            frames = data["frames"]
+            width, height = int(data["width"]), int(data["height"])
+            vm = torch.tensor([f["viewmat"] for f in frames], dtype=torch.float64)
+            Ks = torch.tensor([f["K"] for f in frames], dtype=torch.float64)
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"camera JSON is missing {e}; expected keys width, height, frames[].viewmat, frames[].K") from None
+        if data.get("convention", "opencv_w2c") != "opencv_w2c":
+            raise ValueError(f"camera JSON convention {data['convention']!r} is not 'opencv_w2c'")
+        ts = [int(f["timestamp"]) for f in frames] if frames and all("timestamp" in f for f in frames) else None
+        return cls(vm, Ks, width, height, ts)
+
+    def to_json(self, path: str | os.PathLike) -> None:
+        _atomic_write_text(path, json.dumps(self.to_dict(), indent=1))
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> "Cameras":
+        with open(_existing(path, "camera JSON"), encoding="utf-8") as f:
+            return cls.from_dict(json.load(f))
+
+    # ----------------------------------------------------------------- nerfstudio
+    def to_nerfstudio(self, path: str | os.PathLike) -> None:
+        """Write a nerfstudio ``transforms.json`` (camera-to-world in OpenGL axes, per-frame intrinsics)."""
+        c2w_gl = self.c2w.detach().double().cpu() @ _CV_TO_GL
+        K = self.Ks.detach().double().cpu()
+        frames = []
+        for i in range(len(self)):
+            frames.append({
+                "file_path": f"images/frame_{i:05d}.png",
+                "transform_matrix": c2w_gl[i].tolist(),
+                "fl_x": float(K[i, 0, 0]), "fl_y": float(K[i, 1, 1]),
+                "cx": float(K[i, 0, 2]), "cy": float(K[i, 1, 2]),
+                "w": self.width, "h": self.height,
+            })
+        data = {"camera_model": "OPENCV", "w": self.width, "h": self.height, "frames": frames}
+        _atomic_write_text(path, json.dumps(data, indent=1))
+
+    @classmethod
+    def from_nerfstudio(cls, path: str | os.PathLike) -> "Cameras":
+        """Read a nerfstudio ``transforms.json`` (OpenGL axes) into OpenCV world-to-camera."""
+        with open(_existing(path, "nerfstudio transforms.json"), encoding="utf-8") as f:
+            data = json.load(f)
+        if "frames" not in data or not data["frames"]:
+            raise ValueError(f"{path}: no 'frames' in transforms.json")
+        c2w, Ks = [], []
+        width = height = None
+        for i, fr in enumerate(data["frames"]):
+            def get(key, fr=fr, i=i):
+                if key in fr:
+                    return fr[key]
+                if key in data:
+                    return data[key]
+                raise ValueError(f"{path}: frame {i} has no '{key}' (nor does the file header)")
+            w, h = int(get("w")), int(get("h"))
+            if width is None:
+                width, height = w, h
+            elif (w, h) != (width, height):
+                raise ValueError(f"{path}: frame {i} is {w}x{h}, frame 0 is {width}x{height}; one size per file")
+            mat = torch.tensor(fr["transform_matrix"], dtype=torch.float64)
+            if mat.shape == (3, 4):
+                mat = torch.cat([mat, torch.tensor([[0.0, 0.0, 0.0, 1.0]], dtype=torch.float64)])
+            c2w.append(mat @ _CV_TO_GL)
+            Ks.append([[float(get("fl_x")), 0.0, float(get("cx"))], [0.0, float(get("fl_y")), float(get("cy"))], [0.0, 0.0, 1.0]])
+        return cls.from_c2w(torch.stack(c2w), torch.tensor(Ks, dtype=torch.float64), width, height)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, width: int | None = None, height: int | None = None) -> "Cameras":
+        """Load any supported camera file, chosen by content: RealEstate10K txt (needs width/height),
+        our JSON, or nerfstudio transforms.json."""
+        path = _existing(path, "camera file")
+        if path.lower().endswith(".txt"):
+            if width is None or height is None:
+                raise ValueError(f"{path}: RealEstate10K intrinsics are normalised; give the image width and height")
+            return cls.from_re10k(path, width, height)
+        with open(path, encoding="utf-8") as f:
+            try:
+                data = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}: not a RealEstate10K .txt and not valid JSON ({e})") from None
+        if isinstance(data, dict) and data.get("frames") and "transform_matrix" in data["frames"][0]:
+            return cls.from_nerfstudio(path)
+        return cls.from_dict(data)
+
+
+def invert_rigid(m: Tensor) -> Tensor:
+    """Inverse of rigid 4x4 transforms ``[..., 4, 4]`` (exact transpose for the rotation)."""
+    R = m[..., :3, :3]
+    t = m[..., :3, 3:]
+    out = torch.zeros_like(m)
+    Rt = R.transpose(-1, -2)
+    out[..., :3, :3] = Rt
+    out[..., :3, 3:] = -Rt @ t
+    out[..., 3, 3] = 1.0
+    return out
+
+
+def _existing(path, what: str) -> str:
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"{what} not found: {path}")
+    return path
+
+
+def _atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write then rename, so a crash never leaves half a file."""
+    path = os.fspath(path)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
