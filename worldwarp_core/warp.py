@@ -135,35 +135,39 @@ def forward_warp(
     if len(cloud) == 0:
         return WarpResult(images, masks, depths)
     cams = cameras.to(device, dtype)
-    r = torch.arange(-radius, radius + 1, device=device)
-    offsets = torch.stack(torch.meshgrid(r, r, indexing="ij"), dim=-1).reshape(-1, 2)  # [S, 2] (dy, dx)
+    empty = torch.iinfo(torch.int64).max
+    pid = torch.arange(len(cloud), device=device)
     for v0 in range(0, V, views_per_batch):
         sub = cams[v0:v0 + views_per_batch]
         uv, z = sub.project(cloud.points)  # [Vb, N, 2], [Vb, N]
-        Vb, N = z.shape
-        ok = torch.isfinite(z) & (z > near)
-        u0 = torch.floor(uv[..., 0]).long()
-        v0i = torch.floor(uv[..., 1]).long()
-        # expand every point into its splat footprint
-        uu = (u0.unsqueeze(-1) + offsets[:, 1]).reshape(Vb, -1)  # [Vb, N*S]
-        vv = (v0i.unsqueeze(-1) + offsets[:, 0]).reshape(Vb, -1)
-        S = offsets.shape[0]
-        zz = z.unsqueeze(-1).expand(Vb, N, S).reshape(Vb, -1)
-        pid = torch.arange(N, device=device).unsqueeze(-1).expand(N, S).reshape(-1)
-        valid = ok.unsqueeze(-1).expand(Vb, N, S).reshape(Vb, -1) & (uu >= 0) & (uu < W) & (vv >= 0) & (vv < H)
-        view = torch.arange(Vb, device=device).unsqueeze(-1).expand_as(uu)
-        flat = (view * H + vv) * W + uu
-        flat, zz, pid_v = flat[valid], zz[valid], pid.unsqueeze(0).expand(Vb, -1)[valid]
-        zbuf = torch.full((Vb * H * W,), float("inf"), dtype=dtype, device=device)
-        zbuf.scatter_reduce_(0, flat, zz, reduce="amin")
-        front = zz == zbuf[flat]  # candidates at the nearest depth of their pixel
-        winner = torch.full((Vb * H * W,), N, dtype=torch.long, device=device)
-        winner.scatter_reduce_(0, flat[front], pid_v[front], reduce="amin")  # tie-break: lowest index
-        hit = winner < N
-        img = images[v0:v0 + Vb].reshape(-1, 3)
-        img[hit] = cloud.colors[winner[hit]]
-        depths[v0:v0 + Vb].reshape(-1)[hit] = zbuf[hit]
-        masks[v0:v0 + Vb].reshape(-1)[hit] = True
+        Vb = z.shape[0]
+        u = torch.floor(uv[..., 0])
+        v = torch.floor(uv[..., 1])
+        ok = torch.isfinite(z) & (z > near) & (u >= 0) & (u < W) & (v >= 0) & (v < H)
+        view = torch.arange(Vb, device=device).unsqueeze(-1).expand_as(z)
+        flat = ((view * H + v.long().clamp(0, H - 1)) * W + u.long().clamp(0, W - 1))[ok]
+        # One key orders by depth, then by point index: the bit pattern of a positive float32
+        # increases with its value, so (depth bits << 32 | index) under amin is "nearest wins,
+        # lowest index on ties" in a single scatter.
+        zf = z[ok].float()
+        key = (zf.view(torch.int32).long() << 32) | pid.unsqueeze(0).expand(Vb, -1)[ok]
+        buf = torch.full((Vb * H * W,), empty, dtype=torch.long, device=device)
+        buf.scatter_reduce_(0, flat, key, reduce="amin")
+        buf = buf.view(Vb, H, W)
+        if radius > 0:
+            # A point covers the (2r+1)^2 square around its pixel. The nearest point within r of a
+            # pixel is the nearest among the per-pixel winners within r: a min filter on the keys.
+            padded = torch.nn.functional.pad(buf, (radius, radius, radius, radius), value=empty)
+            out = buf.clone()
+            for dy in range(2 * radius + 1):
+                for dx in range(2 * radius + 1):
+                    out = torch.minimum(out, padded[:, dy:dy + H, dx:dx + W])
+            buf = out
+        hit = buf != empty
+        winner = (buf[hit] & 0xFFFFFFFF).long()
+        images[v0:v0 + Vb][hit] = cloud.colors[winner]
+        depths[v0:v0 + Vb][hit] = (buf[hit] >> 32).int().view(torch.float32).to(dtype)
+        masks[v0:v0 + Vb] = hit
     return WarpResult(images, masks, depths)
 
 
