@@ -1,0 +1,230 @@
+"""The ST-Diff sampler: flow-matching Euler with one σ per token (paper eq. 9-10, supp. §7).
+
+Flow matching as in Wan: ``x_σ = (1-σ)·x0 + σ·ε``, the model predicts ``v = ε - x0``, Euler step
+``x ← x + (σ_next - σ)·v``, model timestep ``t = 1000·σ``.
+
+Start (eq. 10): ``z_start = (1-Σ)⊙z_warp + Σ⊙ε`` with Σ from :func:`schedule.sigma_map`
+(warped tokens σ_start, holes 1, context 0). Step ``k`` of the sigmas ``s_0 > … > s_N = 0``:
+token ``i`` is at ``σ_i = min(Σ_i, s_k)`` and moves to ``min(Σ_i, s_{k+1})``; tokens whose σ
+does not change are not touched (bit for bit), so context tokens (σ = 0) are exact hard
+constraints and a token's state always matches the timestep the model is given for it.
+
+Training-free mode (beyond the paper) for base Wan2.1 weights that never saw per-token
+timesteps: every token gets the same timestep ``s_k``; warped tokens are held on their forward
+path ``(1-s_k)·z_warp + s_k·ε`` (fixed ε) while ``s_k ≥ σ_start`` and then evolve freely;
+context tokens are re-noised onto their path every step and set to their clean latents at the
+end (masked SDEdit / RePaint without resampling).
+
+The sampler knows schedules, not layers: the model is any ``denoise_fn(x [B, C, F, h, w],
+timestep [B, L] or [B]) -> v``; :func:`transformer_denoiser` adapts a diffusers
+``WanTransformer3DModel`` with classifier-free guidance batched into one forward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .schedule import PATCH, ScheduleVariant, flow_sigmas, sigma_map, sigma_start, start_index
+
+DenoiseFn = Callable[[Tensor, Tensor], Tensor]
+StepCallback = Callable[[int, int, Tensor], None]  # (step, total, x0 estimate [C, F, h, w])
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    steps: int = 50
+    strength: float = 0.8  # τ
+    guidance_scale: float = 5.0
+    shift: float | None = None  # None: from the model's scheduler config (Wan 480p: 3.0)
+    variant: ScheduleVariant = "spatio-temporal"
+    training_free: bool = False
+    coverage: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if not 0.0 <= self.strength <= 1.0:
+            raise ValueError(f"strength τ must be in [0, 1], got {self.strength}")
+        if self.guidance_scale < 1.0:
+            raise ValueError(f"guidance scale must be >= 1 (1 disables CFG), got {self.guidance_scale}")
+
+
+@dataclass
+class SampleResult:
+    latents: Tensor  # [C, F_lat, h, w] denoised
+    sigma_map: Tensor  # [F_lat, h/2, w/2] Σ at the start
+    sigmas: Tensor  # [N+1] the schedule
+    sigma_start: float
+
+
+def tokens_to_latent(x: Tensor, patch: int = PATCH) -> Tensor:
+    """Token grid ``[..., F, h', w']`` -> latent grid ``[..., F, h'·p, w'·p]``."""
+    return x.repeat_interleave(patch, dim=-2).repeat_interleave(patch, dim=-1)
+
+
+def sample_with_denoiser(
+    denoise_fn: DenoiseFn,
+    z_warp: Tensor,
+    sigma_tokens: Tensor,
+    sigmas: Tensor,
+    generator: torch.Generator | None = None,
+    noise: Tensor | None = None,
+    callback: StepCallback | None = None,
+) -> Tensor:
+    """Per-token flow-matching Euler (module docstring); returns the clean latents ``[C, F, h, w]``.
+
+    Args:
+        denoise_fn: ``(x [1, C, F, h, w], timestep [1, L]) -> v [1, C, F, h, w]``.
+        z_warp: encoded hints ``[C, F, h, w]`` (context frames hold the clean history latents).
+        sigma_tokens: Σ ``[F, h/2, w/2]``.
+        sigmas: ``[N+1]`` decreasing to 0.
+        noise: ε ``[C, F, h, w]``; drawn from ``generator`` when ``None``.
+    """
+    C, F, h, w = z_warp.shape
+    if sigma_tokens.shape != (F, h // PATCH, w // PATCH) or h % PATCH or w % PATCH:
+        raise ValueError(f"Σ must be [F, h/2, w/2] = {[F, h // PATCH, w // PATCH]} for latents {list(z_warp.shape)}, "
+                         f"got {list(sigma_tokens.shape)}")
+    z = z_warp.float()
+    eps = torch.randn(z.shape, generator=generator, dtype=torch.float32).to(z.device) if noise is None else noise.float()
+    S = sigma_tokens.float().to(z.device)
+    x = (1 - tokens_to_latent(S)) * z + tokens_to_latent(S) * eps  # eq. (10)
+    x = torch.where(tokens_to_latent(S) == 0, z, x)  # context exact, not (1-0)*z + 0*ε rounding
+    sig = sigmas.float().to(z.device)
+    N = sig.numel() - 1
+    for k in range(N):
+        cur = torch.minimum(S, sig[k])
+        nxt = torch.minimum(S, sig[k + 1])
+        moving = nxt < cur  # [F, h', w']
+        if not bool(moving.any()):
+            continue
+        v = denoise_fn(x.unsqueeze(0), (1000.0 * cur).reshape(1, -1))[0].float()
+        step = tokens_to_latent(nxt - cur)
+        x0 = x - tokens_to_latent(cur) * v
+        x = torch.where(tokens_to_latent(moving), x + step * v, x)
+        if callback is not None:
+            callback(k + 1, N, x0)
+    return x
+
+
+def sample_training_free(
+    denoise_fn: DenoiseFn,
+    z_warp: Tensor,
+    sigma_tokens: Tensor,
+    sigmas: Tensor,
+    sigma_start_value: float,
+    generator: torch.Generator | None = None,
+    noise: Tensor | None = None,
+    callback: StepCallback | None = None,
+) -> Tensor:
+    """Uniform-timestep sampling with warped/context tokens held on their forward path (module docstring).
+
+    ``sigma_tokens`` is read only for its regions: 0 = context, < 1 = warped, 1 = hole.
+    """
+    C, F, h, w = z_warp.shape
+    z = z_warp.float()
+    eps = torch.randn(z.shape, generator=generator, dtype=torch.float32).to(z.device) if noise is None else noise.float()
+    S = tokens_to_latent(sigma_tokens.float().to(z.device))
+    context = S == 0
+    warped = (S > 0) & (S < 1)
+    sig = sigmas.float().to(z.device)
+    N = sig.numel() - 1
+    x = (1 - sig[0]) * z + sig[0] * eps
+    x = torch.where(context | warped, x, eps)
+    for k in range(N):
+        s, s_next = sig[k], sig[k + 1]
+        on_path = (1 - s) * z + s * eps
+        hold = context | (warped & (s >= sigma_start_value - 1e-7))
+        x = torch.where(hold, on_path, x)
+        v = denoise_fn(x.unsqueeze(0), (1000.0 * s).reshape(1))[0].float()
+        x0 = x - s * v
+        x = x + (s_next - s) * v
+        if callback is not None:
+            callback(k + 1, N, x0)
+    return torch.where(context, z, x)
+
+
+def transformer_denoiser(
+    transformer,
+    prompt_embeds: Tensor,
+    negative_embeds: Tensor | None = None,
+    guidance_scale: float = 1.0,
+) -> DenoiseFn:
+    """Adapt a diffusers ``WanTransformer3DModel`` (per-token timesteps ``[B, L]``) with batched CFG.
+
+    ``prompt_embeds``/``negative_embeds``: ``[1, S, D]``. With ``guidance_scale > 1`` the negative
+    and positive branches run in ONE forward of batch 2: ``v = v_neg + g·(v_pos - v_neg)``.
+    """
+    cfg = guidance_scale > 1.0
+    if cfg and negative_embeds is None:
+        raise ValueError("classifier-free guidance needs negative prompt embeddings (or guidance_scale = 1)")
+    param = next(transformer.parameters())
+    dtype, device = param.dtype, param.device
+    embeds = torch.cat([negative_embeds, prompt_embeds]) if cfg else prompt_embeds
+    embeds = embeds.to(device, dtype)
+
+    def denoise(x: Tensor, timestep: Tensor) -> Tensor:
+        xb = x.to(device, dtype)
+        tb = timestep.to(device)
+        if cfg:
+            xb = torch.cat([xb, xb])
+            tb = torch.cat([tb, tb])
+        with torch.no_grad():
+            v = transformer(hidden_states=xb, timestep=tb, encoder_hidden_states=embeds, return_dict=False)[0]
+        v = v.float()
+        if cfg:
+            v_neg, v_pos = v.chunk(2)
+            v = v_neg + guidance_scale * (v_pos - v_neg)
+        return v.to(x.device)
+
+    return denoise
+
+
+def st_diff_sample(
+    transformer,
+    z_warp: Tensor,
+    token_mask: Tensor,
+    context_latents: int,
+    prompt_embeds: Tensor,
+    negative_embeds: Tensor | None,
+    config: SamplerConfig = SamplerConfig(),
+    callback: StepCallback | None = None,
+    scheduler_config: dict | None = None,
+    denoise_fn: DenoiseFn | None = None,
+) -> SampleResult:
+    """Sample one chunk with ST-Diff.
+
+    Args:
+        transformer: a diffusers ``WanTransformer3DModel`` (ignored when ``denoise_fn`` is given).
+        z_warp: encoded warped hints ``[C, F_lat, h, w]``; latent frames ``< context_latents`` hold
+            the encoded history overlap.
+        token_mask: ``[F_lat, h/2, w/2]`` 1 where a token's pixels are all validly warped.
+        context_latents: latent frames fixed at σ = 0.
+    """
+    shift = config.shift if config.shift is not None else 3.0
+    sigmas = flow_sigmas(config.steps, shift, None if config.shift is not None else scheduler_config)
+    s_start = sigma_start(config.strength, sigmas)
+    S = sigma_map(token_mask.to(z_warp.device), context_latents, s_start, config.variant)
+    gen = torch.Generator().manual_seed(int(config.seed))
+    eps = torch.randn(z_warp.shape, generator=gen, dtype=torch.float32).to(z_warp.device)
+    fn = denoise_fn or transformer_denoiser(transformer, prompt_embeds, negative_embeds, config.guidance_scale)
+    if config.training_free:
+        x = sample_training_free(fn, z_warp, S, sigmas, s_start, noise=eps, callback=callback)
+    else:
+        x = sample_with_denoiser(fn, z_warp, S, sigmas, noise=eps, callback=callback)
+    return SampleResult(x, S, sigmas, s_start)
+
+
+__all__ = [
+    "SamplerConfig",
+    "SampleResult",
+    "sample_training_free",
+    "sample_with_denoiser",
+    "st_diff_sample",
+    "start_index",
+    "transformer_denoiser",
+]
