@@ -99,9 +99,12 @@ def intrinsics_from_fov(fov_x_deg: float, width: int, height: int, frames: int =
 def look_at(eye: Tensor, target: Tensor, up: Sequence[float] = (0.0, -1.0, 0.0)) -> Tensor:
     """World-to-camera ``[..., 4, 4]`` for cameras at ``eye [..., 3]`` looking at ``target [..., 3]``.
 
+    Computed in float64; returned in ``eye``'s floating dtype (float32 otherwise).
+
     ``up`` is the world direction that should appear up in the image; with OpenCV axes the
     default world frame has y down, so "up" is -y.
     """
+    out_dtype = eye.dtype if isinstance(eye, Tensor) and eye.is_floating_point() else torch.float32
     eye = torch.as_tensor(eye, dtype=torch.float64)
     target = torch.as_tensor(target, dtype=torch.float64)
     up_t = torch.as_tensor(up, dtype=torch.float64).expand_as(eye)
@@ -119,7 +122,7 @@ def look_at(eye: Tensor, target: Tensor, up: Sequence[float] = (0.0, -1.0, 0.0))
     w2c[..., :3, :3] = R
     w2c[..., :3, 3] = -(R @ eye.unsqueeze(-1)).squeeze(-1)
     w2c[..., 3, 3] = 1.0
-    return w2c.float()
+    return w2c.to(out_dtype)
 
 
 @dataclass

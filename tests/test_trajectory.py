@@ -1,0 +1,186 @@
+"""trajectory.py: presets, composition, interpolation, extrapolation (supp. §7), resampling."""
+
+import glob
+import math
+import os
+
+import pytest
+import torch
+
+from worldwarp_core.cameras import Cameras, intrinsics_from_fov, look_at
+from worldwarp_core.trajectory import (
+    axis_angle,
+    extend_to,
+    extrapolate,
+    interpolate,
+    list_presets,
+    make_trajectory,
+    matrix_to_quat,
+    median_depth,
+    quat_to_matrix,
+    resample,
+    rescale_speed,
+    slerp,
+)
+
+
+@pytest.fixture
+def start():
+    w2c = look_at(torch.tensor([[0.3, -0.2, 0.1]], dtype=torch.float64), torch.tensor([[0.5, -0.1, 4.0]], dtype=torch.float64))
+    return Cameras(w2c.double(), intrinsics_from_fov(60, 64, 48).double(), 64, 48)
+
+
+def test_every_preset_has_shape_and_starts_at_start(start):
+    assert len(list_presets()) >= 18
+    for name in list_presets():
+        t = make_trajectory(name, 7, start, scene_scale=2.0)
+        assert len(t) == 7
+        torch.testing.assert_close(t.viewmats[0], start.viewmats[0], atol=1e-9, rtol=0)
+
+
+def test_dolly_pan_orbit_zoom_semantics(start):
+    scale = 2.0
+    d = make_trajectory("dolly_in@0.5", 5, start, scene_scale=scale)
+    fwd = start.c2w[0, :3, 2]
+    torch.testing.assert_close(d.centers[-1] - d.centers[0], 0.5 * scale * fwd, atol=1e-9, rtol=0)
+    # pan_left: a point straight ahead moves right in the image
+    ahead = start.centers[0] + 3 * fwd
+    p = make_trajectory("pan_left", 5, start, scene_scale=scale)
+    uv, _ = p.project(ahead[None])
+    assert float(uv[-1, 0, 0]) > float(uv[0, 0, 0]) + 5
+    torch.testing.assert_close(p.centers, start.centers.expand(5, 3), atol=1e-9, rtol=0)
+    # orbit keeps the look-at point at the image centre and the distance constant
+    o = make_trajectory("orbit_left", 9, start, scene_scale=scale)
+    P = start.centers[0] + scale * fwd
+    uv, z = o.project(P[None])
+    torch.testing.assert_close(uv[:, 0], torch.tensor([[32.0, 24.0]], dtype=torch.float64).expand(9, 2), atol=1e-6, rtol=0)
+    torch.testing.assert_close(z[:, 0], torch.full((9,), scale, dtype=torch.float64), atol=1e-9, rtol=0)
+    right = start.c2w[0, :3, 0]
+    assert float((o.centers[-1] - o.centers[0]) @ right) < 0  # orbit_left moves left
+    # zoom changes only the focal length
+    zm = make_trajectory("zoom_in", 3, start, scene_scale=scale)
+    torch.testing.assert_close(zm.viewmats, start.viewmats.expand(3, 4, 4), atol=1e-12, rtol=0)
+    assert float(zm.Ks[-1, 0, 0]) == pytest.approx(2 * float(start.Ks[0, 0, 0]))
+
+
+def test_sequence_composition_is_continuous_and_blend_applies_both(start):
+    t = make_trajectory("dolly_in:3 + pan_left:1", 13, start, scene_scale=1.0)
+    steps = (t.centers[1:] - t.centers[:-1]).norm(dim=1)
+    assert torch.allclose(steps[:9], steps[0].expand(9)) and float(steps[9:].max()) < 1e-9
+    d = make_trajectory("dolly_in", 13, start, scene_scale=1.0)
+    torch.testing.assert_close(t.centers[-1], d.centers[-1], atol=1e-9, rtol=0)
+    b = make_trajectory("dolly_in * pan_left", 5, start, scene_scale=1.0)
+    torch.testing.assert_close(b.centers[-1], d.centers[-1], atol=1e-9, rtol=0)
+    pan = make_trajectory("pan_left", 5, start, scene_scale=1.0)
+    torch.testing.assert_close(b.rotations[-1], pan.rotations[-1], atol=1e-9, rtol=0)
+
+
+def test_quaternion_round_trip_and_slerp():
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(20, 4, generator=g, dtype=torch.float64)
+    q = q / q.norm(dim=1, keepdim=True)
+    q = torch.where(q[:, :1] < 0, -q, q)
+    torch.testing.assert_close(matrix_to_quat(quat_to_matrix(q)), q, atol=1e-10, rtol=0)
+    R0, R1 = torch.eye(3, dtype=torch.float64), axis_angle(torch.tensor([0.0, 1.0, 0.0]), 0.8)
+    half = quat_to_matrix(slerp(matrix_to_quat(R0), matrix_to_quat(R1), 0.5))
+    torch.testing.assert_close(half, axis_angle(torch.tensor([0.0, 1.0, 0.0]), 0.4), atol=1e-12, rtol=0)
+
+
+def test_interpolation_passes_through_keyframes(start):
+    keys = make_trajectory("orbit_left", 4, start, scene_scale=2.0)
+    for mode in ("linear", "spline"):
+        out = interpolate(keys, 10, mode)
+        assert len(out) == 10
+        for k, i in ((0, 0), (1, 3), (2, 6), (3, 9)):
+            torch.testing.assert_close(out.viewmats[i], keys.viewmats[k], atol=1e-9, rtol=0)
+
+
+def _constant_motion(n, v, omega_axis, omega_angle, start):
+    c2w0 = start.c2w[0].double()
+    out = []
+    for i in range(n):
+        M = torch.eye(4, dtype=torch.float64)
+        M[:3, :3] = axis_angle(omega_axis, omega_angle * i) @ c2w0[:3, :3]
+        M[:3, 3] = c2w0[:3, 3] + i * v
+        out.append(M)
+    return Cameras.from_c2w(torch.stack(out), start.Ks.expand(n, 3, 3), 64, 48)
+
+
+@pytest.mark.parametrize("given", [30, 20, 7, 2])
+def test_extrapolation_matches_analytic_continuation(start, given):
+    v = torch.tensor([0.05, -0.01, 0.12], dtype=torch.float64)
+    axis = torch.tensor([0.2, 1.0, 0.1], dtype=torch.float64)
+    full = _constant_motion(given + 15, v, axis / axis.norm(), 0.03, start)
+    ext = extrapolate(full[:given], 15, window=20)
+    torch.testing.assert_close(ext.viewmats, full.viewmats[given:], atol=1e-5, rtol=0)
+    torch.testing.assert_close(ext.Ks, full.Ks[given:])
+
+
+def test_damped_extrapolation_eases_to_a_stop_and_single_frame_is_static(start):
+    path = make_trajectory("dolly_in", 10, start, scene_scale=1.0)
+    ext = extrapolate(path, 60, damping=0.2)
+    steps = (ext.centers[1:] - ext.centers[:-1]).norm(dim=1)
+    assert bool((steps[1:] <= steps[:-1] + 1e-12).all()) and float(steps[-1]) < 1e-5
+    total = float((ext.centers[-1] - path.centers[-1]).norm())
+    assert total == pytest.approx(float((path.centers[1] - path.centers[0]).norm()) / 0.2, rel=1e-3)
+    still = extrapolate(start, 3)
+    torch.testing.assert_close(still.viewmats, start.viewmats.expand(3, 4, 4))
+
+
+def test_extend_modes(start):
+    path = make_trajectory("truck_right", 5, start, scene_scale=1.0)
+    assert len(extend_to(path, 12)) == 12
+    pp = extend_to(path, 12, "pingpong")
+    torch.testing.assert_close(pp.viewmats[8], path.viewmats[0])
+    torch.testing.assert_close(pp.viewmats[6], path.viewmats[2])
+    lp = extend_to(path, 20, "loop")
+    assert len(lp) == 20
+    period = 5 + 2
+    torch.testing.assert_close(lp.viewmats[period], path.viewmats[0])
+    with pytest.raises(ValueError, match="unknown extend mode 'bounce'"):
+        extend_to(path, 12, "bounce")
+
+
+def test_resample_is_even_in_arc_length_and_keeps_ends(start):
+    path = make_trajectory("dolly_in:1 + truck_right:3", 9, start, scene_scale=1.0)
+    r = resample(path, 17)
+    steps = (r.centers[1:] - r.centers[:-1]).norm(dim=1)
+    torch.testing.assert_close(steps, steps.mean().expand(16), atol=1e-6, rtol=0)
+    torch.testing.assert_close(r.viewmats[[0, -1]], path.viewmats[[0, -1]], atol=1e-9, rtol=0)
+    assert len(rescale_speed(path, 2.0)) == 5
+    assert median_depth(torch.tensor([[1.0, 2.0], [float("nan"), 3.0]])) == 2.0
+
+
+def test_bad_input(start):
+    with pytest.raises(ValueError, match="unknown camera preset 'fly'; choose from .*dolly_in"):
+        make_trajectory("fly", 5, start)
+    with pytest.raises(ValueError, match="frames must be >= 1, got 0"):
+        make_trajectory("dolly_in", 0, start)
+    with pytest.raises(ValueError, match="mixes '\\+' and '\\*'"):
+        make_trajectory("dolly_in + pan_left * zoom_in", 5, start)
+    with pytest.raises(ValueError, match="cannot read trajectory part 'dolly in'"):
+        make_trajectory("dolly in", 5, start)
+    with pytest.raises(ValueError, match="smoothing window must be >= 1 frame, got 0"):
+        extrapolate(start, 3, window=0)
+
+
+def test_real_re10k_paths_extrapolate_well(shared_data):
+    """RealEstate10K paths (CameraCtrl assets, Apache-2.0; camera data CC BY 4.0): continue frames 0-11
+    and predict 12-15. Real hand-held paths are not constant-velocity, so the bar is the honest
+    baseline: velocity + SLERP must beat a camera that stops, on every clip. Measured (2-core CPU):
+    position error at frame 16 is 6-73 % of the stopped camera's (mean 37 %). Rotation: on the clip
+    that turns steadily (0f68…) the prediction is 1.4 deg off where a stopped camera is 14.6 deg off;
+    clips whose turn stops and restarts inside the window are not predictable by any averaging."""
+    ratios = []
+    for path in sorted(glob.glob(os.path.join(shared_data, "re10k", "*.txt"))):
+        cams = Cameras.from_re10k(path, 640, 360)
+        pred = extrapolate(cams[:12], 4)
+        err = (pred.centers - cams.centers[12:]).norm(dim=1)
+        stopped = (cams.centers[11:12] - cams.centers[12:]).norm(dim=1)
+        assert bool((err < stopped).all()), path
+        ratios.append(float(err[-1] / stopped[-1]))
+        if path.endswith("0f68374b76390082.txt"):
+            rot = torch.acos(((pred.rotations @ cams.rotations[12:].transpose(1, 2)).diagonal(dim1=1, dim2=2)
+                              .sum(-1).sub(1).div(2)).clamp(-1, 1))
+            assert math.degrees(float(rot.max())) < 2.0
+    assert len(ratios) == 5 and sum(ratios) / len(ratios) < 0.5

@@ -1,0 +1,439 @@
+"""Camera paths: presets, composition, keyframe interpolation, extrapolation, resampling.
+
+Presets move the start camera along its OWN axes (OpenCV: x right, y down, z forward) and are
+expressed in units of the first frame's median scene depth ``scene_scale``: ``dolly_in`` with
+strength 1 ends at the middle of the scene whatever the depth model's units. Rotations are in
+degrees (strength 1 = the preset's nominal angle, see ``PRESETS``).
+
+Seen from above (x right, z up the page), start camera ``o`` looking up the page::
+
+    dolly_in   o → ↑      truck_right  o → →      pan_left   ↖ (turns in place)
+    orbit_left    P            (P: look-at point at the median depth ahead)
+                ↗   ↖         the camera circles P to its left, always facing P
+               o
+
+Composition: ``"dolly_in + pan_left"`` plays presets one after the other (frames split evenly,
+or by weights ``"dolly_in:2 + pan_left:1"``), each starting where the previous ended;
+``"dolly_in * orbit_left"`` blends them (both motions at once). Strength per part:
+``"dolly_in@0.5 + pan_left@2"``.
+
+Extrapolation past a given path (paper supp. §7): linear velocity for translation and SLERP for
+rotation from a smoothing window of the last 20 frames::
+
+    given:  c_{F-n} … c_{F-1}           v = (c_{F-1} - c_{F-n}) / (n-1)      (mean step)
+                                        ω = (R_{F-1} R_{F-n}^T)^(1/(n-1))   (mean turn, SLERP)
+    new:    c_{F-1+k} = c_{F-1} + k·v,  R_{F-1+k} = ω^k R_{F-1}     (camera-to-world rotations)
+
+With ``damping`` d in [0, 1) step k moves by ``(1-d)^k`` of the mean step (and turns by the
+same fraction of ω), so the camera eases to a stop. A single given frame extrapolates to a
+static camera (there is no velocity to continue).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from .cameras import Cameras
+
+# ----------------------------------------------------------------------------- rotations
+
+
+def matrix_to_quat(R: Tensor) -> Tensor:
+    """Rotation matrices ``[..., 3, 3]`` -> unit quaternions ``[..., 4]`` (w, x, y, z), w >= 0."""
+    R = R.double()
+    m00, m11, m22 = R[..., 0, 0], R[..., 1, 1], R[..., 2, 2]
+    qw = torch.sqrt(torch.clamp(1 + m00 + m11 + m22, min=0)) / 2
+    qx = torch.sqrt(torch.clamp(1 + m00 - m11 - m22, min=0)) / 2
+    qy = torch.sqrt(torch.clamp(1 - m00 + m11 - m22, min=0)) / 2
+    qz = torch.sqrt(torch.clamp(1 - m00 - m11 + m22, min=0)) / 2
+    qx = torch.copysign(qx, R[..., 2, 1] - R[..., 1, 2])
+    qy = torch.copysign(qy, R[..., 0, 2] - R[..., 2, 0])
+    qz = torch.copysign(qz, R[..., 1, 0] - R[..., 0, 1])
+    q = torch.stack([qw, qx, qy, qz], dim=-1)
+    return q / q.norm(dim=-1, keepdim=True)
+
+
+def quat_to_matrix(q: Tensor) -> Tensor:
+    """Quaternions ``[..., 4]`` (w, x, y, z) -> rotation matrices ``[..., 3, 3]``."""
+    q = q / q.norm(dim=-1, keepdim=True)
+    w, x, y, z = q.unbind(-1)
+    return torch.stack([
+        1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
+        2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
+        2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y),
+    ], dim=-1).reshape(*q.shape[:-1], 3, 3)
+
+
+def slerp(q0: Tensor, q1: Tensor, t: Tensor | float) -> Tensor:
+    """Spherical linear interpolation ``[..., 4]`` along the shortest arc; ``t`` may exceed [0, 1]."""
+    t = torch.as_tensor(t, dtype=q0.dtype)
+    dot = (q0 * q1).sum(-1, keepdim=True)
+    q1 = torch.where(dot < 0, -q1, q1)
+    dot = dot.abs().clamp(max=1.0)
+    theta = torch.acos(dot)
+    small = theta < 1e-8
+    s = torch.sin(theta)
+    t_ = t.unsqueeze(-1) if t.ndim == q0.ndim - 1 else t
+    a = torch.where(small, 1 - t_, torch.sin((1 - t_) * theta) / torch.where(small, torch.ones_like(s), s))
+    b = torch.where(small, t_, torch.sin(t_ * theta) / torch.where(small, torch.ones_like(s), s))
+    q = a * q0 + b * q1
+    return q / q.norm(dim=-1, keepdim=True)
+
+
+def axis_angle(axis: Tensor, angle: float | Tensor) -> Tensor:
+    """Rotation matrix about a unit ``axis [3]`` by ``angle`` radians (Rodrigues)."""
+    axis = axis.double() / axis.double().norm()
+    angle = torch.as_tensor(angle, dtype=torch.float64)
+    K = torch.tensor([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]], dtype=torch.float64)
+    return torch.eye(3, dtype=torch.float64) + torch.sin(angle) * K + (1 - torch.cos(angle)) * (K @ K)
+
+
+def rotation_power(R: Tensor, t: float) -> Tensor:
+    """``R^t`` for a rotation ``[3, 3]`` (the same axis, ``t`` times the angle)."""
+    q = matrix_to_quat(R)
+    ident = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+    return quat_to_matrix(slerp(ident, q, t))
+
+
+# ----------------------------------------------------------------------------- presets
+
+Ease = Literal["linear", "ease-in-out"]
+
+
+@dataclass(frozen=True)
+class PresetSpec:
+    """A camera motion: ``motion(p, strength, scale) -> (local 4x4, focal factor)`` at progress p."""
+
+    description: str
+    unit: str
+    motion: Callable[[float, float, float], tuple[Tensor, float]]
+
+
+def _local(R: Tensor | None = None, t: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> Tensor:
+    M = torch.eye(4, dtype=torch.float64)
+    if R is not None:
+        M[:3, :3] = R
+    M[:3, 3] = torch.tensor(t, dtype=torch.float64)
+    return M
+
+
+_X, _Y, _Z = (torch.tensor(v, dtype=torch.float64) for v in ((1.0, 0, 0), (0, 1.0, 0), (0, 0, 1.0)))
+
+
+def _translate(direction: tuple[float, float, float]):
+    def motion(p, strength, scale):
+        d = strength * scale * p
+        return _local(t=(direction[0] * d, direction[1] * d, direction[2] * d)), 1.0
+
+    return motion
+
+
+def _rotate(axis: Tensor, degrees: float):
+    def motion(p, strength, scale):
+        return _local(axis_angle(axis, math.radians(degrees * strength * p))), 1.0
+
+    return motion
+
+
+def _orbit(sign: float):
+    def motion(p, strength, scale):
+        # rotate the camera about the vertical axis through P = (0, 0, scale) in its own frame
+        R = axis_angle(_Y, math.radians(sign * 30.0 * strength * p))
+        P = torch.tensor([0.0, 0.0, scale], dtype=torch.float64)
+        M = _local(R, tuple((P - R @ P).tolist()))
+        return M, 1.0
+
+    return motion
+
+
+def _zoom(sign: float):
+    def motion(p, strength, scale):
+        f = 1.0 + strength * p
+        return _local(), f if sign > 0 else 1.0 / f
+
+    return motion
+
+
+def _spiral(p, strength, scale):
+    r = 0.15 * scale * strength
+    a = 2 * math.pi * p
+    return _local(t=(r * math.sin(a), r * (1 - math.cos(a)), 0.6 * strength * scale * p)), 1.0
+
+
+def _static(p, strength, scale):
+    return _local(), 1.0
+
+
+PRESETS: dict[str, PresetSpec] = {
+    "static": PresetSpec("camera does not move", "-", _static),
+    "dolly_in": PresetSpec("move forward along the view direction", "median depths", _translate((0, 0, 1))),
+    "dolly_out": PresetSpec("move backward along the view direction", "median depths", _translate((0, 0, -1))),
+    "truck_left": PresetSpec("move sideways to the left", "median depths", _translate((-1, 0, 0))),
+    "truck_right": PresetSpec("move sideways to the right", "median depths", _translate((1, 0, 0))),
+    "pedestal_up": PresetSpec("move straight up", "median depths", _translate((0, -1, 0))),
+    "pedestal_down": PresetSpec("move straight down", "median depths", _translate((0, 1, 0))),
+    "pan_left": PresetSpec("turn left in place", "x 30 degrees", _rotate(_Y, -30.0)),
+    "pan_right": PresetSpec("turn right in place", "x 30 degrees", _rotate(_Y, 30.0)),
+    "tilt_up": PresetSpec("tilt the view up in place", "x 20 degrees", _rotate(_X, 20.0)),
+    "tilt_down": PresetSpec("tilt the view down in place", "x 20 degrees", _rotate(_X, -20.0)),
+    "roll_left": PresetSpec("roll counter-clockwise about the view axis", "x 15 degrees", _rotate(_Z, -15.0)),
+    "roll_right": PresetSpec("roll clockwise about the view axis", "x 15 degrees", _rotate(_Z, 15.0)),
+    "orbit_left": PresetSpec("circle left around the point at the median depth, facing it", "x 30 degrees", _orbit(1.0)),
+    "orbit_right": PresetSpec("circle right around the point at the median depth, facing it", "x 30 degrees", _orbit(-1.0)),
+    "zoom_in": PresetSpec("increase the focal length (no motion)", "focal x (1 + strength)", _zoom(1.0)),
+    "zoom_out": PresetSpec("decrease the focal length (no motion)", "focal / (1 + strength)", _zoom(-1.0)),
+    "spiral": PresetSpec("move forward while circling the view axis once", "median depths", _spiral),
+}
+
+
+def list_presets() -> list[str]:
+    return sorted(PRESETS)
+
+
+def _ease(p: float, ease: Ease) -> float:
+    if ease == "linear":
+        return p
+    if ease == "ease-in-out":
+        return 0.5 - 0.5 * math.cos(math.pi * p)
+    raise ValueError(f"unknown easing {ease!r}; use 'linear' or 'ease-in-out'")
+
+
+_PART = re.compile(r"^\s*([a-z_]+)\s*(?:@\s*([-+0-9.eE]+))?\s*(?::\s*([0-9.eE]+))?\s*$")
+
+
+def _parse_part(text: str) -> tuple[str, float | None, float]:
+    m = _PART.match(text)
+    if not m:
+        raise ValueError(f"cannot read trajectory part {text!r}; write e.g. 'dolly_in', 'pan_left@2' or 'dolly_in@0.5:2'")
+    name, strength, weight = m.group(1), m.group(2), m.group(3)
+    if name not in PRESETS:
+        raise ValueError(f"unknown camera preset {name!r}; choose from {', '.join(list_presets())}")
+    return name, (float(strength) if strength is not None else None), (float(weight) if weight is not None else 1.0)
+
+
+def _apply(start: Cameras, local: Tensor, focal: float) -> tuple[Tensor, Tensor]:
+    c2w = start.c2w[0].double() @ local
+    K = start.Ks[0].double().clone()
+    K[0, 0] *= focal
+    K[1, 1] *= focal
+    return c2w, K
+
+
+def make_trajectory(
+    spec: str,
+    frames: int,
+    start: Cameras,
+    scene_scale: float = 1.0,
+    strength: float = 1.0,
+    ease: Ease = "linear",
+) -> Cameras:
+    """Cameras ``[frames]`` following ``spec`` from ``start`` (frame 0 is the start camera).
+
+    Args:
+        spec: a preset name or a composition (module docstring).
+        frames: total frame count (>= 1).
+        start: one camera (its intrinsics are the start intrinsics).
+        scene_scale: the first frame's median depth, the unit of translations.
+        strength: multiplies every part's strength.
+    """
+    if frames < 1:
+        raise ValueError(f"frames must be >= 1, got {frames}")
+    if len(start) != 1:
+        raise ValueError(f"make_trajectory needs one start camera, got {len(start)}")
+    if not (scene_scale > 0 and math.isfinite(scene_scale)):
+        raise ValueError(f"scene_scale must be a positive median depth, got {scene_scale}")
+    if not spec or not spec.strip():
+        raise ValueError("empty trajectory; give a preset name such as 'dolly_in'")
+    if "+" in spec and "*" in spec:
+        raise ValueError(f"trajectory {spec!r} mixes '+' and '*'; use one kind of composition")
+    if "*" in spec:
+        parts = [_parse_part(p) for p in spec.split("*")]
+        c2ws, Ks = [], []
+        for i in range(frames):
+            p = _ease(i / max(frames - 1, 1), ease)
+            local, focal = torch.eye(4, dtype=torch.float64), 1.0
+            for name, s, _ in parts:
+                m, f = PRESETS[name].motion(p, strength * (1.0 if s is None else s), scene_scale)
+                local, focal = local @ m, focal * f
+            c2w, K = _apply(start, local, focal)
+            c2ws.append(c2w)
+            Ks.append(K)
+        return Cameras.from_c2w(torch.stack(c2ws), torch.stack(Ks), start.width, start.height)
+    parts = [_parse_part(p) for p in spec.split("+")]
+    weights = [w for _, _, w in parts]
+    if any(w <= 0 for w in weights):
+        raise ValueError(f"trajectory weights must be positive in {spec!r}")
+    # frames after the start frame, split by weight
+    moving = frames - 1
+    bounds = [round(moving * sum(weights[: i + 1]) / sum(weights)) for i in range(len(parts))]
+    counts = [b - a for a, b in zip([0] + bounds[:-1], bounds)]
+    c2ws = [start.c2w[0].double()]
+    Ks = [start.Ks[0].double()]
+    current = start
+    for (name, s, _), n in zip(parts, counts):
+        for j in range(1, n + 1):
+            m, f = PRESETS[name].motion(_ease(j / n, ease), strength * (1.0 if s is None else s), scene_scale)
+            c2w, K = _apply(current, m, f)
+            c2ws.append(c2w)
+            Ks.append(K)
+        if n > 0:
+            current = Cameras.from_c2w(c2ws[-1][None], Ks[-1][None], start.width, start.height)
+    return Cameras.from_c2w(torch.stack(c2ws), torch.stack(Ks), start.width, start.height)
+
+
+# ----------------------------------------------------------------------------- interpolation
+
+
+def _lerp_cameras(cams: Cameras, s: Tensor, positions: Tensor | None = None) -> Cameras:
+    """Cameras at fractional indices ``s [M]``: rotations SLERP, focal linear, positions linear
+    (or given)."""
+    c2w = cams.c2w.double()
+    F = len(cams)
+    i0 = s.floor().long().clamp(0, F - 1)
+    i1 = (i0 + 1).clamp(max=F - 1)
+    t = (s - i0.double()).clamp(0, 1)
+    q = matrix_to_quat(c2w[:, :3, :3])
+    R = quat_to_matrix(slerp(q[i0], q[i1], t))
+    if positions is None:
+        positions = c2w[i0, :3, 3] * (1 - t[:, None]) + c2w[i1, :3, 3] * t[:, None]
+    K = cams.Ks.double()
+    Ks = K[i0] * (1 - t[:, None, None]) + K[i1] * t[:, None, None]
+    out = torch.eye(4, dtype=torch.float64).repeat(len(s), 1, 1)
+    out[:, :3, :3] = R
+    out[:, :3, 3] = positions
+    return Cameras.from_c2w(out, Ks, cams.width, cams.height)
+
+
+def interpolate(keyframes: Cameras, frames: int, mode: Literal["linear", "spline"] = "spline") -> Cameras:
+    """``frames`` cameras through the keyframes (first and last kept): positions linear or
+    Catmull-Rom, rotations SLERP, intrinsics linear; keyframes evenly spaced in time."""
+    K = len(keyframes)
+    if frames < 1:
+        raise ValueError(f"frames must be >= 1, got {frames}")
+    if mode not in ("linear", "spline"):
+        raise ValueError(f"interpolation mode must be 'linear' or 'spline', got {mode!r}")
+    if K == 1:
+        return Cameras.cat([keyframes] * frames)
+    s = torch.linspace(0, K - 1, frames, dtype=torch.float64)
+    positions = None
+    if mode == "spline":
+        c = keyframes.centers.double()
+        ext = torch.cat([2 * c[:1] - c[1:2], c, 2 * c[-1:] - c[-2:-1]])  # reflected end points
+        i = s.floor().long().clamp(0, K - 2)
+        t = (s - i.double())[:, None]
+        p0, p1, p2, p3 = ext[i], ext[i + 1], ext[i + 2], ext[i + 3]
+        positions = 0.5 * ((2 * p1) + (-p0 + p2) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t**2
+                           + (-p0 + 3 * p1 - 3 * p2 + p3) * t**3)
+    return _lerp_cameras(keyframes, s, positions)
+
+
+# ----------------------------------------------------------------------------- extrapolation
+
+
+def extrapolate(cameras: Cameras, extra: int, window: int = 20, damping: float = 0.0) -> Cameras:
+    """``extra`` new cameras continuing the path (module docstring; paper supp. §7)."""
+    if extra < 1:
+        raise ValueError(f"extra frames must be >= 1, got {extra}")
+    if window < 1:
+        raise ValueError(f"smoothing window must be >= 1 frame, got {window}")
+    if not 0.0 <= damping < 1.0:
+        raise ValueError(f"damping must be in [0, 1), got {damping}")
+    c2w = cameras.c2w.double()
+    n = min(window, len(cameras))
+    last = c2w[-1]
+    if n == 1:
+        v = torch.zeros(3, dtype=torch.float64)
+        omega = torch.eye(3, dtype=torch.float64)
+    else:
+        first = c2w[-n]
+        v = (last[:3, 3] - first[:3, 3]) / (n - 1)
+        omega = rotation_power(last[:3, :3] @ first[:3, :3].T, 1.0 / (n - 1))
+    out = []
+    pos, R = last[:3, 3].clone(), last[:3, :3].clone()
+    for k in range(1, extra + 1):
+        frac = (1 - damping) ** (k - 1) if damping > 0 else 1.0
+        pos = pos + frac * v
+        R = (omega if damping == 0 else rotation_power(omega, frac)) @ R
+        M = torch.eye(4, dtype=torch.float64)
+        M[:3, :3], M[:3, 3] = R, pos
+        out.append(M)
+    Ks = cameras.Ks[-1:].double().expand(extra, 3, 3).clone()
+    return Cameras.from_c2w(torch.stack(out), Ks, cameras.width, cameras.height)
+
+
+def extend_to(cameras: Cameras, total: int, mode: Literal["extrapolate", "loop", "pingpong"] = "extrapolate",
+              window: int = 20, damping: float = 0.0) -> Cameras:
+    """The whole path with ``total`` frames: the given cameras, then ``mode`` past the end.
+
+    ``extrapolate``: velocity + SLERP continuation; ``loop``: travel back to the start camera
+    (SLERP + linear over a quarter of the path's length) and play the path again;
+    ``pingpong``: play the path backwards, then forwards, and so on.
+    """
+    F = len(cameras)
+    if total < 1:
+        raise ValueError(f"total frames must be >= 1, got {total}")
+    if total <= F:
+        return cameras[:total]
+    if mode == "extrapolate":
+        return Cameras.cat([cameras, extrapolate(cameras, total - F, window, damping)])
+    if mode == "pingpong":
+        if F == 1:
+            return Cameras.cat([cameras] * total)
+        period = list(range(F)) + list(range(F - 2, 0, -1))
+        idx = [period[i % len(period)] for i in range(total)]
+        return cameras[torch.tensor(idx)]
+    if mode == "loop":
+        back = max(2, F // 4)
+        ret = _lerp_cameras(Cameras.cat([cameras[-1], cameras[0]]), torch.linspace(0, 1, back + 2, dtype=torch.float64)[1:-1])
+        period = Cameras.cat([cameras, ret])
+        reps = -(-total // len(period))
+        return Cameras.cat([period] * reps)[:total]
+    raise ValueError(f"unknown extend mode {mode!r}; use 'extrapolate', 'loop' or 'pingpong'")
+
+
+# ----------------------------------------------------------------------------- speed
+
+
+def resample(cameras: Cameras, frames: int) -> Cameras:
+    """``frames`` cameras evenly spaced by arc length along the centres (endpoints kept).
+
+    A path that does not move (pure rotation / zoom) is resampled evenly in time instead.
+    """
+    if frames < 1:
+        raise ValueError(f"frames must be >= 1, got {frames}")
+    F = len(cameras)
+    if F == 1:
+        return Cameras.cat([cameras] * frames)
+    c = cameras.centers.double()
+    seg = (c[1:] - c[:-1]).norm(dim=1)
+    total = float(seg.sum())
+    if total < 1e-12:
+        return _lerp_cameras(cameras, torch.linspace(0, F - 1, frames, dtype=torch.float64))
+    cum = torch.cat([torch.zeros(1, dtype=torch.float64), seg.cumsum(0)])
+    target = torch.linspace(0, total, frames, dtype=torch.float64)
+    i = torch.searchsorted(cum, target, right=True).clamp(1, F - 1) - 1
+    t = ((target - cum[i]) / seg[i].clamp_min(1e-12)).clamp(0, 1)
+    return _lerp_cameras(cameras, i.double() + t)
+
+
+def rescale_speed(cameras: Cameras, speed: float) -> Cameras:
+    """Play the path ``speed`` times faster (fewer frames, constant speed along the path)."""
+    if not speed > 0:
+        raise ValueError(f"speed must be positive, got {speed}")
+    frames = max(1, round((len(cameras) - 1) / speed) + 1)
+    return resample(cameras, frames)
+
+
+def median_depth(depth: Tensor) -> float:
+    """Median of the finite, positive depth values ``[..., H, W]``: the presets' unit."""
+    d = depth[torch.isfinite(depth) & (depth > 0)]
+    if d.numel() == 0:
+        raise ValueError("depth map has no finite positive value; cannot set the scene scale")
+    return float(d.float().median())
