@@ -1,0 +1,97 @@
+"""The online 3D geometric cache (paper §4.2, Table 3) and its hint rendering.
+
+Modes (Table 3): ``3dgs`` -- Gaussians initialised from the history and optimised (the method);
+``pointcloud`` -- the raw RGB point cloud of the history, forward-warped with the z-buffer
+renderer (no optimisation); ``none`` -- no cache: every hint pixel is invalid, so ST-Diff
+generates the whole chunk from noise (the context frames still anchor it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from ..cameras import Cameras
+from ..warp import PointCloud, WarpResult, forward_warp, unproject
+from .gaussians import Gaussians, GSConfig, init_gaussians
+from .optimize import ProgressCallback, optimize_gaussians
+from .rasterize import render_gaussians
+
+CacheMode = Literal["3dgs", "pointcloud", "none"]
+CACHE_MODES: tuple[str, ...] = ("3dgs", "pointcloud", "none")
+
+
+@dataclass
+class GeometryCache:
+    mode: CacheMode
+    config: GSConfig
+    gaussians: Gaussians | None = None
+    cloud: PointCloud | None = None
+
+    def render_hints(self, cameras: Cameras) -> WarpResult:
+        """Hint images ``[V,H,W,3]``, validity masks ``[V,H,W]`` (alpha > threshold) and depth ``[V,H,W]``."""
+        V, H, W = len(cameras), cameras.height, cameras.width
+        if self.mode == "none":
+            return WarpResult(torch.zeros(V, H, W, 3), torch.zeros(V, H, W, dtype=torch.bool), torch.zeros(V, H, W))
+        if self.mode == "pointcloud":
+            return forward_warp(self.cloud, cameras, radius=1)
+        with torch.no_grad():
+            out = render_gaussians(self.gaussians, cameras, backend=self.config.backend,
+                                   max_radius=self.config.max_radius)
+        masks = out.alpha > self.config.alpha_threshold
+        # a valid hint shows the composited colour; invalid pixels are zeroed so they read as holes
+        rgb = torch.where(masks.unsqueeze(-1), out.rgb / out.alpha.clamp_min(1e-6).unsqueeze(-1), torch.zeros_like(out.rgb))
+        return WarpResult(rgb.clamp(0, 1), masks, torch.where(masks, out.depth, torch.zeros_like(out.depth)))
+
+    def render(self, cameras: Cameras):
+        """Raw render (rgb, alpha, depth) of a ``3dgs`` cache, e.g. for depth alignment."""
+        if self.gaussians is None:
+            raise ValueError(f"a '{self.mode}' cache has no Gaussians to render")
+        with torch.no_grad():
+            return render_gaussians(self.gaussians, cameras, backend=self.config.backend,
+                                    max_radius=self.config.max_radius)
+
+
+def build_cache(
+    images: Tensor,
+    depths: Tensor,
+    cameras: Cameras,
+    mode: CacheMode = "3dgs",
+    config: GSConfig = GSConfig(),
+    callback: ProgressCallback | None = None,
+    masks: Tensor | None = None,
+) -> GeometryCache:
+    """Build the cache from history frames ``[F,H,W,3]``, depth ``[F,H,W]`` and their cameras."""
+    if mode not in CACHE_MODES:
+        raise ValueError(f"unknown cache mode {mode!r}; choose one of {CACHE_MODES}")
+    if mode == "none":
+        return GeometryCache(mode, config)
+    if mode == "pointcloud":
+        if not bool(torch.isfinite(depths).all()):
+            raise ValueError("depth has NaN/inf values; fix the geometry estimate before building the cache")
+        cloud = unproject(images, depths, cameras, masks=masks, stride=config.stride)
+        if len(cloud) == 0:
+            raise ValueError("the history frames give an empty point cloud (all pixels masked or depth <= 0)")
+        return GeometryCache(mode, config, cloud=cloud)
+    device = images.device
+    if config.backend == "gsplat" or (config.backend == "auto" and torch.cuda.is_available() and device.type == "cuda"):
+        device = torch.device("cuda")
+    g = init_gaussians(images.to(device), depths.to(device), cameras.to(device), config, masks)
+    g = optimize_gaussians(g, images.to(device), cameras.to(device), config, callback)
+    return GeometryCache(mode, config, gaussians=g)
+
+
+def check_overlap(cache: GeometryCache, cameras: Cameras, min_fraction: float = 0.01) -> Tensor:
+    """Fraction of valid hint pixels per view ``[V]``; raise if no view sees the cache at all."""
+    hints = cache.render_hints(cameras)
+    frac = hints.masks.float().mean(dim=(1, 2))
+    if cache.mode != "none" and bool((frac < min_fraction).all()):
+        raise ValueError(f"none of the {len(cameras)} cameras sees the cache (valid hint pixels < {min_fraction:.0%} "
+                         "in every view): the cameras do not overlap the history; check the trajectory's scale")
+    return frac
+
+
+__all__ = ["CACHE_MODES", "CacheMode", "GeometryCache", "build_cache", "check_overlap"]

@@ -1,0 +1,169 @@
+"""Gaussians, their hyper-parameters and their initialisation from history frames (paper §4.2).
+
+One Gaussian per (strided) valid pixel of the history frames, unprojected with its depth
+(eq. 2-3, ``warp.unproject``): colour from the pixel (SH degree 0), an isotropic scale equal to
+the pixel's footprint at its depth (``depth / focal``, times ``scale_factor``), opacity
+``init_opacity`` and identity rotation. Optional voxel de-duplication keeps one Gaussian per voxel
+so that overlapping history frames do not multiply points.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from ..cameras import Cameras
+from ..warp import unproject
+
+SH_C0 = 0.28209479177387814  # band-0 spherical-harmonic constant: rgb = SH_C0 * dc + 0.5
+
+Backend = Literal["auto", "torch", "gsplat"]
+
+
+@dataclass(frozen=True)
+class GSConfig:
+    iterations: int = 500  # paper supp. §7
+    lr: float = 1.6e-3  # paper supp. §7: position learning rate (times the scene extent)
+    views_per_step: int = 1
+    ssim_weight: float = 0.2  # L = (1-λ) L1 + λ (1 - SSIM), as 3DGS
+    sh_degree: int = 0
+    init_opacity: float = 0.8
+    scale_factor: float = 1.0  # initial std = scale_factor * depth / focal
+    stride: int = 1
+    voxel_size: float | None = None  # in scene units; None = no de-duplication
+    alpha_threshold: float = 0.5  # hint validity: alpha > threshold (official code: 0.5)
+    backend: Backend = "auto"
+    seed: int = 0
+    max_radius: int = 16  # torch rasteriser: footprint cap in pixels (see rasterize.py)
+    lr_scales: float = 5e-3
+    lr_quats: float = 1e-3
+    lr_opacity: float = 5e-2
+    lr_sh: float = 2.5e-3
+
+    def __post_init__(self) -> None:
+        if self.iterations < 0:
+            raise ValueError(f"iterations must be >= 0, got {self.iterations}")
+        if self.views_per_step < 1:
+            raise ValueError(f"views_per_step must be >= 1, got {self.views_per_step}")
+        if not 0.0 < self.init_opacity < 1.0:
+            raise ValueError(f"init_opacity must be in (0, 1), got {self.init_opacity}")
+        if not 0.0 <= self.alpha_threshold < 1.0:
+            raise ValueError(f"alpha_threshold must be in [0, 1), got {self.alpha_threshold}")
+        if self.backend not in ("auto", "torch", "gsplat"):
+            raise ValueError(f"backend must be 'auto', 'torch' or 'gsplat', got {self.backend!r}")
+        if self.sh_degree not in (0, 1, 2, 3):
+            raise ValueError(f"sh_degree must be 0-3, got {self.sh_degree}")
+
+
+@dataclass
+class Gaussians:
+    means: Tensor  # [N, 3] world positions
+    quats: Tensor  # [N, 4] rotations, wxyz (not necessarily normalised)
+    log_scales: Tensor  # [N, 3] log of per-axis std
+    opacity_logits: Tensor  # [N]
+    sh: Tensor  # [N, K, 3] SH coefficients, K = (degree + 1)^2; sh[:, 0] is the DC term
+
+    def __post_init__(self) -> None:
+        N = self.means.shape[0]
+        shapes = {"means": (N, 3), "quats": (N, 4), "log_scales": (N, 3), "opacity_logits": (N,)}
+        for name, shape in shapes.items():
+            if tuple(getattr(self, name).shape) != shape:
+                raise ValueError(f"Gaussians.{name} must be {list(shape)}, got {list(getattr(self, name).shape)}")
+        if self.sh.ndim != 3 or self.sh.shape[0] != N or self.sh.shape[2] != 3:
+            raise ValueError(f"Gaussians.sh must be [N, K, 3], got {list(self.sh.shape)}")
+
+    def __len__(self) -> int:
+        return int(self.means.shape[0])
+
+    @property
+    def scales(self) -> Tensor:
+        return self.log_scales.exp()
+
+    @property
+    def opacities(self) -> Tensor:
+        return torch.sigmoid(self.opacity_logits)
+
+    @property
+    def colors(self) -> Tensor:  # [N, 3] view-independent colour (DC term)
+        return (self.sh[:, 0] * SH_C0 + 0.5).clamp_min(0.0)
+
+    def detach(self) -> "Gaussians":
+        return Gaussians(*(t.detach().clone() for t in (self.means, self.quats, self.log_scales,
+                                                          self.opacity_logits, self.sh)))
+
+    def to(self, device=None, dtype=None) -> "Gaussians":
+        return Gaussians(*(t.to(device=device, dtype=dtype) for t in (self.means, self.quats, self.log_scales,
+                                                                        self.opacity_logits, self.sh)))
+
+    def select(self, index: Tensor) -> "Gaussians":
+        return Gaussians(self.means[index], self.quats[index], self.log_scales[index],
+                         self.opacity_logits[index], self.sh[index])
+
+    @staticmethod
+    def cat(parts: list["Gaussians"]) -> "Gaussians":
+        return Gaussians(*(torch.cat([getattr(p, f) for p in parts]) for f in
+                           ("means", "quats", "log_scales", "opacity_logits", "sh")))
+
+
+def voxel_dedup(points: Tensor, voxel_size: float, priority: Tensor | None = None) -> Tensor:
+    """Indices keeping one point per voxel of edge ``voxel_size`` (the highest ``priority``, else the first)."""
+    if voxel_size <= 0:
+        raise ValueError(f"voxel_size must be positive, got {voxel_size}")
+    cells = torch.floor(points / voxel_size).long()
+    _, inverse = torch.unique(cells, dim=0, return_inverse=True)
+    N = points.shape[0]
+    order = torch.arange(N, device=points.device)
+    if priority is not None:
+        order = torch.argsort(priority, descending=True, stable=True)
+    # the first point (in priority order) of each voxel wins
+    first = torch.full((int(inverse.max()) + 1,), N, dtype=torch.long, device=points.device)
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(N, device=points.device)
+    first.scatter_reduce_(0, inverse, rank, reduce="amin")
+    return torch.sort(order[first])[0]
+
+
+def init_gaussians(images: Tensor, depths: Tensor, cameras: Cameras, config: GSConfig = GSConfig(),
+                   masks: Tensor | None = None) -> Gaussians:
+    """Gaussians from history frames ``[F, H, W, 3]`` with depth ``[F, H, W]`` (module docstring)."""
+    if depths.ndim != 3:
+        raise ValueError(f"depths must be [F, H, W], got {list(depths.shape)}")
+    finite = torch.isfinite(depths) & (depths > 0)
+    if not bool(finite.any()):
+        raise ValueError("every depth value is NaN, infinite or <= 0: there is no point to build a cache from; "
+                         "check the geometry model's output")
+    if not bool(torch.isfinite(depths).all()):
+        raise ValueError(f"depth has {int((~torch.isfinite(depths)).sum())} NaN/inf values; mask them out "
+                         "(pass masks) or fix the geometry estimate before building the cache")
+    cloud = unproject(images, depths, cameras, masks=masks, stride=config.stride)
+    if len(cloud) == 0:
+        raise ValueError("the history frames give an empty point cloud (all pixels masked or depth <= 0)")
+    # pixel footprint at each point: depth / focal (per frame, same selection order as unproject)
+    cams = cameras.to(depths.device, cloud.points.dtype)
+    keep = finite.clone()
+    if masks is not None:
+        keep &= masks.bool()
+    if config.stride > 1:
+        sub = torch.zeros_like(keep)
+        sub[:, :: config.stride, :: config.stride] = True
+        keep &= sub
+    focal = cams.Ks[:, 0, 0].view(-1, 1, 1).expand_as(depths)[keep]
+    footprint = depths.to(cloud.points.dtype)[keep] / focal * config.scale_factor * config.stride
+    N = len(cloud)
+    quats = torch.zeros(N, 4, dtype=cloud.points.dtype, device=cloud.points.device)
+    quats[:, 0] = 1.0
+    K = (config.sh_degree + 1) ** 2
+    sh = torch.zeros(N, K, 3, dtype=cloud.points.dtype, device=cloud.points.device)
+    sh[:, 0] = (cloud.colors - 0.5) / SH_C0
+    logit = torch.logit(torch.tensor(config.init_opacity, dtype=cloud.points.dtype))
+    g = Gaussians(cloud.points, quats, footprint.log().unsqueeze(1).expand(N, 3).clone(),
+                  logit.expand(N).clone().to(cloud.points.device), sh)
+    if config.voxel_size is not None:
+        g = g.select(voxel_dedup(g.means, config.voxel_size))
+    return g
+
+
+__all__ = ["GSConfig", "Gaussians", "SH_C0", "init_gaussians", "voxel_dedup"]
