@@ -1,0 +1,188 @@
+"""geometry: robust alignment maths on synthetic ground truth, tiny transformers backends, registry."""
+
+import math
+
+import pytest
+import torch
+
+from worldwarp_core.cameras import Cameras, look_at
+from worldwarp_core.geometry import (
+    GeometryResult,
+    align_depth_to_cache,
+    align_poses,
+    fit_depth_scale,
+    fit_inverse_depth_affine,
+    list_estimators,
+    load_estimator,
+    umeyama_sim3,
+)
+from worldwarp_core.geometry.monocular import DepthAnythingV2, DepthPro, focal_from_fov
+from worldwarp_core.synthetic import default_scene
+from worldwarp_core.trajectory import axis_angle
+
+
+@pytest.fixture(scope="module")
+def scene_depth():
+    scene = default_scene()
+    cam = scene.default_camera(64, 48)
+    rgb, depth = scene.render(cam)
+    return rgb, depth.double(), cam
+
+
+def _outliers(x, frac=0.2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    bad = torch.rand(x.shape, generator=g) < frac
+    return torch.where(bad, x * (0.2 + 3 * torch.rand(x.shape, generator=g, dtype=x.dtype)), x), bad
+
+
+def test_metric_scale_recovered_with_outliers(scene_depth):
+    _, depth, _ = scene_depth
+    pred, _ = _outliers(depth / 2.37)
+    fit = fit_depth_scale(pred, depth)
+    assert fit.scale == pytest.approx(2.37, rel=1e-4)
+    assert fit.residual < 1e-6  # the inliers agree exactly
+
+
+def test_relative_scale_shift_in_inverse_depth_recovered(scene_depth):
+    _, depth, _ = scene_depth
+    a, b = 0.8, 0.05  # 1/depth = a * pred + b
+    pred = (1 / depth - b) / a
+    noisy, _ = _outliers(pred, seed=1)
+    fit = fit_inverse_depth_affine(noisy, depth)
+    assert fit.scale == pytest.approx(a, rel=1e-4) and fit.shift == pytest.approx(b, abs=1e-4)
+
+
+def test_umeyama_recovers_sim3_with_outliers():
+    g = torch.Generator().manual_seed(2)
+    src = torch.randn(30, 3, generator=g, dtype=torch.float64)
+    R = axis_angle(torch.tensor([0.3, 1.0, -0.2]), 0.7)
+    s, t = 1.7, torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64)
+    dst = s * src @ R.T + t
+    s2, R2, t2 = umeyama_sim3(src, dst)
+    assert s2 == pytest.approx(s, rel=1e-9)
+    torch.testing.assert_close(R2, R, atol=1e-9, rtol=0)
+    torch.testing.assert_close(t2, t, atol=1e-9, rtol=0)
+    from worldwarp_core.geometry import robust_sim3
+
+    dst_bad = dst.clone()
+    dst_bad[:6] += 5.0 * torch.randn(6, 3, generator=g, dtype=torch.float64)  # 20 % outliers
+    s3, R3, t3, _ = robust_sim3(src, dst_bad)
+    assert s3 == pytest.approx(s, rel=1e-4)
+    torch.testing.assert_close(R3, R, atol=1e-4, rtol=0)
+
+
+def test_pose_alignment_to_requested_frame(scene_depth):
+    _, depth, cam = scene_depth
+    eyes = torch.tensor([[0.1 * i, 0.02 * i, 0.15 * i] for i in range(5)], dtype=torch.float64)
+    req = Cameras(look_at(eyes, eyes + torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)),
+                  cam.Ks.double().expand(5, 3, 3), 64, 48)
+    # the "estimate": the same cameras in another Sim(3) frame, depth in that frame's units
+    R = axis_angle(torch.tensor([0.0, 1.0, 0.0]), 0.4)
+    s = 0.5
+    c2w = req.c2w.clone()
+    c2w[:, :3, :3] = R @ c2w[:, :3, :3]
+    c2w[:, :3, 3] = s * c2w[:, :3, 3] @ R.T + torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    est = Cameras.from_c2w(c2w, req.Ks, 64, 48)
+    result = GeometryResult(depth.expand(5, 48, 64) * s, torch.ones(5, 48, 64), est)
+    cams, d, res = align_poses(result, req, "estimated")
+    torch.testing.assert_close(cams.viewmats, req.viewmats, atol=1e-6, rtol=0)
+    torch.testing.assert_close(d.double(), depth.expand(5, 48, 64), atol=1e-4, rtol=1e-5)
+    same, d2, _ = align_poses(result, req, "requested")
+    assert same is req and d2 is result.depth
+
+
+def test_depth_alignment_against_cache_render(scene_depth):
+    _, depth, cam = scene_depth
+    alpha = torch.ones_like(depth)
+    alpha[:, :, :20] = 0.0  # no cache there: those pixels must not vote
+    pred = depth.clone() / 3.0
+    pred[:, :, :20] = 100.0
+    result = GeometryResult(pred.float(), torch.ones_like(pred), cam, "metric")
+    aligned, fit = align_depth_to_cache(result, depth.float(), alpha.float())
+    assert fit.scale == pytest.approx(3.0, rel=1e-4)
+    torch.testing.assert_close(aligned[:, :, 20:].double(), depth[:, :, 20:], atol=1e-3, rtol=1e-4)
+
+
+def test_degenerate_inputs_raise_instead_of_nan(scene_depth):
+    _, depth, _ = scene_depth
+    with pytest.raises(ValueError, match="fewer than 3 valid overlapping pixels"):
+        fit_depth_scale(depth, depth, torch.zeros_like(depth))
+    with pytest.raises(ValueError, match="predicted inverse depth is constant"):
+        fit_inverse_depth_affine(torch.ones_like(depth), depth)
+    with pytest.raises(ValueError, match="needs at least 3 cameras, got 2"):
+        umeyama_sim3(torch.zeros(2, 3), torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="the source cameras all sit at one point"):
+        umeyama_sim3(torch.zeros(4, 3), torch.randn(4, 3))
+
+
+def tiny_depth_anything():
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
+
+    torch.manual_seed(0)
+    bb = Dinov2Config(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64, patch_size=14,
+                      image_size=56, out_indices=[1, 2, 3, 4], reshape_hidden_states=False)
+    cfg = DepthAnythingConfig(backbone_config=bb, reassemble_hidden_size=32, neck_hidden_sizes=[8, 16, 32, 32],
+                              fusion_hidden_size=16, head_hidden_size=8, reassemble_factors=[4, 2, 1, 0.5])
+    return DepthAnythingForDepthEstimation(cfg).eval()
+
+
+def tiny_depth_pro(fov_deg=55.0):
+    from transformers import DepthProConfig, DepthProForDepthEstimation
+
+    torch.manual_seed(0)
+    sub = {"model_type": "dinov2", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+           "intermediate_size": 64, "patch_size": 8, "image_size": 32}
+    cfg = DepthProConfig(patch_size=32, fusion_hidden_size=16, image_model_config=sub, patch_model_config=sub,
+                         fov_model_config=sub, use_fov_model=True, scaled_images_ratios=[0.5, 1.0],
+                         scaled_images_overlap_ratios=[0.0, 0.25], scaled_images_feature_dims=[32, 32],
+                         intermediate_hook_ids=[1], intermediate_feature_dims=[32])
+    m = DepthProForDepthEstimation(cfg).eval()
+    head = m.fov_model.head.layers[-1]
+    with torch.no_grad():  # a known FoV, so the focal post-processing can be checked
+        head.weight.zero_()
+        head.bias.fill_(fov_deg)
+    return m
+
+
+def test_depth_anything_folder_round_trip(tmp_path):
+    model = tiny_depth_anything()
+    model.save_pretrained(str(tmp_path / "da"))
+    est = load_estimator("depth-anything-v2", str(tmp_path / "da"), input_size=56)
+    frames = torch.rand(2, 32, 48, 3, generator=torch.Generator().manual_seed(0))
+    r = est.estimate(frames)
+    assert r.depth.shape == (2, 32, 48) and r.kind == "relative" and r.inverse is not None
+    torch.testing.assert_close(r.depth.flatten(1).median(1).values, torch.ones(2))
+    assert bool((r.depth > 0).all())
+    # the default FoV sets the focal length: f = 0.5 W / tan(fov / 2)
+    assert float(r.cameras.Ks[0, 0, 0]) == pytest.approx(0.5 * 48 / math.tan(math.radians(30)), rel=1e-6)
+    same = DepthAnythingV2(model=model, input_size=56).estimate(frames)
+    torch.testing.assert_close(r.inverse, same.inverse)
+
+
+def test_depth_pro_focal_and_metric_depth_follow_the_formula(tmp_path):
+    model = tiny_depth_pro(55.0)
+    model.save_pretrained(str(tmp_path / "dp"))
+    est = load_estimator("depth-pro", str(tmp_path / "dp"))
+    frames = torch.rand(1, 32, 48, 3, generator=torch.Generator().manual_seed(1))
+    r = est.estimate(frames)
+    f = float(focal_from_fov(torch.tensor(55.0), 48))
+    assert float(r.cameras.Ks[0, 0, 0]) == pytest.approx(f, rel=1e-4)
+    with torch.no_grad():
+        x = __import__("worldwarp_core.geometry.preprocess", fromlist=["x"]).to_model_input(
+            frames, est.size, est.size, (0.5,) * 3, (0.5,) * 3)
+        canon = model(pixel_values=x).predicted_depth
+    from worldwarp_core.geometry.preprocess import resize_map
+
+    expected = 1.0 / (resize_map(canon, 32, 48) * 48 / f).clamp(1e-4, 1e4)
+    torch.testing.assert_close(r.depth, expected, rtol=1e-4, atol=1e-5)
+    assert isinstance(DepthPro(model=model), DepthPro)
+
+
+def test_registry_and_missing_folders(tmp_path):
+    assert {"depth-pro", "depth-anything-v2", "ttt3r", "depth-anything-3"} <= set(list_estimators())
+    with pytest.raises(ValueError, match="unknown geometry backend 'vggt'"):
+        load_estimator("vggt")
+    with pytest.raises(ValueError, match="model folder not found: .*nope; put the Depth Pro"):
+        load_estimator("depth-pro", str(tmp_path / "nope"))
+    with pytest.raises(ValueError, match="ttt3r: checkpoint file not found"):
+        load_estimator("ttt3r", None)

@@ -1,0 +1,68 @@
+"""The geometry-estimator protocol, its result, and the registry node dropdowns list."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import torch
+from torch import Tensor
+
+from ..cameras import Cameras
+
+DepthKind = Literal["metric", "relative"]
+
+
+@dataclass
+class GeometryResult:
+    depth: Tensor  # [F, H, W] camera z (metric) or relative depth (median 1 per clip)
+    confidence: Tensor  # [F, H, W] in 0..1
+    cameras: Cameras  # intrinsics and poses (requested, given, or estimated)
+    kind: DepthKind = "metric"
+    inverse: Tensor | None = None  # [F, H, W] raw affine inverse depth of relative models (for alignment)
+
+
+class GeometryEstimator(Protocol):
+    name: str
+
+    def estimate(self, frames: Tensor, cameras: Cameras | None = None) -> GeometryResult:
+        """Frames ``[F, H, W, 3]`` in 0..1 (+ known cameras) -> depth, confidence, cameras."""
+        ...
+
+    def unload(self) -> None: ...
+
+
+ESTIMATORS: dict[str, Callable[..., GeometryEstimator]] = {}
+FOLDER_HINTS: dict[str, str] = {}
+
+
+def register(name: str, hint: str):
+    def deco(factory):
+        ESTIMATORS[name] = factory
+        FOLDER_HINTS[name] = hint
+        return factory
+
+    return deco
+
+
+def list_estimators() -> list[str]:
+    return sorted(ESTIMATORS)
+
+
+def load_estimator(name: str, path: str | None = None, device: str = "cpu", dtype: torch.dtype = torch.float32,
+                   **kwargs) -> GeometryEstimator:
+    """Instantiate a registered backend from a LOCAL folder (nothing is downloaded)."""
+    if name not in ESTIMATORS:
+        raise ValueError(f"unknown geometry backend {name!r}; choose one of {list_estimators()}")
+    if path is not None and not os.path.exists(path):
+        raise ValueError(f"{name}: model folder not found: {path}; {FOLDER_HINTS[name]}")
+    return ESTIMATORS[name](path=path, device=device, dtype=dtype, **kwargs)
+
+
+def check_frames(frames: Tensor) -> None:
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must be [F, H, W, 3] in 0..1, got {list(frames.shape)}")
+    if not bool(torch.isfinite(frames).all()):
+        raise ValueError("frames contain NaN/inf values")
