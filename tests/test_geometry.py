@@ -17,6 +17,7 @@ from worldwarp_core.geometry import (
     umeyama_sim3,
 )
 from worldwarp_core.geometry.monocular import DepthAnythingV2, DepthPro, focal_from_fov
+from worldwarp_core.geometry.testing import tiny_depth_anything
 from worldwarp_core.synthetic import default_scene
 from worldwarp_core.trajectory import axis_angle
 
@@ -113,17 +114,6 @@ def test_degenerate_inputs_raise_instead_of_nan(scene_depth):
         umeyama_sim3(torch.zeros(2, 3), torch.zeros(2, 3))
     with pytest.raises(ValueError, match="the source cameras all sit at one point"):
         umeyama_sim3(torch.zeros(4, 3), torch.randn(4, 3))
-
-
-def tiny_depth_anything():
-    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
-
-    torch.manual_seed(0)
-    bb = Dinov2Config(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64, patch_size=14,
-                      image_size=56, out_indices=[1, 2, 3, 4], reshape_hidden_states=False)
-    cfg = DepthAnythingConfig(backbone_config=bb, reassemble_hidden_size=32, neck_hidden_sizes=[8, 16, 32, 32],
-                              fusion_hidden_size=16, head_hidden_size=8, reassemble_factors=[4, 2, 1, 0.5])
-    return DepthAnythingForDepthEstimation(cfg).eval()
 
 
 def tiny_depth_pro(fov_deg=55.0):

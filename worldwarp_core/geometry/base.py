@@ -31,7 +31,9 @@ class GeometryEstimator(Protocol):
         """Frames ``[F, H, W, 3]`` in 0..1 (+ known cameras) -> depth, confidence, cameras."""
         ...
 
-    def unload(self) -> None: ...
+    def unload(self) -> None:
+        """Free accelerator memory until the next use (the pipeline calls it between stages)."""
+        ...
 
 
 ESTIMATORS: dict[str, Callable[..., GeometryEstimator]] = {}

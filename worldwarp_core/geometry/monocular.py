@@ -44,8 +44,13 @@ class _Transformers:
         self.model = model.to(device=device, dtype=dtype).eval()
         self.device, self.dtype = device, dtype
 
+    def _ready(self):
+        """The model on its compute device (it may have been offloaded to the CPU between uses)."""
+        return self.model.to(self.device)
+
     def unload(self) -> None:
-        self.model = None
+        """Free accelerator memory until the next use (the weights move to the CPU)."""
+        self.model.to("cpu")
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
@@ -72,7 +77,7 @@ class DepthPro(_Transformers):
         check_frames(frames)
         F, H, W, _ = frames.shape
         x = to_model_input(frames, self.size, self.size, HALF, HALF).to(self.device, self.dtype)
-        out = self.model(pixel_values=x)
+        out = self._ready()(pixel_values=x)
         inv = resize_map(out.predicted_depth.float().cpu(), H, W)  # canonical inverse depth
         if cameras is not None:
             focal = cameras.Ks[:, 0, 0].float().cpu()
@@ -109,7 +114,7 @@ class DepthAnythingV2(_Transformers):
         F, H, W, _ = frames.shape
         h, w = fit_multiple(H, W, self.input_size, self.patch)
         x = to_model_input(frames, h, w, IMAGENET_MEAN, IMAGENET_STD).to(self.device, self.dtype)
-        pred = resize_map(self.model(pixel_values=x).predicted_depth.float().cpu(), H, W)
+        pred = resize_map(self._ready()(pixel_values=x).predicted_depth.float().cpu(), H, W)
         if cameras is None:
             cameras = _identity_cameras(intrinsics_from_fov(self.fov_deg, W, H, F), W, H)
         if self.metric:

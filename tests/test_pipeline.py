@@ -1,0 +1,127 @@
+"""The chunk loop end to end on CPU with tiny models: chunking, context, cameras, manifest, resume."""
+
+import json
+import os
+
+import pytest
+import torch
+
+from worldwarp_core.geometry.monocular import DepthAnythingV2
+from worldwarp_core.geometry.testing import tiny_depth_anything
+from worldwarp_core.gscache import GSConfig
+from worldwarp_core.models import tiny_model
+from worldwarp_core.outputs import load_png
+from worldwarp_core.pipeline import PipelineSettings, WorldWarpPipeline
+from worldwarp_core.synthetic import default_scene
+from worldwarp_core.trajectory import make_trajectory, median_depth
+
+SETTINGS = PipelineSettings(chunk_frames=9, context_frames=1, steps=3, guidance_scale=2.0,
+                            gs=GSConfig(iterations=4, stride=4), world_voxel=0.1, fps=4)
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    scene = default_scene()
+    start = scene.default_camera(48, 32)
+    rgb, depth = scene.render(start)
+    path = make_trajectory("dolly_in@0.3", 9, start, scene_scale=median_depth(depth))
+    return rgb[0], depth[0], path
+
+
+def _pipe(settings=SETTINGS):
+    return WorldWarpPipeline(tiny_model(seed=0), DepthAnythingV2(model=tiny_depth_anything(), input_size=56), None,
+                             settings)
+
+
+@pytest.fixture(scope="module")
+def full_run(inputs, tmp_path_factory):
+    rgb, depth, path = inputs
+    out = str(tmp_path_factory.mktemp("run") / "full")
+    return _pipe()(rgb, path, 17, prompt="a room", out_dir=out, start_depth=depth), out
+
+
+def test_two_chunks_frames_context_cameras_manifest(full_run, inputs):
+    result, out = full_run
+    rgb, _, path = inputs
+    assert result.frames.shape == (17, 32, 48, 3) and len(result.cameras) == 17
+    assert len(result.chunks) == 2 and [c["first_frame"] for c in result.chunks] == [0, 8]
+    # frame 0 is the start image, kept exactly (as stored: uint8 levels)
+    torch.testing.assert_close(result.frames[0], (rgb * 255).round() / 255)
+    # chunk 2's context frame is chunk 1's last frame, bit for bit (as fed to the encoder)
+    ctx_in = load_png(os.path.join(out, "chunks", "chunk_001", "hints", "00008.png"))
+    assert torch.equal(ctx_in, result.frames[8])
+    assert torch.equal(load_png(os.path.join(out, "frames", "00008.png")), result.frames[8])
+    # cameras saved are the cameras asked for (the 9-frame path extrapolated to 17)
+    from worldwarp_core.cameras import Cameras
+    from worldwarp_core.trajectory import extend_to
+
+    saved = Cameras.from_json(os.path.join(out, "cameras.json"))
+    torch.testing.assert_close(saved.viewmats, extend_to(path.to(dtype=torch.float64), 17).viewmats)
+    used = Cameras.from_dict(result.chunks[1]["cameras"])
+    torch.testing.assert_close(used.viewmats, saved.viewmats[8:17])
+    manifest = json.load(open(os.path.join(out, "manifest.json")))
+    assert manifest["chunks"] == 2 and manifest["seed"] == 0 and manifest["frames"] == 17
+    for stage in ("geometry", "3dgs", "warp", "st-diff", "vlm"):
+        assert stage in manifest["timings_total_s"]
+    for name in ("video.mp4", "scene.ply", "world.ply", "cameras.txt", "frames/00016.png",
+                 "chunks/chunk_000/schedule.png", "chunks/chunk_001/masks/00012.png"):
+        assert os.path.isfile(os.path.join(out, name)), name
+    assert result.chunks[1]["depth_fit_residual"] is not None  # chunk 2 aligned its depth to the cache
+
+
+def test_resume_after_interrupt_is_identical(full_run, inputs, tmp_path):
+    full, _ = full_run
+    rgb, depth, path = inputs
+    out = str(tmp_path / "resumed")
+
+    def kill_after_first_chunk(event):
+        if event["stage"] == "chunk" and event["chunk"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _pipe()(rgb, path, 17, prompt="a room", out_dir=out, start_depth=depth, callback=kill_after_first_chunk)
+    assert os.path.isfile(os.path.join(out, "chunks", "chunk_000", "chunk.json"))  # the finished chunk survived
+    assert not os.path.isdir(os.path.join(out, "chunks", "chunk_001"))
+    with pytest.raises(ValueError, match="already holds a run; pass resume"):
+        _pipe()(rgb, path, 17, prompt="a room", out_dir=out, start_depth=depth)
+    events = []
+    resumed = _pipe()(rgb, path, 17, prompt="a room", out_dir=out, start_depth=depth, resume=True,
+                      callback=events.append)
+    assert events[0]["stage"] == "resume" and events[0]["chunk"] == 1
+    assert torch.equal(resumed.frames, full.frames)
+    with pytest.raises(ValueError, match="holds a different run"):
+        _pipe()(rgb, path, 17, prompt="another prompt", out_dir=out, start_depth=depth, resume=True)
+
+
+def test_bad_input(inputs, tmp_path):
+    rgb, depth, path = inputs
+    with pytest.raises(ValueError, match=r"20 frames cannot be chunked into 9-frame chunks .* use 17 or 25"):
+        _pipe()(rgb, path, 20, out_dir=None, start_depth=depth, prompt="x")
+    with pytest.raises(ValueError, match=r"start image is 40x32: width and height must be multiples of 16"):
+        _pipe()(rgb[:, :40], path, 17, start_depth=depth, prompt="x")
+    with pytest.raises(ValueError, match=r"context frames must be 4j\+1"):
+        PipelineSettings(chunk_frames=9, context_frames=2)
+    with pytest.raises(ValueError, match=r"frame count must be 4k\+1"):
+        PipelineSettings(chunk_frames=10)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="is not empty and holds no WorldWarp run"):
+        _pipe()(rgb, path, 17, out_dir=str(tmp_path / "other"), start_depth=depth, prompt="x")
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"  # nothing of the user's was touched
+
+
+def test_cli_check_models_and_missing_files(tmp_path, capsys):
+    from worldwarp_core.cli import main
+
+    assert main(["check-models", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "MISSING  transformer" in out and "diffusion_models" in out
+    img = tmp_path / "img.png"
+    from PIL import Image
+
+    Image.new("RGB", (48, 32)).save(img)
+    code = main(["generate", "--image", str(img), "--trajectory", "dolly_in", "--frames", "49", "--models",
+                 str(tmp_path), "--out", str(tmp_path / "o"), "--geometry", "depth-anything-v2"])
+    err = capsys.readouterr().err
+    assert code == 2 and "model folder not found" in err
+    assert main(["presets"]) == 0 and "orbit_left" in capsys.readouterr().out

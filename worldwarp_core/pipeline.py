@@ -1,0 +1,346 @@
+"""The autoregressive WorldWarp generator (paper Fig. 3, §4.2, supp. §7), one chunk at a time.
+
+Each chunk, in the order of the paper's figure:
+
+    1. geometry   -- depth of the history frames (chunk 1: the start image(s))
+    2. align      -- depth to the previous cache's depth, poses to the requested path
+    3. cache      -- build and optimise the online 3DGS cache on the history
+    4. hints      -- render warped hints + validity masks at the chunk's cameras
+    5. caption    -- describe the history (optional), append the user's style
+    6. encode     -- prompt embeddings; hints (with the history overlap as context) to latents
+    7. ST-Diff    -- spatio-temporal sampling: context fixed, warped tokens from σ(τ), holes from 1
+    8. decode     -- latents to frames
+    9. append     -- the new frames (not the overlap) join the video
+   10. record     -- cameras used, timings; the chunk is saved atomically (resume point)
+
+Chunking: the first chunk has ``chunk_frames`` frames starting with the start image (its
+context); each later chunk re-uses the last ``context_frames`` frames as context and adds
+``chunk_frames - context_frames`` new ones. Both counts must be ``4k+1`` (the Wan VAE).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .cameras import Cameras
+from .caption import DEFAULT_NEGATIVE, Captioner, FixedCaptioner, compose_prompt
+from .geometry import GeometryEstimator, GeometryResult, PoseSource, align_depth_to_cache, align_poses
+from .gscache import CacheMode, GSConfig, WorldModel, build_cache, save_ply
+from .outputs import RunFolder, atomic_write_json, fingerprint, quantize, save_png, sha256_file, write_mp4
+from .sampler import SamplerConfig, st_diff_sample
+from .schedule import ScheduleVariant, context_latent_count, latent_frame_count, schedule_picture, token_mask
+from .trajectory import extend_to
+
+ExtendMode = Literal["extrapolate", "loop", "pingpong"]
+Event = dict
+EventCallback = Callable[[Event], None]
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    chunk_frames: int = 49  # paper: 49 (official code: 81)
+    context_frames: int = 5  # paper: 5 (official code: 1)
+    strength: float = 0.8  # τ
+    steps: int = 50
+    guidance_scale: float = 5.0
+    negative_prompt: str = DEFAULT_NEGATIVE
+    variant: ScheduleVariant = "spatio-temporal"
+    training_free: bool = False
+    coverage: float = 1.0
+    cache_mode: CacheMode = "3dgs"
+    gs: GSConfig = field(default_factory=GSConfig)
+    history_stride: int = 1  # use every n-th history frame for geometry and the cache
+    pose_source: PoseSource = "requested"
+    extend_mode: ExtendMode = "extrapolate"
+    extrapolation_window: int = 20
+    world_voxel: float | None = None  # persistent world merge (None: off)
+    seed: int = 0
+    fps: int = 16
+    offload_helpers: bool = True  # unload the geometry model / VLM after each use
+    deterministic: bool = True  # torch deterministic algorithms: a resumed run equals an uninterrupted one
+
+    def __post_init__(self) -> None:
+        latent_frame_count(self.chunk_frames)  # 4k+1 check with its message
+        if self.context_frames < 1 or (self.context_frames - 1) % 4 or self.context_frames >= self.chunk_frames:
+            raise ValueError(f"context frames must be 4j+1 and fewer than the chunk's {self.chunk_frames} frames "
+                             f"(e.g. 1 or 5), got {self.context_frames}")
+        if self.history_stride < 1:
+            raise ValueError(f"history_stride must be >= 1, got {self.history_stride}")
+
+    def chunk_starts(self, total: int, start_frames: int = 1) -> list[int]:
+        """First frame index of every chunk for a ``total``-frame video (errors say the nearest valid totals)."""
+        C, ctx = self.chunk_frames, self.context_frames
+        if start_frames != 1:
+            raise ValueError(f"{start_frames} start frames: this version starts from one image")
+        step = C - ctx
+        if total < C or (total - C) % step:
+            lo = C + max(0, (total - C) // step) * step
+            raise ValueError(f"{total} frames cannot be chunked into {C}-frame chunks with {ctx} context frames: "
+                             f"totals are {C} + k*{step}; use {lo} or {lo + step}")
+        return [0] + [C + i * step - ctx for i in range((total - C) // step)]
+
+
+@dataclass
+class RunResult:
+    frames: Tensor  # [N, H, W, 3]
+    cameras: Cameras  # the N cameras used
+    out_dir: str | None
+    chunks: list[dict]
+
+
+def _stage(timings: dict, name: str, t0: float) -> float:
+    now = time.perf_counter()
+    timings[name] = timings.get(name, 0.0) + (now - t0)
+    return now
+
+
+class WorldWarpPipeline:
+    """The chunk loop; components are passed in (nothing global)."""
+
+    def __init__(self, model, geometry: GeometryEstimator | None, captioner: Captioner | None = None,
+                 settings: PipelineSettings = PipelineSettings()) -> None:
+        self.model = model
+        self.geometry = geometry
+        self.captioner = captioner or FixedCaptioner()
+        self.settings = settings
+
+    # ------------------------------------------------------------------ validation
+    def _check_inputs(self, image: Tensor, cameras: Cameras) -> None:
+        if image.ndim != 3 or image.shape[-1] != 3:
+            raise ValueError(f"start image must be [H, W, 3] in 0..1, got {list(image.shape)}")
+        H, W = image.shape[:2]
+        if H % 16 or W % 16:
+            raise ValueError(f"start image is {W}x{H}: width and height must be multiples of 16 "
+                             f"(e.g. {W - W % 16}x{H - H % 16}); resize or crop it first")
+        if (cameras.width, cameras.height) != (W, H):
+            raise ValueError(f"cameras are for {cameras.width}x{cameras.height} images but the start image is "
+                             f"{W}x{H}; use Cameras.resize")
+
+    # ------------------------------------------------------------------ the loop
+    def __call__(
+        self,
+        image: Tensor,
+        cameras: Cameras,
+        frames: int,
+        prompt: str = "",
+        style: str = "",
+        out_dir: str | None = None,
+        resume: bool = False,
+        overwrite: bool = False,
+        start_depth: Tensor | None = None,
+        callback: EventCallback | None = None,
+    ) -> RunResult:
+        """Generate ``frames`` frames from ``image [H, W, 3]`` along ``cameras`` (extended past its end).
+
+        ``start_depth [H, W]`` replaces the geometry estimate of the start image when known.
+        ``callback(event)`` receives progress events; raising from it interrupts (no finished
+        chunk is lost).
+        """
+        s = self.settings
+        self._check_inputs(image, cameras)
+        starts = s.chunk_starts(frames)
+        path = extend_to(cameras.to("cpu", torch.float64), frames, s.extend_mode, s.extrapolation_window)
+        image = quantize(image.float().cpu())
+        emit = callback or (lambda e: None)
+        folder = RunFolder(out_dir) if out_dir else None
+        settings_dict = asdict(s)
+        if folder is not None:
+            fp = fingerprint(image, path.viewmats, extra={"settings": settings_dict, "prompt": prompt, "style": style,
+                                                          "frames": frames})
+            folder.prepare({"fingerprint": fp, "frames": frames, "prompt": prompt, "style": style,
+                            "settings": settings_dict}, resume, overwrite)
+            path.to_re10k(folder.path("cameras.txt"))
+            path.to_json(folder.path("cameras.json"))
+
+        video = image[None]  # [1, H, W, 3]
+        chunks: list[dict] = []
+        world = WorldModel(s.world_voxel) if s.world_voxel else None
+        first = 0
+        prev_hint_depth = prev_hint_alpha = None
+        if folder is not None and resume:
+            first = folder.finished_chunks()
+            if first:
+                import json
+
+                for k in range(first):
+                    with open(os.path.join(folder.chunk_dir(k), "chunk.json"), encoding="utf-8") as f:
+                        chunks.append(json.load(f))
+                end = starts[first - 1] + s.chunk_frames
+                video = folder.read_frames(end)
+                d = np.load(os.path.join(folder.chunk_dir(first - 1), "hint_depth.npy"))
+                prev_hint_depth = torch.from_numpy(d[0])
+                prev_hint_alpha = torch.from_numpy(d[1])
+                if world is not None and os.path.isfile(folder.path("world.ply")):
+                    from .gscache import load_ply
+
+                    world.gaussians = load_ply(folder.path("world.ply"))
+                emit({"stage": "resume", "chunk": first, "frames": end})
+        embeds: dict[str, Tensor] = {}
+        was_deterministic = torch.are_deterministic_algorithms_enabled()
+        # CPU scatter/index backward passes accumulate in thread order unless asked not to; resume
+        # promises identical frames, so the whole loop runs with deterministic algorithms.
+        torch.use_deterministic_algorithms(s.deterministic or was_deterministic, warn_only=True)
+        try:
+            cache = None
+            for k in range(first, len(starts)):
+                cache, info, video, prev_hint_depth, prev_hint_alpha = self._chunk(
+                    k, starts[k], video, path, prompt, style, start_depth, prev_hint_depth, prev_hint_alpha,
+                    embeds, folder, world, emit)
+                chunks.append(info)
+            if folder is not None:
+                write_mp4(folder.path("video.mp4"), video, s.fps)
+                if cache is not None and cache.gaussians is not None:
+                    save_ply(cache.gaussians, folder.path("scene.ply"))
+                self._manifest(folder, chunks, frames)
+        finally:
+            torch.use_deterministic_algorithms(was_deterministic)
+            if s.offload_helpers:
+                for helper in (self.geometry, self.captioner):
+                    if helper is not None:
+                        helper.unload()
+        return RunResult(video, path[:video.shape[0]], folder.root if folder else None, chunks)
+
+    def _chunk(self, k, start, video, path, prompt, style, start_depth, prev_depth, prev_alpha, embeds,
+               folder, world, emit):
+        s = self.settings
+        C = s.chunk_frames
+        ctx = 1 if k == 0 else s.context_frames
+        cams = path[start:start + C]
+        timings: dict[str, float] = {}
+        emit({"stage": "chunk", "chunk": k, "first_frame": start})
+        t = time.perf_counter()
+
+        # 1. geometry on the history: chunk 1 = the start image; later = the previous chunk's frames
+        if k == 0:
+            hist_idx = torch.tensor([0])
+        else:
+            prev_start = start + ctx - C  # the previous chunk covered [prev_start, start + ctx)
+            hist_idx = torch.arange(prev_start, start + ctx, s.history_stride)
+            if int(hist_idx[-1]) != start + ctx - 1:  # always keep the newest frame
+                hist_idx = torch.cat([hist_idx, torch.tensor([start + ctx - 1])])
+        hist_frames, hist_cams = video[hist_idx], path[hist_idx]
+        residual = None
+        if k == 0 and start_depth is not None:
+            depth = start_depth.float()[None]
+            geo_cams = hist_cams
+        else:
+            if self.geometry is None:
+                raise ValueError("a geometry estimator is needed (or give the start image's depth)")
+            geo: GeometryResult = self.geometry.estimate(hist_frames, hist_cams.to(dtype=torch.float32))
+            t = _stage(timings, "geometry", t)
+            # 2. align: poses to the requested path, depth to the cache the history was generated from
+            geo_cams, depth, _ = align_poses(geo, hist_cams, s.pose_source)
+            if k > 0 and prev_depth is not None:
+                sel = hist_idx - (start + ctx - C)
+                ref_d, ref_a = prev_depth[sel], prev_alpha[sel]
+                if bool((ref_a > s.gs.alpha_threshold).any()):
+                    aligned = replace(geo, depth=depth)
+                    depth, fit = align_depth_to_cache(aligned, ref_d, ref_a, s.gs.alpha_threshold)
+                    residual = fit.residual
+        if s.offload_helpers and self.geometry is not None:
+            self.geometry.unload()
+        t = _stage(timings, "align", t)
+
+        # 3. the online 3DGS cache, optimised on the history
+        gs = replace(s.gs, seed=s.gs.seed + 1000 * k + s.seed)
+        cache = build_cache(hist_frames, depth, geo_cams, s.cache_mode, gs,
+                            callback=lambda i, n, loss: emit({"stage": "3dgs", "chunk": k, "step": i, "total": n,
+                                                              "loss": loss}))
+        t = _stage(timings, "3dgs", t)
+        if world is not None and cache.gaussians is not None:
+            world.add(cache.gaussians)
+
+        # 4. hints and validity masks at the chunk's cameras; the context frames are the history
+        hints = cache.render_hints(cams.to(dtype=torch.float32))
+        context = video[-ctx:]
+        chunk_video = torch.cat([context, hints.images[ctx:].float().cpu()])
+        pixel_mask = torch.cat([torch.ones(ctx, *context.shape[1:3]), hints.masks[ctx:].float().cpu()])
+        t = _stage(timings, "warp", t)
+
+        # 5. caption the history (optional) and append the user's style
+        caption = self.captioner.describe(hist_frames) if not isinstance(self.captioner, FixedCaptioner) else ""
+        if s.offload_helpers:
+            self.captioner.unload()
+        text = compose_prompt(caption or prompt, style)
+        t = _stage(timings, "vlm", t)
+
+        # 6. encode prompt and hints
+        for p in (text, s.negative_prompt):
+            if p not in embeds:
+                embeds[p] = self.model.encode_prompt([p])
+        z_warp = self.model.encode_video(chunk_video)
+        t = _stage(timings, "encode", t)
+
+        # 7. ST-Diff sampling with per-token noise levels
+        cfg = SamplerConfig(steps=s.steps, strength=s.strength, guidance_scale=s.guidance_scale,
+                            variant=s.variant, training_free=s.training_free, coverage=s.coverage,
+                            seed=s.seed * 100_003 + k)
+        tm = token_mask(pixel_mask, s.coverage)
+        result = st_diff_sample(self.model.transformer, z_warp, tm, context_latent_count(ctx), embeds[text],
+                                embeds[s.negative_prompt], cfg,
+                                callback=lambda i, n, x0: emit({"stage": "st-diff", "chunk": k, "step": i,
+                                                                 "total": n}),
+                                scheduler_config=getattr(self.model, "scheduler_config", None))
+        t = _stage(timings, "st-diff", t)
+
+        # 8. decode
+        decoded = quantize(self.model.decode_video(result.latents))
+        t = _stage(timings, "decode", t)
+
+        # 9. append the new frames (the overlap is already in the video)
+        new = decoded[ctx:]
+        video = torch.cat([video, new])
+
+        # 10. record and save the chunk atomically
+        info = {"chunk": k, "first_frame": start, "frames": C, "context_frames": ctx, "new_frames": int(new.shape[0]),
+                "prompt": text, "history_frames": hist_idx.tolist(), "depth_fit_residual": residual,
+                "valid_hint_fraction": float(hints.masks[ctx:].float().mean()) if C > ctx else 1.0,
+                "sigma_start": result.sigma_start, "cameras": cams.to_dict(), "timings_s": timings}
+        hint_depth = torch.stack([hints.depths.float().cpu(),
+                                  hints.masks.float().cpu()])  # [2, C, H, W]: depth, validity of the cache
+        if folder is not None:
+            tmp = folder.begin_chunk(k)
+            for i in range(C):
+                save_png(os.path.join(tmp, "hints", f"{start + i:05d}.png"), chunk_video[i])
+                save_png(os.path.join(tmp, "masks", f"{start + i:05d}.png"), pixel_mask[i])
+            save_png(os.path.join(tmp, "schedule.png"), schedule_picture(result.sigma_map, result.sigmas, cell=4))
+            np.save(os.path.join(tmp, "hint_depth.npy"), hint_depth.numpy())
+            if world is not None and world.gaussians is not None:
+                save_ply(world.gaussians, folder.path("world.ply"))
+            atomic_write_json(os.path.join(tmp, "chunk.json"), info)
+            folder.commit_chunk(k, tmp, new if k > 0 else decoded_with_start(video, new), start + ctx if k > 0 else 0)
+        _stage(timings, "save", t)
+        emit({"stage": "chunk_done", "chunk": k, "frames": int(video.shape[0])})
+        return cache, info, video, hint_depth[0], hint_depth[1]
+
+    def _manifest(self, folder: RunFolder, chunks: list[dict], frames: int) -> None:
+        files = {}
+        for name, p in (getattr(self.model, "files", {}) or {}).items():
+            entry = {"path": p}
+            if isinstance(p, str) and os.path.isfile(p):
+                entry["sha256"] = sha256_file(p)
+            files[name] = entry
+        stages = ["vlm", "geometry", "align", "3dgs", "warp", "encode", "st-diff", "decode", "save"]
+        totals = {st: sum(c["timings_s"].get(st, 0.0) for c in chunks) for st in stages}
+        atomic_write_json(folder.path("manifest.json"), {
+            "settings": asdict(self.settings), "frames": frames, "seed": self.settings.seed,
+            "model_files": files, "geometry": getattr(self.geometry, "name", None),
+            "captioner": getattr(self.captioner, "name", None), "chunks": len(chunks),
+            "timings_per_chunk_s": [c["timings_s"] for c in chunks], "timings_total_s": totals,
+            "outputs": {"frames": "frames/", "video": "video.mp4", "cameras": ["cameras.txt", "cameras.json"],
+                        "chunks": "chunks/", "scene": "scene.ply",
+                        "world": "world.ply" if self.settings.world_voxel else None},
+        })
+
+
+def decoded_with_start(video: Tensor, new: Tensor) -> Tensor:
+    """Frames written for chunk 1: the start image (kept exactly) followed by the new frames."""
+    return torch.cat([video[:1], new])
