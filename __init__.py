@@ -4,7 +4,14 @@ ComfyUI imports this file; it registers the pack's nodes through ``comfy_entrypo
 serves ``web/`` for the frontend extensions. The maths lives in ``worldwarp_core``.
 """
 
+import os
+import sys
+
 WEB_DIRECTORY = "./web"
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:  # worldwarp_core is imported by absolute name from the nodes
+    sys.path.append(_HERE)
 
 try:  # inside ComfyUI
     from .nodes import comfy_entrypoint  # noqa: F401

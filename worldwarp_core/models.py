@@ -125,8 +125,14 @@ def to_diffusers_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:
     return dict(state)
 
 
-def save_transformer_file(transformer, path: str, layout: Literal["diffusers", "wan", "comfyui"] = "wan") -> None:
-    """Write a transformer as one ``.safetensors`` in the given key layout (tests, training exports)."""
+def save_transformer_file(transformer, path: str, layout: Literal["diffusers", "wan", "comfyui"] = "wan",
+                          embed_config: bool = False) -> None:
+    """Write a transformer as one ``.safetensors`` in the given key layout (tests, training exports).
+
+    ``embed_config`` stores the architecture in the file's metadata (``worldwarp_config``), so a
+    size other than the shipped Wan2.1 configs (a fine-tune of another width, tiny test models)
+    loads without a config argument.
+    """
     from safetensors.torch import save_file
 
     sd = {k: v.detach().cpu().contiguous() for k, v in transformer.state_dict().items()}
@@ -134,7 +140,21 @@ def save_transformer_file(transformer, path: str, layout: Literal["diffusers", "
         sd = {diffusers_to_wan_key(k): v for k, v in sd.items()}
     if layout == "comfyui":
         sd = {_COMFY_PREFIX + k: v for k, v in sd.items()}
-    save_file(sd, path)
+    meta = {"worldwarp_config": json.dumps(dict(transformer.config))} if embed_config else None
+    save_file(sd, path, metadata=meta)
+
+
+def _embedded_config(path: str) -> dict | None:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(path, "pt") as f:
+            meta = f.metadata() or {}
+    except Exception:  # noqa: BLE001 - unreadable files are reported by the loader itself
+        return None
+    if "worldwarp_config" not in meta:
+        return None
+    return {k: v for k, v in json.loads(meta["worldwarp_config"]).items() if not k.startswith("_")}
 
 
 def _transformer_config_for(state: dict[str, Tensor]) -> dict:
@@ -188,6 +208,7 @@ def load_transformer(path: str, dtype: torch.dtype = torch.float32, config: dict
         state = to_diffusers_state_dict(read_checkpoint(path))
     else:
         state = to_diffusers_state_dict(_read_safetensors(path))
+        config = config or _embedded_config(path)
     model = WanTransformer3DModel.from_config(config or _transformer_config_for(state))
     _load_exact(model, state, path)
     return _apply_dtype(model.eval(), dtype)
@@ -255,7 +276,7 @@ def load_vae(path: str, dtype: torch.dtype = torch.float32, config: dict | None 
         return AutoencoderKLWan.from_pretrained(path, local_files_only=True, torch_dtype=dtype).eval()
     state = _read_safetensors(path)
     if any(k.startswith(("encoder.down_blocks", "encoder.conv_in", "quant_conv")) for k in state):
-        model = AutoencoderKLWan.from_config(config or _config("vae"))
+        model = AutoencoderKLWan.from_config(config or _embedded_config(path) or _config("vae"))
         _load_exact(model, state, path)
         return model.to(dtype).eval()
     # original Wan VAE layout (ComfyUI's wan_2.1_vae.safetensors): diffusers' own converter
@@ -506,6 +527,35 @@ def tiny_model(seed: int = 0, device: str = "cpu") -> WorldWarpModel:
     transformer, vae, te = tiny_components(seed)
     return WorldWarpModel(transformer.to(device), vae.to(device), te.to(device), tiny_tokenizer(),
                           device=device, files={"tiny": f"random weights, seed {seed}"})
+
+
+def save_vae_file(vae, path: str) -> None:
+    """A diffusers-keyed VAE ``.safetensors`` with its config in the metadata."""
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().cpu().contiguous() for k, v in vae.state_dict().items()}, path,
+              metadata={"worldwarp_config": json.dumps(dict(vae.config))})
+
+
+def save_tiny_comfy_files(models_dir: str, seed: int = 0) -> dict[str, str]:
+    """Tiny random models laid out as a ComfyUI ``models/`` folder (node and workflow tests, demos)."""
+    m = tiny_model(seed)
+    paths = {
+        "transformer": os.path.join(models_dir, "diffusion_models", "worldwarp_tiny_test.safetensors"),
+        "vae": os.path.join(models_dir, "vae", "worldwarp_tiny_vae_test.safetensors"),
+        "text_encoder": os.path.join(models_dir, "text_encoders", "worldwarp_tiny_umt5_test.safetensors"),
+        "tokenizer": os.path.join(models_dir, "worldwarp", "tiny-umt5-tokenizer"),
+    }
+    for p in paths.values():
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+    from safetensors.torch import save_file
+
+    save_transformer_file(m.transformer, paths["transformer"], "comfyui", embed_config=True)
+    save_vae_file(m.vae, paths["vae"])
+    te = {k: v.contiguous() for k, v in m.text_encoder.state_dict().items() if k != "encoder.embed_tokens.weight"}
+    save_file(te, paths["text_encoder"])
+    m.tokenizer.save_pretrained(paths["tokenizer"])
+    return paths
 
 
 def save_tiny_diffusers_folder(path: str, seed: int = 0) -> str:

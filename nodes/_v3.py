@@ -1,0 +1,67 @@
+"""WorldWarp ComfyUI nodes (V3 schema), built from ``specs.SPECS`` around ``ops`` functions."""
+
+from __future__ import annotations
+
+from comfy_api.latest import ComfyExtension, io
+
+from .comfy_env import ComfyEnv, register_model_folder
+from .specs import CUSTOM_TYPES, SPECS, In, NodeSpec
+
+register_model_folder()
+ENV = ComfyEnv()
+_CUSTOM = {name: io.Custom(name) for name in CUSTOM_TYPES}
+_BASIC = {"IMAGE": io.Image, "MASK": io.Mask, "STRING": io.String, "CONDITIONING": io.Conditioning,
+          "SPLAT": io.Splat}
+
+
+def _socket(kind: str):
+    return _CUSTOM.get(kind) or _BASIC[kind]
+
+
+def _input(spec: In):
+    common = {"tooltip": spec.tooltip, "optional": spec.optional}
+    if spec.kind == "INT":
+        return io.Int.Input(spec.name, default=spec.default, min=spec.min, max=spec.max, step=spec.step, **common)
+    if spec.kind == "FLOAT":
+        return io.Float.Input(spec.name, default=spec.default, min=spec.min, max=spec.max, step=spec.step, **common)
+    if spec.kind == "BOOLEAN":
+        return io.Boolean.Input(spec.name, default=spec.default, **common)
+    if spec.kind == "STRING":
+        return io.String.Input(spec.name, default=spec.default, multiline=spec.multiline, **common)
+    if spec.kind == "COMBO":
+        options = spec.options(ENV) if callable(spec.options) else list(spec.options)
+        default = spec.default if spec.default in options else (options[0] if options else None)
+        return io.Combo.Input(spec.name, options=options, default=default, **common)
+    return _socket(spec.kind).Input(spec.name, **common)
+
+
+def _make_node(spec: NodeSpec) -> type[io.ComfyNode]:
+    def define_schema(cls):
+        return io.Schema(node_id=spec.node_id, display_name=spec.display_name, category=spec.category,
+                         description=spec.description, inputs=[_input(i) for i in spec.inputs],
+                         outputs=[_socket(o.kind).Output(display_name=o.name) for o in spec.outputs],
+                         is_output_node=spec.output_node)
+
+    def execute(cls, **kwargs):
+        outputs = spec.fn(ENV, **kwargs)
+        ui = None
+        if spec.node_id == "WorldWarpPreviewSchedule":
+            from comfy_api.latest import ui as comfy_ui
+
+            ui = comfy_ui.PreviewImage(outputs[0], cls=cls)
+        return io.NodeOutput(*outputs, ui=ui)
+
+    return type(spec.node_id, (io.ComfyNode,), {"define_schema": classmethod(define_schema),
+                                                 "execute": classmethod(execute), "__doc__": spec.description})
+
+
+NODES = [_make_node(s) for s in SPECS]
+
+
+class WorldWarpExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return NODES
+
+
+async def comfy_entrypoint() -> WorldWarpExtension:
+    return WorldWarpExtension()

@@ -1,0 +1,73 @@
+"""ComfyUI's services for the node functions: model folders, output folder, progress, interruption.
+
+Only imported inside ComfyUI. Tests use a stand-in with the same methods (tests/test_nodes.py).
+"""
+
+from __future__ import annotations
+
+import os
+
+import folder_paths
+
+WORLDWARP_FOLDER = "worldwarp"
+
+
+def register_model_folder() -> None:
+    """models/worldwarp holds geometry models, VLMs, tokenizers and diffusers folders (any file type)."""
+    if WORLDWARP_FOLDER not in folder_paths.folder_names_and_paths:
+        folder_paths.add_model_folder_path(WORLDWARP_FOLDER, os.path.join(folder_paths.models_dir, WORLDWARP_FOLDER))
+
+
+class ComfyEnv:
+    def models_list(self, folder: str) -> list[str]:
+        if folder == WORLDWARP_FOLDER:  # model folders, not files
+            names = []
+            for base in folder_paths.get_folder_paths(folder):
+                if os.path.isdir(base):
+                    names += sorted(d for d in os.listdir(base) if os.path.isdir(os.path.join(base, d)))
+            return names
+        return folder_paths.get_filename_list(folder)
+
+    def full_path(self, folder: str, name: str) -> str:
+        if folder == WORLDWARP_FOLDER:
+            for base in folder_paths.get_folder_paths(folder):
+                p = os.path.join(base, name)
+                if os.path.isdir(p):
+                    return p
+            raise ValueError(f"folder '{name}' not found in models/{folder} ({folder_paths.get_folder_paths(folder)})")
+        return folder_paths.get_full_path_or_raise(folder, name)
+
+    def output_path(self, relative: str) -> str:
+        root = os.path.abspath(folder_paths.get_output_directory())
+        path = os.path.abspath(os.path.join(root, relative))
+        if os.path.commonpath([root, path]) != root:
+            raise ValueError(f"'{relative}' leaves ComfyUI's output folder; give a path inside it")
+        return path
+
+    def input_dir(self) -> str:
+        return folder_paths.get_input_directory()
+
+    def device(self) -> str:
+        import comfy.model_management as mm
+
+        return str(mm.get_torch_device())
+
+    def progress(self, total: int):
+        import comfy.utils
+
+        return comfy.utils.ProgressBar(total)
+
+    def check_interrupt(self) -> None:
+        import comfy.model_management as mm
+
+        mm.throw_exception_if_processing_interrupted()
+
+    def make_splat(self, fields: dict | None):
+        if fields is None:
+            return None
+        from comfy_api.latest import Types
+
+        return Types.SPLAT(**fields)
+
+
+__all__ = ["ComfyEnv", "register_model_folder"]

@@ -1,0 +1,200 @@
+"""What each WorldWarp node does, as plain functions over the core library (no ComfyUI import).
+
+Every function takes ``env`` (ComfyUI's services: model folders, output folder, progress bar,
+interruption; see ``nodes/comfy_env.py``) and the node's inputs by name, calls one core function
+and returns the node's outputs as a tuple. ``nodes/__init__.py`` turns ``specs.SPECS`` plus these
+functions into ComfyUI V3 nodes; the tests run them without ComfyUI.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from worldwarp_core.cameras import Cameras, intrinsics_from_fov
+from worldwarp_core.caption import FixedCaptioner, compose_prompt, load_captioner
+from worldwarp_core.geometry import GeometryResult, load_estimator
+from worldwarp_core.gscache import GSConfig, build_cache, save_ply, to_comfy_splat
+from worldwarp_core.models import load_components, load_diffusers_folder, load_worldwarp_checkpoint
+from worldwarp_core.pipeline import PipelineSettings, WorldWarpPipeline
+from worldwarp_core.sampler import SamplerConfig, st_diff_sample
+from worldwarp_core.schedule import (
+    context_latent_count,
+    flow_sigmas,
+    schedule_picture,
+    sigma_map,
+    sigma_start,
+    token_mask,
+)
+from worldwarp_core.trajectory import extend_to, make_trajectory, median_depth
+
+NONE = "(none)"
+DIFFUSERS = "(diffusers folder in models/worldwarp)"
+
+
+def _progress_callback(env, total: int):
+    bar = env.progress(total)
+
+    def cb(*args):
+        env.check_interrupt()
+        bar.update_absolute(args[0] if args and isinstance(args[0], int) else 0, total)
+
+    return cb
+
+
+# ----------------------------------------------------------------------------- loaders
+def load_model(env, transformer, vae, text_encoder, tokenizer, worldwarp_checkpoint, dtype, offload):
+    device = env.device()
+    if transformer == DIFFUSERS:
+        model = load_diffusers_folder(env.full_path("worldwarp", tokenizer), dtype, device, offload)
+        if worldwarp_checkpoint != NONE:
+            load_worldwarp_checkpoint(env.full_path("diffusion_models", worldwarp_checkpoint), model.transformer)
+        return (model,)
+    ckpt = None if worldwarp_checkpoint == NONE else env.full_path("diffusion_models", worldwarp_checkpoint)
+    model = load_components(env.full_path("diffusion_models", transformer), env.full_path("vae", vae),
+                            env.full_path("text_encoders", text_encoder), env.full_path("worldwarp", tokenizer),
+                            ckpt, dtype, device, offload)
+    return (model,)
+
+
+def load_geometry_model(env, backend, folder, fov_degrees):
+    kwargs = {"fov_deg": fov_degrees} if backend == "depth-anything-v2" else {}
+    path = None if folder == NONE else env.full_path("worldwarp", folder)
+    return (load_estimator(backend, path, device=env.device(), **kwargs),)
+
+
+def load_captioner_node(env, captioner, folder, fixed_prompt):
+    if captioner == "fixed":
+        return (FixedCaptioner(fixed_prompt),)
+    return (load_captioner(captioner, None if folder == NONE else env.full_path("worldwarp", folder)),)
+
+
+# ----------------------------------------------------------------------------- cameras
+def camera_trajectory(env, image, preset, strength, frames, fov_degrees, scene_scale, easing, camera_file,
+                      geometry=None):
+    H, W = int(image.shape[1]), int(image.shape[2])
+    if camera_file.strip():
+        path = camera_file.strip()
+        if not os.path.isabs(path):
+            path = os.path.join(env.input_dir(), path)
+        cams = Cameras.load(path, W, H)
+        return (cams if (cams.width, cams.height) == (W, H) else cams.resize(W, H),)
+    if geometry is not None:
+        start = geometry.cameras[:1]
+        scale = median_depth(geometry.depth[0]) if scene_scale <= 0 else scene_scale
+    else:
+        start = Cameras(torch.eye(4)[None], intrinsics_from_fov(fov_degrees, W, H), W, H)
+        scale = scene_scale if scene_scale > 0 else 1.0
+    return (make_trajectory(preset, frames, start, scene_scale=scale, strength=strength, ease=easing),)
+
+
+def extrapolate_trajectory(env, cameras, total_frames, mode, window, damping):
+    return (extend_to(cameras, total_frames, mode, window, damping),)
+
+
+# ----------------------------------------------------------------------------- geometry, cache, hints
+def estimate_geometry(env, geometry_model, images, cameras=None):
+    result = geometry_model.estimate(images.float().cpu(), cameras)
+    d = result.depth
+    preview = (d / d.flatten(1).quantile(0.98, dim=1).view(-1, 1, 1).clamp_min(1e-6)).clamp(0, 1)
+    return result, preview.unsqueeze(-1).expand(*d.shape, 3).contiguous()
+
+
+def build_cache_node(env, images, geometry, mode, iterations, learning_rate, stride, alpha_threshold, seed):
+    cfg = GSConfig(iterations=iterations, lr=learning_rate, stride=stride, alpha_threshold=alpha_threshold, seed=seed)
+    cache = build_cache(images.float().cpu(), geometry.depth, geometry.cameras, mode, cfg,
+                        callback=_progress_callback(env, max(iterations, 1)))
+    splat = to_comfy_splat(cache.gaussians) if cache.gaussians is not None else None
+    return cache, env.make_splat(splat)
+
+
+def render_hints(env, cache, cameras):
+    hints = cache.render_hints(cameras)
+    return hints.images.float(), hints.masks.float()
+
+
+def describe_scene(env, captioner, images, style):
+    return (compose_prompt(captioner.describe(images.float().cpu()), style),)
+
+
+# ----------------------------------------------------------------------------- sampling
+def _embeds(model, text, conditioning):
+    if conditioning is not None:  # core CONDITIONING: [[tensor [1, L, D], {...}], ...]
+        e = conditioning[0][0].float()
+        if e.shape[1] < 512:
+            e = torch.cat([e, e.new_zeros(1, 512 - e.shape[1], e.shape[2])], dim=1)
+        return e
+    return model.encode_prompt([text])
+
+
+def st_diff_sampler(env, model, hints, masks, prompt, negative_prompt, context_frames, strength, steps, cfg, seed,
+                    schedule, training_free, context=None, conditioning=None, negative_conditioning=None):
+    video = hints.float().cpu().clone()
+    mask = masks.float().cpu().clone()
+    if context is not None:
+        n = context.shape[0]
+        if n != context_frames:
+            raise ValueError(f"context has {n} frames but context_frames is {context_frames}; they must agree")
+        video[:n] = context.float().cpu()
+        mask[:n] = 1.0
+    z = model.encode_video(video)
+    tm = token_mask(mask)
+    config = SamplerConfig(steps=steps, strength=strength, guidance_scale=cfg, variant=schedule,
+                           training_free=training_free, seed=seed)
+    res = st_diff_sample(model.transformer, z, tm, context_latent_count(context_frames),
+                         _embeds(model, prompt, conditioning), _embeds(model, negative_prompt, negative_conditioning),
+                         config, callback=_progress_callback(env, steps),
+                         scheduler_config=getattr(model, "scheduler_config", None))
+    frames = model.decode_video(res.latents)
+    return frames, schedule_picture(res.sigma_map, res.sigmas, cell=4)[None]
+
+
+def preview_schedule(env, masks, context_frames, strength, steps, schedule):
+    sig = flow_sigmas(steps)
+    S = sigma_map(token_mask(masks.float().cpu()), context_latent_count(context_frames), sigma_start(strength, sig),
+                  schedule)
+    return (schedule_picture(S, sig, cell=4)[None],)
+
+
+# ----------------------------------------------------------------------------- the whole loop
+def chunk_loop(env, model, geometry_model, image, cameras, frames, prompt, style, chunk_frames, context_frames,
+               strength, steps, cfg, seed, schedule, cache_mode, gs_iterations, extend_mode, training_free,
+               output_folder, resume, captioner=None):
+    settings = PipelineSettings(chunk_frames=chunk_frames, context_frames=context_frames, strength=strength,
+                                steps=steps, guidance_scale=cfg, seed=seed, variant=schedule, cache_mode=cache_mode,
+                                gs=GSConfig(iterations=gs_iterations), extend_mode=extend_mode,
+                                training_free=training_free)
+    out_dir = env.output_path(output_folder)
+    total_chunks = len(settings.chunk_starts(frames))
+    bar = env.progress(total_chunks * steps)
+
+    def on_event(e):
+        env.check_interrupt()
+        if e["stage"] == "st-diff":
+            bar.update_absolute(e["chunk"] * steps + e["step"], total_chunks * steps)
+
+    pipe = WorldWarpPipeline(model, geometry_model, captioner, settings)
+    result = pipe(image[0].float().cpu(), cameras, frames, prompt=prompt, style=style, out_dir=out_dir,
+                  resume=resume, overwrite=not resume, callback=on_event)
+    return result.frames, result.cameras
+
+
+# ----------------------------------------------------------------------------- saving
+def save_cameras(env, cameras, filename_prefix):
+    base = env.output_path(filename_prefix)
+    os.makedirs(os.path.dirname(base), exist_ok=True)
+    cameras.to_re10k(base + ".txt")
+    cameras.to_json(base + ".json")
+    return (base + ".txt",)
+
+
+def save_splat(env, cache, filename_prefix):
+    if cache.gaussians is None:
+        raise ValueError(f"a '{cache.mode}' cache has no Gaussians to save; build it with mode '3dgs'")
+    base = env.output_path(filename_prefix)
+    os.makedirs(os.path.dirname(base), exist_ok=True)
+    return (save_ply(cache.gaussians, base + ".ply"),)
+
+
+__all__ = ["GeometryResult"]

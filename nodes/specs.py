@@ -1,0 +1,231 @@
+"""The WorldWarp node list as data: ids, names, categories, inputs with tooltips, outputs.
+
+``nodes/__init__.py`` builds ComfyUI V3 nodes from these specs; tests check them against the
+``ops`` functions without ComfyUI. A ``node_id`` never changes once shipped (workflows use it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from worldwarp_core.caption import DEFAULT_NEGATIVE, list_captioners
+from worldwarp_core.geometry import list_estimators
+from worldwarp_core.gscache import CACHE_MODES
+from worldwarp_core.schedule import SCHEDULE_VARIANTS
+from worldwarp_core.trajectory import list_presets
+
+from . import ops
+
+# custom socket types (values are worldwarp_core dataclasses)
+MODEL, GEOMODEL, CAPTIONER = "WORLDWARP_MODEL", "WORLDWARP_GEOMETRY_MODEL", "WORLDWARP_CAPTIONER"
+CAMERAS, GEOMETRY, CACHE = "WORLDWARP_CAMERAS", "WORLDWARP_GEOMETRY", "WORLDWARP_CACHE"
+CUSTOM_TYPES = (MODEL, GEOMODEL, CAPTIONER, CAMERAS, GEOMETRY, CACHE)
+
+
+@dataclass(frozen=True)
+class In:
+    name: str
+    kind: str  # INT FLOAT STRING BOOLEAN COMBO IMAGE MASK CONDITIONING or a custom type
+    tooltip: str
+    default: object = None
+    options: tuple | Callable | None = None  # COMBO: values, or env -> values
+    min: float | None = None
+    max: float | None = None
+    step: float | None = None
+    optional: bool = False
+    multiline: bool = False
+
+
+@dataclass(frozen=True)
+class Out:
+    kind: str
+    name: str
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    node_id: str
+    display_name: str
+    category: str
+    description: str
+    fn: Callable
+    inputs: tuple[In, ...]
+    outputs: tuple[Out, ...]
+    output_node: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def _files(folder: str, none: bool = False):
+    def options(env):
+        names = list(env.models_list(folder))
+        return ([ops.NONE] if none else []) + names if (names or none) else [ops.NONE]
+
+    return options
+
+
+def _transformers(env):
+    return list(env.models_list("diffusion_models")) + [ops.DIFFUSERS]
+
+
+SEED = In("seed", "INT", "Random seed; the same seed gives the same result.", 0, min=0, max=2**31 - 1)
+STEPS = In("steps", "INT", "Flow-matching Euler steps (paper: 50).", 50, min=1, max=200)
+CFG = In("cfg", "FLOAT", "Classifier-free guidance scale (1 disables the negative branch).", 5.0, min=1.0, max=20.0,
+         step=0.1)
+TAU = In("strength", "FLOAT", "Strength τ: the fraction of the schedule warped tokens go through (paper: 0.8). "
+         "0 keeps the hints, 1 regenerates them from noise.", 0.8, min=0.0, max=1.0, step=0.01)
+SCHEDULE = In("schedule", "COMBO", "Noise schedule (paper Table 3): spatio-temporal is the method; the others are "
+              "the ablations.", "spatio-temporal", options=SCHEDULE_VARIANTS)
+TRAINING_FREE = In("training_free", "BOOLEAN", "For base Wan2.1 weights without the WorldWarp fine-tune: uniform "
+                   "timesteps with warped and context tokens held on their noising path.", False)
+CTX = In("context_frames", "INT", "History frames at the start of the chunk kept fixed (4j+1: 1, 5, 9...).", 5,
+         min=1, max=81, step=4)
+
+SPECS: tuple[NodeSpec, ...] = (
+    NodeSpec("WorldWarpLoadModel", "Load WorldWarp Model", "WorldWarp/loaders",
+             "Loads the ST-Diff components: Wan2.1 T2V 1.3B transformer, VAE and UMT5 text encoder from ComfyUI's "
+             "model folders (or a diffusers folder), plus the official WorldWarp fine-tune.", ops.load_model,
+             (In("transformer", "COMBO", "Wan2.1 T2V 1.3B transformer in models/diffusion_models, or a diffusers "
+                 "folder (choose it under 'tokenizer').", options=_transformers),
+              In("vae", "COMBO", "Wan2.1 VAE in models/vae (wan_2.1_vae.safetensors).", options=_files("vae")),
+              In("text_encoder", "COMBO", "UMT5-XXL encoder in models/text_encoders.", options=_files("text_encoders")),
+              In("tokenizer", "COMBO", "UMT5 tokenizer folder (or the diffusers model folder) in models/worldwarp.",
+                 options=_files("worldwarp")),
+              In("worldwarp_checkpoint", "COMBO", "The official worldwarp_latest.ckpt in models/diffusion_models; "
+                 "(none) = base Wan2.1 weights (use training_free on the sampler).",
+                 options=_files("diffusion_models", none=True)),
+              In("dtype", "COMBO", "Weights dtype; fp8 stores weights in 8 bits and computes in bf16.", "bf16",
+                 options=("bf16", "fp16", "fp32", "fp8")),
+              In("offload", "COMBO", "'model' keeps components on the CPU between uses (low VRAM).", "none",
+                 options=("none", "model"))),
+             (Out(MODEL, "model"),)),
+    NodeSpec("WorldWarpLoadGeometryModel", "Load Geometry Model", "WorldWarp/loaders",
+             "Loads a depth/pose estimator from a folder in models/worldwarp.", ops.load_geometry_model,
+             (In("backend", "COMBO", "Geometry backend.", "depth-anything-v2", options=tuple(list_estimators())),
+              In("folder", "COMBO", "Model folder in models/worldwarp (e.g. depth-pro-hf).",
+                 options=_files("worldwarp", none=True)),
+              In("fov_degrees", "FLOAT", "Horizontal field of view assumed by models that do not estimate it.", 60.0,
+                 min=10.0, max=170.0, step=0.5)),
+             (Out(GEOMODEL, "geometry_model"),)),
+    NodeSpec("WorldWarpLoadCaptioner", "Load Captioner", "WorldWarp/loaders",
+             "A VLM that describes the history frames, or a fixed prompt.", ops.load_captioner_node,
+             (In("captioner", "COMBO", "'fixed' never loads a model.", "fixed", options=tuple(list_captioners())),
+              In("folder", "COMBO", "VLM folder in models/worldwarp.", options=_files("worldwarp", none=True)),
+              In("fixed_prompt", "STRING", "The prompt of the 'fixed' captioner.", "", multiline=True)),
+             (Out(CAPTIONER, "captioner"),)),
+    NodeSpec("WorldWarpCameraTrajectory", "Camera Trajectory", "WorldWarp/cameras",
+             "A camera path from presets (compose with '+' in sequence or '*' blended) or a RealEstate10K/JSON file.",
+             ops.camera_trajectory,
+             (In("image", "IMAGE", "The start image (sets the image size)."),
+              In("preset", "STRING", "Preset or composition, e.g. 'dolly_in + pan_left', 'dolly_in@0.5 * orbit_left'. "
+                 "Presets: " + ", ".join(list_presets()), "dolly_in"),
+              In("strength", "FLOAT", "Multiplies every preset's strength (translations in median depths).", 1.0,
+                 min=0.0, max=10.0, step=0.05),
+              In("frames", "INT", "Frames of the path (extend it past its end with Extrapolate Trajectory).", 49,
+                 min=1, max=10000),
+              In("fov_degrees", "FLOAT", "Horizontal field of view when no geometry is connected.", 60.0, min=10.0,
+                 max=170.0, step=0.5),
+              In("scene_scale", "FLOAT", "Scene unit (median depth); 0 = from the connected geometry.", 0.0, min=0.0,
+                 max=1e4, step=0.01),
+              In("easing", "COMBO", "Speed profile of each preset.", "linear", options=("linear", "ease-in-out")),
+              In("camera_file", "STRING", "Optional RealEstate10K .txt / JSON / transforms.json path (relative to "
+                 "ComfyUI's input folder); overrides the preset.", ""),
+              In("geometry", GEOMETRY, "Depth of the start image: sets the scene scale and intrinsics.",
+                 optional=True)),
+             (Out(CAMERAS, "cameras"),)),
+    NodeSpec("WorldWarpExtrapolateTrajectory", "Extrapolate Trajectory", "WorldWarp/cameras",
+             "Extends a path: velocity + SLERP over the last frames (paper supp. §7), loop or ping-pong.",
+             ops.extrapolate_trajectory,
+             (In("cameras", CAMERAS, "The given path."),
+              In("total_frames", "INT", "Frames of the whole path after extending.", 200, min=1, max=100000),
+              In("mode", "COMBO", "How to go past the end.", "extrapolate", options=("extrapolate", "loop", "pingpong")),
+              In("window", "INT", "Smoothing window of the velocity (paper: 20).", 20, min=1, max=1000),
+              In("damping", "FLOAT", "0 keeps the speed; >0 eases to a stop.", 0.0, min=0.0, max=0.99, step=0.01)),
+             (Out(CAMERAS, "cameras"),)),
+    NodeSpec("WorldWarpEstimateGeometry", "Estimate Geometry", "WorldWarp/geometry",
+             "Depth (+ intrinsics/poses) of frames; outputs the geometry and a depth preview.", ops.estimate_geometry,
+             (In("geometry_model", GEOMODEL, "From Load Geometry Model."),
+              In("images", "IMAGE", "Frames to estimate."),
+              In("cameras", CAMERAS, "Known cameras of the frames (intrinsics are then used).", optional=True)),
+             (Out(GEOMETRY, "geometry"), Out("IMAGE", "depth_preview"))),
+    NodeSpec("WorldWarpBuildCache", "Build 3DGS Cache", "WorldWarp/cache",
+             "The online 3D Gaussian Splatting cache optimised on the history (paper §4.2). Also outputs core SPLAT.",
+             ops.build_cache_node,
+             (In("images", "IMAGE", "History frames."),
+              In("geometry", GEOMETRY, "Their depth and cameras."),
+              In("mode", "COMBO", "3dgs (the method), pointcloud or none (Table 3 ablations).", "3dgs",
+                 options=CACHE_MODES),
+              In("iterations", "INT", "Optimisation iterations (paper: 500).", 500, min=0, max=10000),
+              In("learning_rate", "FLOAT", "Position learning rate (paper: 1.6e-3).", 1.6e-3, min=0.0, max=1.0,
+                 step=1e-4),
+              In("stride", "INT", "One Gaussian every n pixels.", 1, min=1, max=16),
+              In("alpha_threshold", "FLOAT", "Hint pixels are valid where alpha exceeds this (official: 0.5).", 0.5,
+                 min=0.0, max=0.99, step=0.01),
+              SEED),
+             (Out(CACHE, "cache"), Out("SPLAT", "splat"))),
+    NodeSpec("WorldWarpRenderHints", "Render Warp Hints", "WorldWarp/cache",
+             "Renders forward-warped hints and validity masks at cameras; edit them with any image node.",
+             ops.render_hints,
+             (In("cache", CACHE, "From Build 3DGS Cache."), In("cameras", CAMERAS, "Where to render.")),
+             (Out("IMAGE", "hints"), Out("MASK", "valid"))),
+    NodeSpec("WorldWarpDescribeScene", "Describe Scene", "WorldWarp/prompt",
+             "A VLM describes the frames; your style text is appended.", ops.describe_scene,
+             (In("captioner", CAPTIONER, "From Load Captioner."), In("images", "IMAGE", "Frames to describe."),
+              In("style", "STRING", "Appended style, e.g. 'Van Gogh style'.", "")),
+             (Out("STRING", "prompt"),)),
+    NodeSpec("WorldWarpSTDiffSampler", "ST-Diff Sampler", "WorldWarp/sampling",
+             "Spatio-temporal diffusion: context fixed, warped tokens from σ(τ), holes from noise (paper eq. 9-10).",
+             ops.st_diff_sampler,
+             (In("model", MODEL, "From Load WorldWarp Model."),
+              In("hints", "IMAGE", "Warped hints of the chunk (4k+1 frames, sizes multiples of 16)."),
+              In("masks", "MASK", "Hint validity (1 = warped, 0 = hole)."),
+              In("prompt", "STRING", "Text prompt (ignored when conditioning is connected).", "", multiline=True),
+              In("negative_prompt", "STRING", "Negative prompt.", DEFAULT_NEGATIVE, multiline=True),
+              CTX, TAU, STEPS, CFG, SEED, SCHEDULE, TRAINING_FREE,
+              In("context", "IMAGE", "History frames that replace the first hint frames (kept exactly).",
+                 optional=True),
+              In("conditioning", "CONDITIONING", "Core Wan text-encoder conditioning instead of the prompt.",
+                 optional=True),
+              In("negative_conditioning", "CONDITIONING", "Core conditioning for the negative branch.", optional=True)),
+             (Out("IMAGE", "frames"), Out("IMAGE", "noise_schedule"))),
+    NodeSpec("WorldWarpChunkLoop", "WorldWarp Chunk Loop", "WorldWarp/sampling",
+             "The whole autoregressive generator (paper Fig. 3), resumable in an output folder.", ops.chunk_loop,
+             (In("model", MODEL, "From Load WorldWarp Model."),
+              In("geometry_model", GEOMODEL, "From Load Geometry Model."),
+              In("image", "IMAGE", "Start image (sizes multiples of 16)."),
+              In("cameras", CAMERAS, "Camera path (extended past its end as needed)."),
+              In("frames", "INT", "Total frames: chunk + k·(chunk - context), e.g. 49, 93, 137, 181, 225.", 93,
+                 min=1, max=100000),
+              In("prompt", "STRING", "Scene description (or connect a captioner).", "", multiline=True),
+              In("style", "STRING", "Appended style, e.g. 'Van Gogh style'.", ""),
+              In("chunk_frames", "INT", "Frames per chunk, 4k+1 (paper 49, official code 81).", 49, min=5, max=161,
+                 step=4),
+              CTX, TAU, STEPS, CFG, SEED, SCHEDULE,
+              In("cache_mode", "COMBO", "3dgs (the method), pointcloud or none.", "3dgs", options=CACHE_MODES),
+              In("gs_iterations", "INT", "3DGS iterations per chunk (paper: 500).", 500, min=0, max=10000),
+              In("extend_mode", "COMBO", "Past the end of the path.", "extrapolate",
+                 options=("extrapolate", "loop", "pingpong")),
+              TRAINING_FREE,
+              In("output_folder", "STRING", "Run folder under ComfyUI's output folder.", "worldwarp/run"),
+              In("resume", "BOOLEAN", "Continue the run in output_folder from its last finished chunk.", False),
+              In("captioner", CAPTIONER, "Describes each chunk's history (else the prompt is used).", optional=True)),
+             (Out("IMAGE", "frames"), Out(CAMERAS, "cameras"))),
+    NodeSpec("WorldWarpSaveCameras", "Save Cameras", "WorldWarp/cameras",
+             "Writes the cameras as RealEstate10K .txt and JSON into the output folder.", ops.save_cameras,
+             (In("cameras", CAMERAS, "Cameras to save."),
+              In("filename_prefix", "STRING", "Path under ComfyUI's output folder.", "worldwarp/cameras")),
+             (Out("STRING", "path"),), output_node=True),
+    NodeSpec("WorldWarpSaveSplat", "Save Splat (.ply)", "WorldWarp/cache",
+             "Writes the cache as a standard 3DGS .ply into the output folder.", ops.save_splat,
+             (In("cache", CACHE, "From Build 3DGS Cache."),
+              In("filename_prefix", "STRING", "Path under ComfyUI's output folder.", "worldwarp/scene")),
+             (Out("STRING", "path"),), output_node=True),
+    NodeSpec("WorldWarpPreviewSchedule", "Preview Noise Schedule", "WorldWarp/sampling",
+             "The σ of every token over the denoising steps (paper Fig. 9) for given masks.", ops.preview_schedule,
+             (In("masks", "MASK", "Hint validity of a chunk (4k+1 frames)."), CTX, TAU, STEPS, SCHEDULE),
+             (Out("IMAGE", "schedule"),), output_node=True),
+)
+
+
+def spec_by_id() -> dict[str, NodeSpec]:
+    return {s.node_id: s for s in SPECS}

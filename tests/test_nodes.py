@@ -1,0 +1,145 @@
+"""Node specs are consistent with their functions, and every node runs on tiny models (no ComfyUI)."""
+
+import inspect
+import os
+
+import pytest
+import torch
+
+from nodes import ops
+from nodes.specs import CUSTOM_TYPES, SPECS
+from worldwarp_core.geometry.testing import save_tiny_depth_anything
+from worldwarp_core.models import save_tiny_comfy_files
+from worldwarp_core.synthetic import default_scene
+
+BASIC = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO", "IMAGE", "MASK", "CONDITIONING", "SPLAT"}
+
+
+class _Bar:
+    def __init__(self, total):
+        self.total, self.values = total, []
+
+    def update_absolute(self, value, total=None, preview=None):
+        self.values.append(value)
+
+
+class FakeEnv:
+    """The services ComfyUI gives the nodes, on temporary folders."""
+
+    def __init__(self, root):
+        self.models = os.path.join(root, "models")
+        self.output = os.path.join(root, "output")
+        self.input = os.path.join(root, "input")
+        for d in (self.models, self.output, self.input):
+            os.makedirs(d, exist_ok=True)
+        self.bars, self.interrupt_checks = [], 0
+
+    def models_list(self, folder):
+        base = os.path.join(self.models, folder)
+        return sorted(os.listdir(base)) if os.path.isdir(base) else []
+
+    def full_path(self, folder, name):
+        p = os.path.join(self.models, folder, name)
+        if not os.path.exists(p):
+            raise ValueError(f"{name} not in {folder}")
+        return p
+
+    def output_path(self, relative):
+        return os.path.join(self.output, relative)
+
+    def input_dir(self):
+        return self.input
+
+    def device(self):
+        return "cpu"
+
+    def progress(self, total):
+        self.bars.append(_Bar(total))
+        return self.bars[-1]
+
+    def check_interrupt(self):
+        self.interrupt_checks += 1
+
+    def make_splat(self, fields):
+        return fields
+
+
+def test_specs_match_functions_ids_unique_and_documented():
+    ids = [s.node_id for s in SPECS]
+    assert len(ids) == len(set(ids)) and all(i.startswith("WorldWarp") for i in ids)
+    required = {"WorldWarpLoadModel", "WorldWarpLoadGeometryModel", "WorldWarpLoadCaptioner",
+                "WorldWarpCameraTrajectory", "WorldWarpExtrapolateTrajectory", "WorldWarpEstimateGeometry",
+                "WorldWarpBuildCache", "WorldWarpRenderHints", "WorldWarpDescribeScene", "WorldWarpSTDiffSampler",
+                "WorldWarpChunkLoop", "WorldWarpSaveCameras", "WorldWarpSaveSplat", "WorldWarpPreviewSchedule"}
+    assert required <= set(ids)
+    for spec in SPECS:
+        params = inspect.signature(spec.fn).parameters
+        names = [p for p in params if p != "env"]
+        assert [i.name for i in spec.inputs] == names, spec.node_id
+        for i in spec.inputs:
+            assert i.tooltip and i.kind in BASIC | set(CUSTOM_TYPES), (spec.node_id, i.name)
+            assert i.optional == (params[i.name].default is None), (spec.node_id, i.name)
+            if i.kind == "COMBO" and not callable(i.options):
+                assert i.default in i.options, (spec.node_id, i.name)
+            if i.kind in ("INT", "FLOAT"):
+                assert i.min <= i.default <= i.max, (spec.node_id, i.name)
+        assert spec.category.startswith("WorldWarp/") and spec.description
+        assert all(o.kind in BASIC | set(CUSTOM_TYPES) for o in spec.outputs)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    e = FakeEnv(str(tmp_path_factory.mktemp("comfy")))
+    save_tiny_comfy_files(e.models)
+    save_tiny_depth_anything(os.path.join(e.models, "worldwarp", "tiny-depth-anything"))
+    return e
+
+
+def test_every_node_runs_on_tiny_models(env):
+    (model,) = ops.load_model(env, "worldwarp_tiny_test.safetensors", "worldwarp_tiny_vae_test.safetensors",
+                              "worldwarp_tiny_umt5_test.safetensors", "tiny-umt5-tokenizer", ops.NONE, "fp32", "none")
+    (geo_model,) = ops.load_geometry_model(env, "depth-anything-v2", "tiny-depth-anything", 60.0)
+    (captioner,) = ops.load_captioner_node(env, "fixed", ops.NONE, "a small room")
+    scene = default_scene()
+    rgb, _ = scene.render(scene.default_camera(48, 32))
+    image = rgb[:1]
+    geometry, preview = ops.estimate_geometry(env, geo_model, image)
+    assert preview.shape == (1, 32, 48, 3)
+    (cams,) = ops.camera_trajectory(env, image, "dolly_in@0.2 + pan_left@0.3", 1.0, 9, 60.0, 0.0, "linear", "",
+                                    geometry)
+    assert len(cams) == 9
+    (longer,) = ops.extrapolate_trajectory(env, cams, 17, "extrapolate", 20, 0.0)
+    assert len(longer) == 17
+    cache, splat = ops.build_cache_node(env, image, geometry, "3dgs", 2, 1.6e-3, 4, 0.5, 0)
+    assert splat["positions"].shape[0] == 1 and env.bars[-1].values[-1] == 2
+    hints, masks = ops.render_hints(env, cache, cams)
+    assert hints.shape == (9, 32, 48, 3) and masks.shape == (9, 32, 48)
+    (prompt,) = ops.describe_scene(env, captioner, image, "Van Gogh style")
+    assert prompt == "a small room, Van Gogh style"
+    frames, schedule = ops.st_diff_sampler(env, model, hints, masks, prompt, "blurry", 1, 0.8, 2, 2.0, 0,
+                                           "spatio-temporal", False, context=image)
+    assert frames.shape == (9, 32, 48, 3) and schedule.ndim == 4 and schedule.shape[-1] == 3
+    cond = [[torch.randn(1, 7, 32), {}]]
+    frames2, _ = ops.st_diff_sampler(env, model, hints, masks, "", "", 1, 0.8, 2, 2.0, 0, "spatial", True,
+                                     context=image, conditioning=cond, negative_conditioning=cond)
+    assert frames2.shape == frames.shape
+    (pic,) = ops.preview_schedule(env, masks, 1, 0.8, 10, "temporal")
+    assert pic.shape[0] == 1
+    out_frames, out_cams = ops.chunk_loop(env, model, geo_model, image, cams, 17, "a room", "", 9, 1, 0.8, 2, 2.0,
+                                          0, "spatio-temporal", "3dgs", 2, "extrapolate", False, "worldwarp/test",
+                                          False, captioner)
+    assert out_frames.shape == (17, 32, 48, 3) and len(out_cams) == 17
+    assert os.path.isfile(os.path.join(env.output, "worldwarp", "test", "manifest.json"))
+    assert env.interrupt_checks > 0
+    (txt,) = ops.save_cameras(env, out_cams, "worldwarp/cams")
+    assert os.path.isfile(txt) and os.path.isfile(txt[:-4] + ".json")
+    (ply,) = ops.save_splat(env, cache, "worldwarp/scene")
+    assert os.path.isfile(ply)
+
+
+def test_node_errors_are_clear(env):
+    with pytest.raises(ValueError, match="context has 2 frames but context_frames is 1"):
+        ops.st_diff_sampler(env, None, torch.zeros(9, 32, 48, 3), torch.ones(9, 32, 48), "", "", 1, 0.8, 2, 1.0, 0,
+                            "spatio-temporal", False, context=torch.zeros(2, 32, 48, 3))
+    with pytest.raises(ValueError, match="camera file not found"):
+        ops.camera_trajectory(env, torch.zeros(1, 32, 48, 3), "dolly_in", 1.0, 9, 60.0, 0.0, "linear", "nope.txt")
