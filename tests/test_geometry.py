@@ -17,7 +17,7 @@ from worldwarp_core.geometry import (
     umeyama_sim3,
 )
 from worldwarp_core.geometry.monocular import DepthAnythingV2, DepthPro, focal_from_fov
-from worldwarp_core.geometry.testing import tiny_depth_anything
+from worldwarp_core.geometry.testing import tiny_depth_anything, tiny_depth_pro
 from worldwarp_core.synthetic import default_scene
 from worldwarp_core.trajectory import axis_angle
 
@@ -114,24 +114,6 @@ def test_degenerate_inputs_raise_instead_of_nan(scene_depth):
         umeyama_sim3(torch.zeros(2, 3), torch.zeros(2, 3))
     with pytest.raises(ValueError, match="the source cameras all sit at one point"):
         umeyama_sim3(torch.zeros(4, 3), torch.randn(4, 3))
-
-
-def tiny_depth_pro(fov_deg=55.0):
-    from transformers import DepthProConfig, DepthProForDepthEstimation
-
-    torch.manual_seed(0)
-    sub = {"model_type": "dinov2", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
-           "intermediate_size": 64, "patch_size": 8, "image_size": 32}
-    cfg = DepthProConfig(patch_size=32, fusion_hidden_size=16, image_model_config=sub, patch_model_config=sub,
-                         fov_model_config=sub, use_fov_model=True, scaled_images_ratios=[0.5, 1.0],
-                         scaled_images_overlap_ratios=[0.0, 0.25], scaled_images_feature_dims=[32, 32],
-                         intermediate_hook_ids=[1], intermediate_feature_dims=[32])
-    m = DepthProForDepthEstimation(cfg).eval()
-    head = m.fov_model.head.layers[-1]
-    with torch.no_grad():  # a known FoV, so the focal post-processing can be checked
-        head.weight.zero_()
-        head.bias.fill_(fov_deg)
-    return m
 
 
 def test_depth_anything_folder_round_trip(tmp_path):

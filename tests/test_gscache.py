@@ -187,3 +187,13 @@ def test_bad_input(history):
         if torch.cuda.is_available():
             pytest.skip("CUDA present")
         render_gaussians(cache.gaussians, test, backend="gsplat")
+
+
+def test_optimisation_runs_under_inference_mode(history):
+    """ComfyUI executes nodes under torch.inference_mode(); the cache must still optimise."""
+    train, rgb, depth, _, _ = history
+    with torch.inference_mode():
+        losses = []
+        cache = build_cache(rgb[:1].clone(), depth[:1].clone(), train[:1], "3dgs", GSConfig(iterations=3, stride=4),
+                            callback=lambda i, n, loss: losses.append(loss))
+    assert len(losses) == 3 and len(cache.gaussians) > 0

@@ -39,7 +39,20 @@ def optimize_gaussians(
     config: GSConfig = GSConfig(),
     callback: ProgressCallback | None = None,
 ) -> Gaussians:
-    """Fit Gaussians to history frames ``[F, H, W, 3]`` seen by ``cameras`` (``F`` views); returns a copy."""
+    """Fit Gaussians to history frames ``[F, H, W, 3]`` seen by ``cameras`` (``F`` views); returns a copy.
+
+    Gradients are switched on here whatever the caller's mode: hosts such as ComfyUI run nodes
+    under ``torch.inference_mode()``, whose tensors cannot take part in autograd, so every input
+    is copied into an ordinary tensor first.
+    """
+    with torch.inference_mode(False), torch.enable_grad():
+        return _optimize(g, images, cameras, config, callback)
+
+
+def _optimize(g: Gaussians, images: Tensor, cameras: Cameras, config: GSConfig,
+              callback: ProgressCallback | None) -> Gaussians:
+    images = images.clone()
+    cameras = Cameras(cameras.viewmats.clone(), cameras.Ks.clone(), cameras.width, cameras.height)
     if images.ndim != 4 or images.shape[0] != len(cameras) or images.shape[1:3] != (cameras.height, cameras.width):
         raise ValueError(f"images {list(images.shape)} must be [F, H, W, 3] matching {len(cameras)} cameras of "
                          f"{cameras.width}x{cameras.height}")

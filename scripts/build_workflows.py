@@ -1,0 +1,193 @@
+"""Writes the shipped UI-format workflows in ``workflows/`` from one description each.
+
+Widget values of our nodes come from ``nodes/specs.py`` defaults (so they stay valid when a
+node gains an input); a workflow only states what it changes. Run after changing a node:
+
+    python scripts/build_workflows.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from nodes.specs import SPECS  # noqa: E402
+
+WIDGET_KINDS = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+MODEL_FILES = {
+    "transformer": "wan2.1_t2v_1.3B_fp16.safetensors",
+    "vae": "wan_2.1_vae.safetensors",
+    "text_encoder": "umt5_xxl_fp16.safetensors",
+    "tokenizer": "umt5-xxl-tokenizer",
+    "worldwarp_checkpoint": "worldwarp_latest.ckpt",
+}
+# core nodes used by the workflows: (inputs as sockets, widget names in order, outputs)
+CORE = {
+    "LoadImage": ([], ["image", "upload"], [("IMAGE", "IMAGE"), ("MASK", "MASK")]),
+    "ImageScale": ([("image", "IMAGE")], ["upscale_method", "width", "height", "crop"], [("IMAGE", "IMAGE")]),
+    "SaveImage": ([("images", "IMAGE")], ["filename_prefix"], []),
+    "PreviewImage": ([("images", "IMAGE")], [], []),
+    "MaskToImage": ([("mask", "MASK")], [], [("IMAGE", "IMAGE")]),
+    "ImageBlur": ([("image", "IMAGE")], ["blur_radius", "sigma"], [("IMAGE", "IMAGE")]),
+    "GrowMask": ([("mask", "MASK")], ["expand", "tapered_corners"], [("MASK", "MASK")]),
+}
+
+
+class Graph:
+    def __init__(self) -> None:
+        self.nodes, self.links = [], []
+
+    def add(self, node_type: str, pos: tuple[int, int], widgets: dict | None = None, title: str | None = None) -> int:
+        widgets = widgets or {}
+        nid = len(self.nodes) + 1
+        spec = next((s for s in SPECS if s.node_id == node_type), None)
+        if spec is not None:
+            sockets = [(i.name, i.kind) for i in spec.inputs if i.kind not in WIDGET_KINDS]
+            wnames = [i.name for i in spec.inputs if i.kind in WIDGET_KINDS]
+            defaults = {i.name: i.default for i in spec.inputs if i.kind in WIDGET_KINDS}
+            defaults.update({k: v for k, v in MODEL_FILES.items() if k in defaults})
+            outputs = [(o.name, o.kind) for o in spec.outputs]
+            optional = {i.name for i in spec.inputs if i.optional}
+        else:
+            sockets, wnames, outputs = CORE[node_type]
+            defaults, optional = {}, set()
+        unknown = set(widgets) - set(wnames)
+        if unknown:
+            raise ValueError(f"{node_type} has no widgets {sorted(unknown)}")
+        values = [widgets.get(n, defaults.get(n)) for n in wnames]
+        node = {
+            "id": nid, "type": node_type, "pos": list(pos), "size": [320, 60 + 26 * (len(wnames) + len(sockets))],
+            "flags": {}, "order": nid - 1, "mode": 0,
+            "inputs": [{"name": n, "type": t, "link": None, **({"shape": 7} if n in optional else {})}
+                       for n, t in sockets],
+            "outputs": [{"name": n, "type": t, "links": [], "slot_index": i} for i, (n, t) in enumerate(outputs)],
+            "properties": {"Node name for S&R": node_type}, "widgets_values": values,
+        }
+        if title:
+            node["title"] = title
+        self.nodes.append(node)
+        return nid
+
+    def link(self, src: int, out_name: str, dst: int, in_name: str) -> None:
+        s, d = self.nodes[src - 1], self.nodes[dst - 1]
+        oi = next(i for i, o in enumerate(s["outputs"]) if o["name"] == out_name)
+        ii = next(i for i, o in enumerate(d["inputs"]) if o["name"] == in_name)
+        lid = len(self.links) + 1
+        kind = s["outputs"][oi]["type"]
+        self.links.append([lid, src, oi, dst, ii, kind])
+        s["outputs"][oi]["links"].append(lid)
+        d["inputs"][ii]["link"] = lid
+
+    def to_json(self, note: str) -> dict:
+        return {"last_node_id": len(self.nodes), "last_link_id": len(self.links), "nodes": self.nodes,
+                "links": self.links, "groups": [], "config": {},
+                "extra": {"info": {"description": note}, "ds": {"scale": 0.8, "offset": [0, 0]}}, "version": 0.4}
+
+
+def _start(g: Graph, width=720, height=480):
+    img = g.add("LoadImage", (0, 0), {"image": "example.png", "upload": "image"})
+    scale = g.add("ImageScale", (0, 360), {"upscale_method": "lanczos", "width": width, "height": height,
+                                           "crop": "center"})
+    g.link(img, "IMAGE", scale, "image")
+    geo_model = g.add("WorldWarpLoadGeometryModel", (360, 0), {"backend": "depth-pro", "folder": "depth-pro-hf"})
+    geo = g.add("WorldWarpEstimateGeometry", (720, 0))
+    g.link(geo_model, "geometry_model", geo, "geometry_model")
+    g.link(scale, "IMAGE", geo, "images")
+    cams = g.add("WorldWarpCameraTrajectory", (720, 260), {"preset": "dolly_in@0.6 + pan_left@0.5", "frames": 49})
+    g.link(scale, "IMAGE", cams, "image")
+    g.link(geo, "geometry", cams, "geometry")
+    return scale, geo_model, geo, cams
+
+
+def full_generator(style: str = "", training_free: bool = False, captioned: bool = False) -> Graph:
+    g = Graph()
+    scale, geo_model, _, cams = _start(g)
+    model = g.add("WorldWarpLoadModel", (360, 300),
+                  {"worldwarp_checkpoint": "(none)"} if training_free else {})
+    loop = g.add("WorldWarpChunkLoop", (1100, 0), {
+        "frames": 93, "prompt": "" if captioned else "a bright living room with large windows and wooden floors",
+        "style": style, "training_free": training_free,
+        "output_folder": "worldwarp/" + ("training_free" if training_free else "stylized" if style else "run")})
+    for src, out, name in ((model, "model", "model"), (geo_model, "geometry_model", "geometry_model"),
+                           (scale, "IMAGE", "image"), (cams, "cameras", "cameras")):
+        g.link(src, out, loop, name)
+    if captioned:
+        cap = g.add("WorldWarpLoadCaptioner", (360, 620), {"captioner": "fixed",
+                                                           "fixed_prompt": "a quiet village street at dusk"})
+        g.link(cap, "captioner", loop, "captioner")
+    save = g.add("SaveImage", (1500, 0), {"filename_prefix": "worldwarp/frames"})
+    g.link(loop, "frames", save, "images")
+    sc = g.add("WorldWarpSaveCameras", (1500, 360))
+    g.link(loop, "cameras", sc, "cameras")
+    return g
+
+
+def one_chunk(edit_hints: bool = False) -> Graph:
+    g = Graph()
+    scale, _, geo, cams = _start(g)
+    cache = g.add("WorldWarpBuildCache", (1100, 0))
+    g.link(scale, "IMAGE", cache, "images")
+    g.link(geo, "geometry", cache, "geometry")
+    hints = g.add("WorldWarpRenderHints", (1100, 420))
+    g.link(cache, "cache", hints, "cache")
+    g.link(cams, "cameras", hints, "cameras")
+    hint_src, hint_out, mask_src, mask_out = hints, "hints", hints, "valid"
+    if edit_hints:  # hints and masks are ordinary IMAGE / MASK: any core node can edit them
+        blur = g.add("ImageBlur", (1450, 420), {"blur_radius": 2, "sigma": 1.0})
+        g.link(hints, "hints", blur, "image")
+        grow = g.add("GrowMask", (1450, 620), {"expand": -4, "tapered_corners": True})
+        g.link(hints, "valid", grow, "mask")
+        hint_src, hint_out, mask_src, mask_out = blur, "IMAGE", grow, "MASK"
+    model = g.add("WorldWarpLoadModel", (360, 300))
+    sampler = g.add("WorldWarpSTDiffSampler", (1800, 0), {
+        "prompt": "a bright living room with large windows and wooden floors", "context_frames": 1})
+    g.link(model, "model", sampler, "model")
+    g.link(hint_src, hint_out, sampler, "hints")
+    g.link(mask_src, mask_out, sampler, "masks")
+    g.link(scale, "IMAGE", sampler, "context")
+    save = g.add("SaveImage", (2200, 0), {"filename_prefix": "worldwarp/chunk"})
+    g.link(sampler, "frames", save, "images")
+    g.link(sampler, "noise_schedule", g.add("PreviewImage", (2200, 360)), "images")
+    g.link(hint_src, hint_out, g.add("PreviewImage", (1800, 600), title="hints"), "images")
+    m2i = g.add("MaskToImage", (1800, 900))
+    g.link(mask_src, mask_out, m2i, "mask")
+    g.link(m2i, "IMAGE", g.add("PreviewImage", (2000, 900), title="valid"), "images")
+    ps = g.add("WorldWarpPreviewSchedule", (2200, 600), {"context_frames": 1})
+    g.link(mask_src, mask_out, ps, "masks")
+    sp = g.add("WorldWarpSaveSplat", (1450, 0))
+    g.link(cache, "cache", sp, "cache")
+    return g
+
+
+WORKFLOWS = {
+    "worldwarp_full_generator.json": (full_generator(), "The whole autoregressive generator: image + camera path -> "
+                                      "93 frames (2 chunks), cameras saved. Needs the Wan2.1 files, the WorldWarp "
+                                      "fine-tune and Depth Pro."),
+    "worldwarp_one_chunk_step_by_step.json": (one_chunk(), "One chunk with every stage visible: geometry, 3DGS cache "
+                                              "(+ .ply), hints and masks, the noise schedule, ST-Diff."),
+    "worldwarp_stylized_prompt.json": (full_generator(style="Van Gogh style, thick impasto brush strokes",
+                                                      captioned=True),
+                                       "Style text appended to the prompt (paper Fig. 8)."),
+    "worldwarp_component_swap_edited_hints.json": (one_chunk(edit_hints=True), "Hints and masks are plain IMAGE / "
+                                                   "MASK: here core nodes blur the hints and erode the masks before "
+                                                   "sampling."),
+    "worldwarp_training_free.json": (full_generator(training_free=True), "Base Wan2.1 weights without the WorldWarp "
+                                     "fine-tune: the sampler's training-free mode."),
+}
+
+
+def main() -> None:
+    out = os.path.join(ROOT, "workflows")
+    os.makedirs(out, exist_ok=True)
+    for name, (graph, note) in WORKFLOWS.items():
+        with open(os.path.join(out, name), "w", encoding="utf-8") as f:
+            json.dump(graph.to_json(note), f, indent=1)
+        print("wrote", name)
+
+
+if __name__ == "__main__":
+    main()
