@@ -58,7 +58,11 @@ class Graph:
         unknown = set(widgets) - set(wnames)
         if unknown:
             raise ValueError(f"{node_type} has no widgets {sorted(unknown)}")
-        values = [widgets.get(n, defaults.get(n)) for n in wnames]
+        values = []
+        for n in wnames:
+            values.append(widgets.get(n, defaults.get(n)))
+            if n == "seed" and spec is not None:  # the frontend adds a control widget after an INT named seed
+                values.append("fixed")
         node = {
             "id": nid, "type": node_type, "pos": list(pos), "size": [320, 60 + 26 * (len(wnames) + len(sockets))],
             "flags": {}, "order": nid - 1, "mode": 0,

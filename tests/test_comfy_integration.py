@@ -52,6 +52,8 @@ def _fast_copy(src: str, dst: str) -> None:
         spec = spec_by_id().get(node["type"])
         names = core_widgets.get(node["type"]) or [i.name for i in spec.inputs
                                                      if i.kind in ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")]
+        if "seed" in names:  # the frontend's control_after_generate value follows the seed
+            names.insert(names.index("seed") + 1, "control_after_generate")
         for k, v in changes.items():
             node["widgets_values"][names.index(k)] = v
     json.dump(wf, open(dst, "w"))
