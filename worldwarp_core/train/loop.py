@@ -135,7 +135,6 @@ def train(config: TrainConfig, callback=None) -> list[float]:
     after the last saved checkpoint.
     """
     from accelerate import Accelerator
-    from safetensors.torch import save_file
 
     from .data import LatentDataset
 
@@ -184,20 +183,24 @@ def train(config: TrainConfig, callback=None) -> list[float]:
             with open(log_path, "a", encoding="utf-8") as f:
                 f.write(f"{step + 1},{total:.8g},{sched.get_last_lr()[0]:.6g}\n")
         if (step + 1) % config.save_every == 0 or step + 1 == config.max_steps:
-            save_checkpoint(accelerator, transformer, config.output_dir, step + 1, save_file)
+            save_checkpoint(accelerator, transformer, config.output_dir, step + 1)
         if callback is not None:
             callback(step + 1, total)
     return losses
 
 
-def save_checkpoint(accelerator, transformer, output_dir: str, step: int, save_file) -> str:
+def save_checkpoint(accelerator, transformer, output_dir: str, step: int) -> str:
+    """``checkpoint-{step}/``: accelerate state (optimiser, scheduler, RNG) and ``transformer.safetensors``
+    (diffusers keys, config in the metadata) that ``models.load_transformer`` reads as it is."""
+    from ..models import save_transformer_file
+
     folder = os.path.join(output_dir, f"checkpoint-{step}")
     tmp = folder + ".tmp"
     accelerator.wait_for_everyone()
     accelerator.save_state(os.path.join(tmp, "accelerate"))
     if accelerator.is_main_process:
-        state = accelerator.unwrap_model(transformer).state_dict()
-        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, os.path.join(tmp, "transformer.safetensors"))
+        save_transformer_file(accelerator.unwrap_model(transformer), os.path.join(tmp, "transformer.safetensors"),
+                              layout="diffusers", embed_config=True)
         if os.path.isdir(folder):
             import shutil
 
