@@ -2,14 +2,18 @@
 
 The paper writes each chunk's prompt with a VLM (Qwen2.5-VL) from the latest history frames
 (supp. §7); users steer the look with style text ("Van Gogh style", Fig. 8). The ``fixed``
-captioner returns the user's prompt and never loads a model.
+captioner returns the user's prompt and never loads a model. Florence-2 is not wired in yet.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import os
 from collections.abc import Callable
 from typing import Protocol
 
+import torch
 from torch import Tensor
 
 DEFAULT_NEGATIVE = (
@@ -57,7 +61,117 @@ class FixedCaptioner:
         return None
 
 
-CAPTIONERS: dict[str, Callable[..., Captioner]] = {"fixed": lambda prompt="", **_: FixedCaptioner(prompt)}
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+INSTRUCTION = ("Describe this scene in one paragraph for a video generator: the place, the objects, their "
+               "materials and colours, the lighting and the atmosphere. Do not mention the camera.")
+
+
+def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    """Sizes that are multiples of ``factor`` (patch x merge) with an area between the pixel bounds,
+    keeping the aspect ratio (the Qwen-VL family's image sizing, written from its description)."""
+    h = max(factor, round(height / factor) * factor)
+    w = max(factor, round(width / factor) * factor)
+    if h * w > max_pixels:
+        beta = math.sqrt(height * width / max_pixels)
+        h = max(factor, math.floor(height / beta / factor) * factor)
+        w = max(factor, math.floor(width / beta / factor) * factor)
+    elif h * w < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h = math.ceil(height * beta / factor) * factor
+        w = math.ceil(width * beta / factor) * factor
+    return h, w
+
+
+def qwen_vl_pixels(image: Tensor, patch: int, merge: int, temporal: int, mean, std, min_pixels: int,
+                   max_pixels: int) -> tuple[Tensor, list[int]]:
+    """One image ``[H, W, 3]`` -> Qwen-VL ``pixel_values [N, 3·T·P·P]`` and its grid ``[t, h, w]``.
+
+    The image is resized (``smart_resize``), normalised, repeated ``temporal`` times (a still
+    image is a one-step video) and cut into ``P×P`` patches ordered so that each ``merge×merge``
+    group of neighbours is contiguous, as the vision tower merges them.
+    """
+    import torch.nn.functional as Fn
+
+    H, W = image.shape[:2]
+    h, w = smart_resize(H, W, patch * merge, min_pixels, max_pixels)
+    x = Fn.interpolate(image.permute(2, 0, 1)[None].float(), size=(h, w), mode="bicubic", align_corners=False,
+                       antialias=True)[0].clamp(0, 1)
+    x = (x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+    x = x[None].expand(temporal, 3, h, w)
+    gh, gw = h // patch, w // patch
+    x = x.reshape(1, temporal, 3, gh // merge, merge, patch, gw // merge, merge, patch)
+    x = x.permute(0, 3, 6, 4, 7, 2, 1, 5, 8)
+    return x.reshape(gh * gw, 3 * temporal * patch * patch), [1, gh, gw]
+
+
+class QwenVLCaptioner:
+    """Qwen2.5-VL / Qwen3-VL on transformers, with our own image preprocessing (no AutoProcessor,
+    whose image processors import torchvision). Describes the first and last history frames."""
+
+    def __init__(self, path: str | None = None, device: str = "cpu", dtype: torch.dtype = torch.float32,
+                 model=None, tokenizer=None, max_new_tokens: int = 120, max_pixels: int = 448 * 448,
+                 instruction: str = INSTRUCTION, name: str = "qwen2.5-vl") -> None:
+        self.name = name
+        if model is None or tokenizer is None:
+            if path is None or not os.path.isdir(path):
+                raise ValueError(f"{name}: model folder not found: {path}; put a local Qwen-VL folder (e.g. "
+                                 "Qwen2.5-VL-3B-Instruct) in models/worldwarp")
+            from transformers import AutoModelForImageTextToText, AutoTokenizer
+
+            model = AutoModelForImageTextToText.from_pretrained(path, local_files_only=True, torch_dtype=dtype)
+            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.device, self.max_new_tokens, self.instruction = device, max_new_tokens, instruction
+        v = model.config.vision_config
+        self.patch, self.merge = v.patch_size, v.spatial_merge_size
+        self.temporal = getattr(v, "temporal_patch_size", 2)
+        self.mean, self.std = CLIP_MEAN, CLIP_STD
+        pre = os.path.join(path, "preprocessor_config.json") if path else None
+        if pre and os.path.isfile(pre):
+            with open(pre, encoding="utf-8") as f:
+                cfg = json.load(f)
+            self.mean, self.std = tuple(cfg.get("image_mean", self.mean)), tuple(cfg.get("image_std", self.std))
+        self.max_pixels = max_pixels
+
+    @torch.no_grad()
+    def describe(self, frames: Tensor) -> str:
+        if frames.ndim != 4 or frames.shape[-1] != 3:
+            raise ValueError(f"frames must be [F, H, W, 3], got {list(frames.shape)}")
+        picks = [frames[0], frames[-1]] if frames.shape[0] > 1 else [frames[0]]
+        pixels, grids, parts = [], [], []
+        image_token = self.tokenizer.convert_ids_to_tokens(self.model.config.image_token_id)
+        start = self.tokenizer.convert_ids_to_tokens(self.model.config.vision_start_token_id)
+        end = self.tokenizer.convert_ids_to_tokens(self.model.config.vision_end_token_id)
+        for img in picks:
+            pv, grid = qwen_vl_pixels(img, self.patch, self.merge, self.temporal, self.mean, self.std,
+                                      (self.patch * self.merge) ** 2, self.max_pixels)
+            pixels.append(pv)
+            grids.append(grid)
+            parts.append(start + image_token * (grid[0] * grid[1] * grid[2] // self.merge**2) + end)
+        text = ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n" + "".join(parts)
+                + self.instruction + "<|im_end|>\n<|im_start|>assistant\n")
+        enc = self.tokenizer(text, return_tensors="pt", add_special_tokens=False)
+        model = self.model.to(self.device)
+        dtype = next(model.parameters()).dtype
+        out = model.generate(input_ids=enc.input_ids.to(self.device), attention_mask=enc.attention_mask.to(self.device),
+                             pixel_values=torch.cat(pixels).to(self.device, dtype),
+                             image_grid_thw=torch.tensor(grids, device=self.device),
+                             max_new_tokens=self.max_new_tokens, do_sample=False)
+        new = out[0, enc.input_ids.shape[1]:]
+        return " ".join(self.tokenizer.decode(new, skip_special_tokens=True).split())
+
+    def unload(self) -> None:
+        self.model.to("cpu")
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+CAPTIONERS: dict[str, Callable[..., Captioner]] = {
+    "fixed": lambda prompt="", **_: FixedCaptioner(prompt),
+    "qwen2.5-vl": lambda path=None, **kw: QwenVLCaptioner(path, name="qwen2.5-vl", **kw),
+    "qwen3-vl": lambda path=None, **kw: QwenVLCaptioner(path, name="qwen3-vl", **kw),
+}
 
 
 def list_captioners() -> list[str]:
