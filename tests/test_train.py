@@ -89,3 +89,24 @@ def test_training_config_and_data_errors(tmp_path):
                        "worldwarp_core", "train", "configs", "train_paper.json")
     paper = TrainConfig.from_json(cfg)
     assert (paper.lr, paper.warmup_steps, paper.max_steps, paper.batch_size) == (5e-5, 1000, 10000, 8)
+
+
+def test_build_clip_from_video_with_a_geometry_backend(tmp_path):
+    """A video (written with PyAV) becomes a training clip: frames, depth and cameras from the adapter."""
+    from worldwarp_core.geometry.testing import save_tiny_depth_anything
+    from worldwarp_core.outputs import write_mp4
+    from worldwarp_core.train.data import build_clip_from_video
+
+    scene = default_scene()
+    start = scene.default_camera(64, 48)
+    cams = make_trajectory("dolly_in@0.2", 12, start, scene_scale=3.0)
+    rgb, _ = scene.render(cams)
+    video = write_mp4(str(tmp_path / "in.mp4"), rgb, fps=8)
+    model = save_tiny_depth_anything(str(tmp_path / "da"))
+    clip = build_clip_from_video(video, str(tmp_path / "clip"), "depth-anything-v2", model, frames=9, stride=1,
+                                 width=48, height=32, prompt="a room")
+    assert clip.frames.shape == (9, 32, 48, 3) and clip.depths.shape == (9, 32, 48) and len(clip.cameras) == 9
+    again = load_clip(str(tmp_path / "clip"))
+    assert again.prompt == "a room" and again.frames.shape == clip.frames.shape
+    with pytest.raises(ValueError, match="a clip needs 4k\\+1 frames"):
+        build_clip_from_video(video, str(tmp_path / "c2"), "depth-anything-v2", model, frames=8, width=48, height=32)
