@@ -144,15 +144,18 @@ def forward_warp(
         u = torch.floor(uv[..., 0])
         v = torch.floor(uv[..., 1])
         ok = torch.isfinite(z) & (z > near) & (u >= 0) & (u < W) & (v >= 0) & (v < H)
-        view = torch.arange(Vb, device=device).unsqueeze(-1).expand_as(z)
-        flat = ((view * H + v.long().clamp(0, H - 1)) * W + u.long().clamp(0, W - 1))[ok]
+        view = torch.arange(Vb, device=device).unsqueeze(-1)
+        # Culled points go to one spare slot past the image instead of being filtered out: boolean
+        # indexing (nonzero) was the most expensive step of the whole warp.
+        flat = torch.where(ok, (view * H + v.clamp(0, H - 1).long()) * W + u.clamp(0, W - 1).long(), Vb * H * W)
         # One key orders by depth, then by point index: the bit pattern of a positive float32
         # increases with its value, so (depth bits << 32 | index) under amin is "nearest wins,
         # lowest index on ties" in a single scatter.
-        zf = z[ok].float()
-        key = (zf.view(torch.int32).long() << 32) | pid.unsqueeze(0).expand(Vb, -1)[ok]
-        buf = torch.full((Vb * H * W,), empty, dtype=torch.long, device=device)
-        buf.scatter_reduce_(0, flat, key, reduce="amin")
+        zf = z.float().clamp_min(0)
+        key = (zf.view(torch.int32).long() << 32) | pid.unsqueeze(0)
+        buf = torch.full((Vb * H * W + 1,), empty, dtype=torch.long, device=device)
+        buf.scatter_reduce_(0, flat.reshape(-1), key.reshape(-1), reduce="amin")
+        buf = buf[:-1]
         buf = buf.view(Vb, H, W)
         if radius > 0:
             # A point covers the (2r+1)^2 square around its pixel. The nearest point within r of a
@@ -164,9 +167,11 @@ def forward_warp(
                     out = torch.minimum(out, padded[:, dy:dy + H, dx:dx + W])
             buf = out
         hit = buf != empty
-        winner = (buf[hit] & 0xFFFFFFFF).long()
-        images[v0:v0 + Vb][hit] = cloud.colors[winner]
-        depths[v0:v0 + Vb][hit] = (buf[hit] >> 32).int().view(torch.float32).to(dtype)
+        winner = torch.where(hit, buf & 0xFFFFFFFF, 0)
+        colors = cloud.colors[winner.reshape(-1)].reshape(Vb, H, W, 3)
+        images[v0:v0 + Vb] = torch.where(hit.unsqueeze(-1), colors, images[v0:v0 + Vb])
+        zbits = (buf >> 32).to(torch.int32).view(torch.float32).to(dtype)
+        depths[v0:v0 + Vb] = torch.where(hit, zbits, depths[v0:v0 + Vb])
         masks[v0:v0 + Vb] = hit
     return WarpResult(images, masks, depths)
 
