@@ -14,7 +14,7 @@ import torch
 
 from worldwarp_core.cameras import Cameras, intrinsics_from_fov
 from worldwarp_core.caption import FixedCaptioner, compose_prompt, load_captioner
-from worldwarp_core.geometry import GeometryResult, load_estimator
+from worldwarp_core.geometry import load_estimator
 from worldwarp_core.gscache import GSConfig, build_cache, save_ply, to_comfy_splat
 from worldwarp_core.models import load_components, load_diffusers_folder, load_worldwarp_checkpoint
 from worldwarp_core.pipeline import PipelineSettings, WorldWarpPipeline
@@ -196,5 +196,3 @@ def save_splat(env, cache, filename_prefix):
     os.makedirs(os.path.dirname(base), exist_ok=True)
     return (save_ply(cache.gaussians, base + ".ply"),)
 
-
-__all__ = ["GeometryResult"]

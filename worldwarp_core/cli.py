@@ -122,7 +122,7 @@ def cmd_generate(args) -> int:
     progress.chunks = len(settings.chunk_starts(args.frames))
     try:
         result = pipe(image, path, args.frames, prompt=args.prompt, style=args.style, out_dir=args.out,
-                      resume=args.resume, overwrite=args.overwrite, start_depth=None, callback=progress)
+                      resume=args.resume, overwrite=args.overwrite, start_depth=first.depth[0], callback=progress)
     finally:
         model.release()
     print(f"\nwrote {result.frames.shape[0]} frames to {result.out_dir}")

@@ -393,9 +393,6 @@ class WorldWarpModel:
     def release(self) -> None:
         """Drop every component (free memory at the end of a run or on error)."""
         for name in ("transformer", "vae", "text_encoder"):
-            module = getattr(self, name, None)
-            if module is not None:
-                module.to("meta") if hasattr(module, "to") else None
             setattr(self, name, None)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

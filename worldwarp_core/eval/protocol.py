@@ -24,7 +24,6 @@ import torch
 from torch import Tensor
 
 from ..cameras import Cameras
-from ..outputs import load_png
 from .metrics import camera_metrics, psnr, ssim
 from .plots import plot_curves
 
@@ -39,24 +38,12 @@ class EvalClip:
 
 
 def load_eval_clip(folder: str) -> EvalClip:
-    frames_dir = os.path.join(folder, "frames")
-    if not os.path.isdir(frames_dir):
-        raise ValueError(f"{folder}: no frames/ folder (an eval clip holds frames/*.png and cameras.txt|json)")
-    files = sorted(f for f in os.listdir(frames_dir) if f.lower().endswith((".png", ".jpg", ".jpeg")))
-    if not files:
-        raise ValueError(f"{frames_dir} holds no frames")
-    frames = torch.stack([load_png(os.path.join(frames_dir, f)) for f in files])
-    H, W = frames.shape[1:3]
-    for name in ("cameras.txt", "cameras.json"):
-        if os.path.isfile(os.path.join(folder, name)):
-            cams = Cameras.load(os.path.join(folder, name), W, H)
-            break
-    else:
-        raise ValueError(f"{folder}: no cameras.txt or cameras.json")
-    if (cams.width, cams.height) != (W, H):
-        cams = cams.resize(W, H)
-    n = min(len(cams), frames.shape[0])
-    return EvalClip(os.path.basename(os.path.normpath(folder)), frames[:n], cams[:n])
+    """An evaluation clip: the training clip layout (``train.data.load_clip``) without depth."""
+    from ..train.data import load_clip
+
+    clip = load_clip(folder, require_depth=False)
+    n = min(len(clip.cameras), clip.frames.shape[0])
+    return EvalClip(os.path.basename(os.path.normpath(folder)), clip.frames[:n], clip.cameras[:n])
 
 
 def smallest_total(at_least: int, chunk: int, context: int) -> int:

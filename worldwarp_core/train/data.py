@@ -47,8 +47,11 @@ def _sorted_files(folder: str, exts: tuple[str, ...]) -> list[str]:
     return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.lower().endswith(exts))
 
 
-def load_clip(folder: str) -> Clip:
-    """Read a clip folder (format in the module docstring); errors name the file and what is wrong."""
+def load_clip(folder: str, require_depth: bool = True) -> Clip:
+    """Read a clip folder (format in the module docstring); errors name the file and what is wrong.
+
+    ``require_depth=False`` reads clips without depth/ (evaluation clips); their depth is empty.
+    """
     frame_files = _sorted_files(os.path.join(folder, "frames"), (".png", ".jpg", ".jpeg"))
     if not frame_files:
         raise ValueError(f"{folder}/frames holds no .png/.jpg frames")
@@ -59,8 +62,11 @@ def load_clip(folder: str) -> Clip:
     if os.path.isfile(os.path.join(folder, "meta.json")):
         with open(os.path.join(folder, "meta.json"), encoding="utf-8") as f:
             meta = json.load(f)
-    depth_files = _sorted_files(os.path.join(folder, "depth"), (".npy", ".png"))
-    if len(depth_files) != F:
+    if not require_depth and not os.path.isdir(os.path.join(folder, "depth")):
+        depth_files = []
+    else:
+        depth_files = _sorted_files(os.path.join(folder, "depth"), (".npy", ".png"))
+    if require_depth and len(depth_files) != F:
         raise ValueError(f"{folder}: {F} frames but {len(depth_files)} depth maps in depth/; give one per frame")
     depths = []
     for path in depth_files:
@@ -71,13 +77,14 @@ def load_clip(folder: str) -> Clip:
         if d.shape != (H, W):
             raise ValueError(f"{path}: depth is {list(d.shape)}, frames are {H}x{W}; depth must match the frames")
         depths.append(torch.from_numpy(d))
+    depth = torch.stack(depths) if depths else torch.empty(0, H, W)
     for name in ("cameras.txt", "cameras.json"):
         if os.path.isfile(os.path.join(folder, name)):
             cameras = Cameras.load(os.path.join(folder, name), W, H)
             break
     else:
         raise ValueError(f"{folder}: no cameras.txt (RealEstate10K) or cameras.json")
-    if len(cameras) != F:
+    if require_depth and len(cameras) != F:
         raise ValueError(f"{folder}: {F} frames but {len(cameras)} cameras")
     if (cameras.width, cameras.height) != (W, H):
         cameras = cameras.resize(W, H)
@@ -85,7 +92,7 @@ def load_clip(folder: str) -> Clip:
     if os.path.isfile(os.path.join(folder, "prompt.txt")):
         with open(os.path.join(folder, "prompt.txt"), encoding="utf-8") as f:
             prompt = f.read().strip()
-    return Clip(frames, torch.stack(depths), cameras, prompt)
+    return Clip(frames, depth, cameras, prompt)
 
 
 def save_clip(folder: str, clip: Clip) -> None:
