@@ -158,3 +158,37 @@ def test_registry_and_missing_folders(tmp_path):
         load_estimator("depth-pro", str(tmp_path / "nope"))
     with pytest.raises(ValueError, match="ttt3r: checkpoint file not found"):
         load_estimator("ttt3r", None)
+
+
+def test_depth_anything_3_adapter_against_a_stand_in_package(tmp_path, monkeypatch):
+    """The DA3 adapter's conversions (resize, intrinsics scaling, 3x4 extrinsics) against a stand-in with
+    the package's documented API (``DepthAnything3.from_pretrained``, ``inference`` -> depth [N,h,w], conf,
+    extrinsics [N,3,4] OpenCV w2c, intrinsics [N,3,3] at the processing size)."""
+    import numpy as np
+
+    pkg = tmp_path / "depth_anything_3"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "api.py").write_text(
+        "import numpy as np\n"
+        "class _P: pass\n"
+        "class DepthAnything3:\n"
+        "    @classmethod\n"
+        "    def from_pretrained(cls, path):\n"
+        "        m = cls(); m.path = path; return m\n"
+        "    def to(self, device): return self\n"
+        "    def inference(self, images, process_res=504, extrinsics=None, intrinsics=None):\n"
+        "        n = len(images); p = _P()\n"
+        "        p.depth = np.full((n, 16, 24), 2.0, np.float32); p.conf = np.ones((n, 16, 24), np.float32)\n"
+        "        e = np.zeros((n, 3, 4), np.float32); e[:, :, :3] = np.eye(3); e[:, 0, 3] = np.arange(n)\n"
+        "        p.extrinsics = e if extrinsics is None else extrinsics[:, :3]\n"
+        "        k = np.array([[20., 0, 12], [0, 20., 8], [0, 0, 1]], np.float32)\n"
+        "        p.intrinsics = np.stack([k] * n); p.seen_poses = extrinsics is not None\n"
+        "        return p\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "model").mkdir()
+    est = load_estimator("depth-anything-3", str(tmp_path / "model"))
+    r = est.estimate(torch.rand(3, 32, 48, 3))
+    assert r.depth.shape == (3, 32, 48) and torch.allclose(r.depth, torch.full((3, 32, 48), 2.0))
+    assert float(r.cameras.Ks[0, 0, 0]) == pytest.approx(40.0) and float(r.cameras.Ks[0, 1, 2]) == pytest.approx(16.0)
+    assert np.allclose(r.cameras.viewmats[:, 0, 3].numpy(), [0, 1, 2])
