@@ -11,7 +11,7 @@ register_model_folder()
 ENV = ComfyEnv()
 _CUSTOM = {name: io.Custom(name) for name in CUSTOM_TYPES}
 _BASIC = {"IMAGE": io.Image, "MASK": io.Mask, "STRING": io.String, "CONDITIONING": io.Conditioning,
-          "SPLAT": io.Splat}
+          "SPLAT": io.Splat, "LOAD3D_CAMERA": io.Load3DCamera}
 
 
 def _socket(kind: str):

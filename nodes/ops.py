@@ -93,6 +93,36 @@ def extrapolate_trajectory(env, cameras, total_frames, mode, window, damping):
     return (extend_to(cameras, total_frames, mode, window, damping),)
 
 
+def cameras_to_camera_info(env, cameras, frame):
+    """One of our cameras as core ``Load3DCamera`` camera_info, so core nodes such as Render Splat can
+    render the exported splat from a WorldWarp camera.
+
+    Core's convention (comfy_extras/nodes_gaussian_splat.py): camera_info lives in a three.js world
+    (Y up, cameras look down local -Z) and a splat's coordinates are 3DGS / OpenCV-like, the two
+    related by ``(x, y, z) -> (x, -y, -z)``. Our splat coordinates are our world's, so the camera is
+    mapped by that flip; the vertical/horizontal field of view is over the image's smaller side.
+    """
+    from worldwarp_core.trajectory import matrix_to_quat
+
+    if not 0 <= frame < len(cameras):
+        raise ValueError(f"frame {frame} is outside the path's {len(cameras)} cameras")
+    flip = torch.diag(torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64))
+    c2w = cameras.c2w[frame].double()
+    R = flip @ c2w[:3, :3] @ flip  # camera axes OpenCV -> three.js, world splat frame -> three.js world
+    pos, target = flip @ c2w[:3, 3], flip @ (c2w[:3, 3] + c2w[:3, 2])
+    q = matrix_to_quat(R)
+    K = cameras.Ks[frame].double()
+    side, focal = (cameras.height, K[1, 1]) if cameras.height <= cameras.width else (cameras.width, K[0, 0])
+    fov = torch.rad2deg(2 * torch.atan(side / (2 * focal)))
+
+    def xyz(v):
+        return {"x": float(v[0]), "y": float(v[1]), "z": float(v[2])}
+
+    return ({"position": xyz(pos), "target": xyz(target),
+             "quaternion": {"x": float(q[1]), "y": float(q[2]), "z": float(q[3]), "w": float(q[0])},
+             "fov": float(fov), "cameraType": "perspective", "zoom": 1.0},)
+
+
 # ----------------------------------------------------------------------------- geometry, cache, hints
 def estimate_geometry(env, geometry_model, images, cameras=None):
     result = geometry_model.estimate(images.float().cpu(), cameras)

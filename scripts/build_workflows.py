@@ -34,7 +34,11 @@ CORE = {
     "MaskToImage": ([("mask", "MASK")], [], [("IMAGE", "IMAGE")]),
     "ImageBlur": ([("image", "IMAGE")], ["blur_radius", "sigma"], [("IMAGE", "IMAGE")]),
     "GrowMask": ([("mask", "MASK")], ["expand", "tapered_corners"], [("MASK", "MASK")]),
+    "RenderSplat": ([("splat", "SPLAT"), ("bg_image", "IMAGE"), ("camera_info", "LOAD3D_CAMERA")],
+                    ["width", "height", "frames", "splat_scale", "sharpen", "headlight_shading", "opacity_threshold",
+                     "render_style", "background"], [("image", "IMAGE"), ("mask", "MASK")]),
 }
+CORE_OPTIONAL = {"RenderSplat": {"bg_image", "camera_info"}}
 
 
 class Graph:
@@ -54,7 +58,7 @@ class Graph:
             optional = {i.name for i in spec.inputs if i.optional}
         else:
             sockets, wnames, outputs = CORE[node_type]
-            defaults, optional = {}, set()
+            defaults, optional = {}, CORE_OPTIONAL.get(node_type, set())
         unknown = set(widgets) - set(wnames)
         if unknown:
             raise ValueError(f"{node_type} has no widgets {sorted(unknown)}")
@@ -146,6 +150,15 @@ def one_chunk(edit_hints: bool = False) -> Graph:
         grow = g.add("GrowMask", (1450, 620), {"expand": -4, "tapered_corners": True})
         g.link(hints, "valid", grow, "mask")
         hint_src, hint_out, mask_src, mask_out = blur, "IMAGE", grow, "MASK"
+        # the cache is also a core SPLAT: core Render Splat shows it from the chunk's last camera
+        info = g.add("WorldWarpCameraInfo", (1450, 820), {"frame": 48})
+        g.link(cams, "cameras", info, "cameras")
+        render = g.add("RenderSplat", (1800, 1150), {
+            "width": 720, "height": 480, "frames": 1, "splat_scale": 1.0, "sharpen": 2.0, "headlight_shading": 0.0,
+            "opacity_threshold": 0.0, "render_style": "color", "background": "#000000"})
+        g.link(cache, "splat", render, "splat")
+        g.link(info, "camera_info", render, "camera_info")
+        g.link(render, "image", g.add("PreviewImage", (2200, 1150), title="core Render Splat"), "images")
     model = g.add("WorldWarpLoadModel", (360, 300))
     sampler = g.add("WorldWarpSTDiffSampler", (1800, 0), {
         "prompt": "a bright living room with large windows and wooden floors", "context_frames": 1})

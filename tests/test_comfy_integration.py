@@ -31,6 +31,8 @@ pytestmark = pytest.mark.skipif(
 # small sizes and few steps so every workflow runs in seconds on CPU with tiny models
 FAST = {
     "ImageScale": {"width": 48, "height": 32},
+    "RenderSplat": {"width": 48, "height": 32},
+    "WorldWarpCameraInfo": {"frame": 8},
     "WorldWarpCameraTrajectory": {"frames": 9},
     "WorldWarpBuildCache": {"iterations": 3, "stride": 4},
     "WorldWarpSTDiffSampler": {"steps": 2},
@@ -44,7 +46,9 @@ def _fast_copy(src: str, dst: str) -> None:
     from nodes.specs import spec_by_id
 
     wf = json.load(open(src))
-    core_widgets = {"ImageScale": ["upscale_method", "width", "height", "crop"]}
+    core_widgets = {"ImageScale": ["upscale_method", "width", "height", "crop"],
+                    "RenderSplat": ["width", "height", "frames", "splat_scale", "sharpen", "headlight_shading",
+                                    "opacity_threshold", "render_style", "background"]}
     for node in wf["nodes"]:
         changes = FAST.get(node["type"], {})
         if not changes:

@@ -12,7 +12,7 @@ from worldwarp_core.geometry.testing import save_tiny_depth_anything
 from worldwarp_core.models import save_tiny_comfy_files
 from worldwarp_core.synthetic import default_scene
 
-BASIC = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO", "IMAGE", "MASK", "CONDITIONING", "SPLAT"}
+BASIC = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO", "IMAGE", "MASK", "CONDITIONING", "SPLAT", "LOAD3D_CAMERA"}
 
 
 class _Bar:
@@ -143,3 +143,29 @@ def test_node_errors_are_clear(env):
                             "spatio-temporal", False, context=torch.zeros(2, 32, 48, 3))
     with pytest.raises(ValueError, match="camera file not found"):
         ops.camera_trajectory(env, torch.zeros(1, 32, 48, 3), "dolly_in", 1.0, 9, 60.0, 0.0, "linear", "nope.txt")
+
+
+def test_camera_info_uses_core_splat_convention(env):
+    """camera_info is in a three.js world (Y up, looking down local -Z), related to the splat's (= our)
+    coordinates by (x, y, z) -> (x, -y, -z), as core Render Splat reads it. Checked end to end against
+    core Render Splat in the session that wrote it: 23.0 dB between its render and ours."""
+    import math
+
+    from worldwarp_core.cameras import Cameras, intrinsics_from_fov, look_at
+    from worldwarp_core.trajectory import quat_to_matrix
+
+    eye = torch.tensor([[1.0, -0.5, 0.2]], dtype=torch.float64)
+    cams = Cameras(look_at(eye, torch.tensor([[0.0, 0.0, 4.0]], dtype=torch.float64)),
+                   intrinsics_from_fov(60.0, 64, 48).double(), 64, 48)
+    (info,) = ops.cameras_to_camera_info(env, cams, 0)
+    flip = torch.diag(torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64))
+    q = info["quaternion"]
+    R = quat_to_matrix(torch.tensor([q["w"], q["x"], q["y"], q["z"]], dtype=torch.float64))
+    torch.testing.assert_close(flip @ -R[:, 2], cams.c2w[0, :3, 2])  # view direction
+    torch.testing.assert_close(flip @ -R[:, 1], cams.c2w[0, :3, 1])  # image down
+    torch.testing.assert_close(flip @ R[:, 0], cams.c2w[0, :3, 0])  # image right
+    pos = torch.tensor([info["position"][k] for k in "xyz"], dtype=torch.float64)
+    torch.testing.assert_close(flip @ pos, eye[0])
+    assert info["fov"] == pytest.approx(math.degrees(2 * math.atan(24 / float(cams.Ks[0, 1, 1]))))
+    with pytest.raises(ValueError, match="frame 3 is outside the path's 1 cameras"):
+        ops.cameras_to_camera_info(env, cams, 3)
