@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 import folder_paths
+import torch
 
 WORLDWARP_FOLDER = "worldwarp"
 
@@ -56,6 +57,23 @@ class ComfyEnv:
         import comfy.utils
 
         return comfy.utils.ProgressBar(total)
+
+    def latent_preview(self, x0):
+        """A cheap RGB preview of an x0 estimate ``[C, F, h, w]`` (normalised Wan latents): ComfyUI's own
+        Wan2.1 latent-to-RGB factors on the last latent frame, as its latent previews do."""
+        if x0 is None:
+            return None
+        try:
+            from comfy.latent_formats import Wan21
+            from PIL import Image
+        except ImportError:
+            return None
+        fmt = Wan21()
+        w = torch.tensor(fmt.latent_rgb_factors, dtype=torch.float32)  # [C, 3]
+        b = torch.tensor(fmt.latent_rgb_factors_bias, dtype=torch.float32)
+        rgb = x0[:, -1].float().cpu().permute(1, 2, 0) @ w + b  # [h, w, 3]
+        img = ((rgb + 1) / 2).clamp(0, 1).mul(255).byte().numpy()
+        return ("JPEG", Image.fromarray(img), 512)
 
     def check_interrupt(self) -> None:
         import comfy.model_management as mm

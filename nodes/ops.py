@@ -34,11 +34,14 @@ DIFFUSERS = "(diffusers folder in models/worldwarp)"
 
 
 def _progress_callback(env, total: int):
+    """Progress + interruption for core callbacks ``(step, total, extra)``; an x0 estimate (ST-Diff)
+    becomes the node's live preview."""
     bar = env.progress(total)
 
-    def cb(*args):
+    def cb(step, _total, extra=None):
         env.check_interrupt()
-        bar.update_absolute(args[0] if args and isinstance(args[0], int) else 0, total)
+        preview = env.latent_preview(extra) if isinstance(extra, torch.Tensor) else None
+        bar.update_absolute(step, total, preview)
 
     return cb
 
@@ -202,7 +205,7 @@ def chunk_loop(env, model, geometry_model, image, cameras, frames, prompt, style
     def on_event(e):
         env.check_interrupt()
         if e["stage"] == "st-diff":
-            bar.update_absolute(e["chunk"] * steps + e["step"], total_chunks * steps)
+            bar.update_absolute(e["chunk"] * steps + e["step"], total_chunks * steps, env.latent_preview(e.get("x0")))
 
     pipe = WorldWarpPipeline(model, geometry_model, captioner, settings)
     result = pipe(image[0].float().cpu(), cameras, frames, prompt=prompt, style=style, out_dir=out_dir,

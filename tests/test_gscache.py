@@ -155,8 +155,11 @@ def test_ply_and_splat_round_trips(tmp_path, optimised, history):
 
 def test_world_model_merges_without_duplicates(optimised):
     cache, _ = optimised
-    g = cache.gaussians
-    voxel = 0.0625  # a power of two, so the shift below moves every point by whole voxels exactly
+    voxel = 0.0625
+    # means snapped to voxel centres (multiples of 2^-5, exact in float32), so shifting by 64 moves
+    # every point by whole voxels exactly and rounding cannot push one across a voxel boundary
+    o = cache.gaussians
+    g = Gaussians((torch.floor(o.means / voxel) + 0.5) * voxel, o.quats, o.log_scales, o.opacity_logits, o.sh)
     world = WorldModel(voxel_size=voxel).add(g)
     n1 = len(world.gaussians)
     assert n1 <= len(g)

@@ -60,6 +60,10 @@ class FakeEnv:
     def check_interrupt(self):
         self.interrupt_checks += 1
 
+    def latent_preview(self, x0):
+        self.previews = getattr(self, "previews", 0) + 1
+        return None
+
     def make_splat(self, fields):
         return fields
 
@@ -119,6 +123,7 @@ def test_every_node_runs_on_tiny_models(env):
     frames, schedule = ops.st_diff_sampler(env, model, hints, masks, prompt, "blurry", 1, 0.8, 2, 2.0, 0,
                                            "spatio-temporal", False, context=image)
     assert frames.shape == (9, 32, 48, 3) and schedule.ndim == 4 and schedule.shape[-1] == 3
+    assert env.previews >= 1  # the sampler hands its x0 estimates to the preview
     cond = [[torch.randn(1, 7, 32), {}]]
     frames2, _ = ops.st_diff_sampler(env, model, hints, masks, "", "", 1, 0.8, 2, 2.0, 0, "spatial", True,
                                      context=image, conditioning=cond, negative_conditioning=cond)

@@ -287,7 +287,7 @@ class WorldWarpPipeline:
         result = st_diff_sample(self.model.transformer, z_warp, tm, context_latent_count(ctx), embeds[text],
                                 embeds[s.negative_prompt], cfg,
                                 callback=lambda i, n, x0: emit({"stage": "st-diff", "chunk": k, "step": i,
-                                                                 "total": n}),
+                                                                 "total": n, "x0": x0}),
                                 scheduler_config=getattr(self.model, "scheduler_config", None))
         t = _stage(timings, "st-diff", t)
 

@@ -160,6 +160,18 @@ def train(config: TrainConfig, callback=None) -> list[float]:
 
     losses: list[float] = []
     log_path = os.path.join(config.output_dir, "loss.csv")
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    # thread-order accumulation in CPU backward passes would make a resumed curve drift from the
+    # uninterrupted one; deterministic algorithms keep them equal
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        _run_steps(config, accelerator, transformer, optim, sched, dataset, start, losses, log_path, callback)
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
+    return losses
+
+
+def _run_steps(config, accelerator, transformer, optim, sched, dataset, start, losses, log_path, callback) -> None:
     for step in range(start, config.max_steps):
         gen = step_generator(config.seed, step)
         total = 0.0
@@ -186,7 +198,6 @@ def train(config: TrainConfig, callback=None) -> list[float]:
             save_checkpoint(accelerator, transformer, config.output_dir, step + 1)
         if callback is not None:
             callback(step + 1, total)
-    return losses
 
 
 def save_checkpoint(accelerator, transformer, output_dir: str, step: int) -> str:
