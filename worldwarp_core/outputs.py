@@ -90,9 +90,10 @@ def sha256_file(path: str, chunk: int = 1 << 22) -> str:
 
 
 def fingerprint(*tensors: Tensor, extra: dict | None = None) -> str:
+    """sha256 of the tensors' exact bytes and of ``extra`` (JSON): what identifies a run's inputs."""
     h = hashlib.sha256()
     for t in tensors:
-        h.update(to_uint8(t).tobytes() if t.is_floating_point() and t.max() <= 1 else t.detach().cpu().numpy().tobytes())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
     h.update(json.dumps(extra or {}, sort_keys=True, default=str).encode())
     return h.hexdigest()
 

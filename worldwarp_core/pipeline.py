@@ -20,6 +20,7 @@ context); each later chunk re-uses the last ``context_frames`` frames as context
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -168,8 +169,6 @@ class WorldWarpPipeline:
         if folder is not None and resume:
             first = folder.finished_chunks()
             if first:
-                import json
-
                 for k in range(first):
                     with open(os.path.join(folder.chunk_dir(k), "chunk.json"), encoding="utf-8") as f:
                         chunks.append(json.load(f))
