@@ -27,6 +27,7 @@ from .gaussians import Backend, Gaussians
 ALPHA_MIN = 1.0 / 255.0
 ALPHA_MAX = 0.99
 EPS2D = 0.3
+_RADIUS_BUCKETS = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 32, 48, 64)
 
 
 @dataclass
@@ -86,13 +87,15 @@ def _render_view_torch(means, quats, scales, opacities, colors, viewmat, K, widt
         gi = idx[keep]
         u, v, z, a, b, c, det = u[keep], v[keep], z[keep], a[keep], b[keep], c[keep], det[keep]
         radius = radius[keep].clamp(max=max_radius)
-        # Footprints are enumerated on a square grid; Gaussians are bucketed by radius (1, 2, 4, ...)
-        # so one large Gaussian does not make every small one walk a large grid.
-        bucket = torch.ceil(torch.log2(radius.clamp_min(1))).long()
+        # Footprints are enumerated on a square grid; Gaussians are bucketed by radius so one large
+        # Gaussian does not make every small one walk a large grid (the buckets are fine-grained:
+        # a 6-pixel footprint walks 13x13 cells, not the 17x17 of the next power of two).
+        edges = torch.tensor([r for r in _RADIUS_BUCKETS if r < max_radius] + [max_radius], device=device)
+        bucket = torch.bucketize(radius.clamp_min(1), edges.to(radius.dtype))
         pix_l, al_l, z_l, g_l = [], [], [], []
         for bkt in torch.unique(bucket).tolist():
             sel = torch.nonzero(bucket == bkt).squeeze(1)
-            r = int(min(2**bkt, max_radius))
+            r = int(edges[bkt])
             off = torch.arange(-r, r + 1, device=device)
             dy, dx = torch.meshgrid(off, off, indexing="ij")
             dx, dy = dx.reshape(-1), dy.reshape(-1)  # [S]
