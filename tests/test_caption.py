@@ -5,7 +5,9 @@ import torch
 
 from worldwarp_core.caption import (
     FixedCaptioner,
+    Florence2Captioner,
     compose_prompt,
+    florence_image_tokens,
     list_captioners,
     load_captioner,
     qwen_vl_pixels,
@@ -52,7 +54,7 @@ def test_compose_prompt_and_fixed_mode():
         compose_prompt(" ", "")
     fixed = load_captioner("fixed", prompt="a beach")
     assert isinstance(fixed, FixedCaptioner) and fixed.describe(torch.zeros(1, 8, 8, 3)) == "a beach"
-    assert {"fixed", "qwen2.5-vl", "qwen3-vl"} <= set(list_captioners())
+    assert {"fixed", "florence-2", "qwen2.5-vl", "qwen3-vl"} <= set(list_captioners())
     with pytest.raises(ValueError, match="unknown captioner 'gpt'"):
         load_captioner("gpt")
     with pytest.raises(ValueError, match="qwen2.5-vl: model folder not found"):
@@ -82,3 +84,87 @@ def test_tiny_qwen_vl_round_trip_describes_frames(tmp_path):
     assert isinstance(text, str)
     assert compose_prompt(text or "x", "Van Gogh style").endswith("Van Gogh style")
     cap.unload()
+
+
+FLORENCE_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]
+
+
+def _tiny_florence_folder(path, size=64):
+    """A tiny random Florence-2 in transformers' format, a character tokenizer with BART's special
+    tokens and an image token, and a preprocessor config, saved as a real model folder."""
+    import json
+
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+    from transformers import Florence2Config, Florence2ForConditionalGeneration, PreTrainedTokenizerFast
+
+    vocab = {s: i for i, s in enumerate(FLORENCE_SPECIALS)}
+    for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ .,:<>_":
+        vocab[c] = len(vocab)
+    vocab["<image>"] = len(vocab)
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), "isolated")
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   unk_token="<unk>", extra_special_tokens={"image_token": "<image>"})
+    cfg = Florence2Config(
+        text_config=dict(model_type="bart", vocab_size=len(vocab), d_model=32, encoder_layers=1, decoder_layers=1,
+                         encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                         max_position_embeddings=256, bos_token_id=0, pad_token_id=1, eos_token_id=2,
+                         decoder_start_token_id=2, forced_bos_token_id=0, forced_eos_token_id=2),
+        vision_config=dict(depths=(1, 1, 1, 1), embed_dim=(8, 16, 16, 32), num_heads=(1, 2, 2, 4),
+                           num_groups=(1, 2, 2, 4), window_size=2, projection_dim=32, max_position_embeddings=50),
+        image_token_id=vocab["<image>"])
+    torch.manual_seed(0)
+    Florence2ForConditionalGeneration(cfg).save_pretrained(path)
+    fast.save_pretrained(path)
+    pre = {"size": {"height": size, "width": size}, "image_mean": [0.485, 0.456, 0.406],
+           "image_std": [0.229, 0.224, 0.225], "resample": 3, "do_resize": True, "do_center_crop": False,
+           "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True}
+    with open(f"{path}/preprocessor_config.json", "w") as f:
+        json.dump(pre, f)
+    return path
+
+
+def test_tiny_florence_2_round_trip_matches_the_transformers_processor(tmp_path):
+    import numpy as np
+    from transformers import Florence2Processor
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    folder = _tiny_florence_folder(str(tmp_path / "florence"))
+    cap = load_captioner("florence-2", folder, max_new_tokens=6, num_beams=2)
+    assert isinstance(cap, Florence2Captioner) and (cap.height, cap.width) == (64, 64)
+    img = np.random.RandomState(0).randint(0, 256, (40, 56, 3)).astype(np.uint8)
+    frame = torch.from_numpy(img).float() / 255
+
+    # the token count formula equals what the vision tower really produces
+    ids, pixels = cap.inputs(frame)
+    feats = cap.model.get_image_features(pixels).pooler_output
+    n = florence_image_tokens(cap.model.config.vision_config, 64, 64)
+    assert feats.shape[1] == n == 5
+    assert florence_image_tokens(cap.model.config.vision_config, 768, 768) == 577  # the released models' count
+
+    # our inputs are exactly what transformers' own processor (PIL backend) builds for the detailed-caption task
+    ip = CLIPImageProcessorPil(size={"height": 64, "width": 64}, do_center_crop=False, resample=3,
+                               image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])
+    ip.image_seq_length = n
+    proc = Florence2Processor(image_processor=ip, tokenizer=cap.tokenizer)
+    ref = proc(text="<MORE_DETAILED_CAPTION>", images=img, return_tensors="pt")
+    assert torch.equal(ids, ref.input_ids)
+    torch.testing.assert_close(pixels, ref.pixel_values, atol=1e-5, rtol=0)
+
+    # and the caption is the one generate() gives on those reference inputs
+    expected = cap.model.generate(input_ids=ref.input_ids, pixel_values=ref.pixel_values, max_new_tokens=6,
+                                  num_beams=2, do_sample=False)
+    text = cap.describe(torch.stack([torch.rand(40, 56, 3), frame]))  # the newest frame is described
+    assert text == " ".join(cap.tokenizer.decode(expected[0], skip_special_tokens=True).split())
+    assert compose_prompt(text or "x", "Van Gogh style").endswith(", Van Gogh style")
+    cap.unload()
+
+
+def test_florence_2_refuses_remote_code_releases_and_missing_folders(tmp_path):
+    with pytest.raises(ValueError, match="florence-2: model folder not found"):
+        load_captioner("florence-2", str(tmp_path / "nothing"))
+    remote = tmp_path / "Florence-2-large"
+    remote.mkdir()
+    (remote / "config.json").write_text('{"model_type": "florence2", "auto_map": {"AutoConfig": "x.Config"}}')
+    with pytest.raises(ValueError, match="original remote-code release"):
+        load_captioner("florence-2", str(remote))

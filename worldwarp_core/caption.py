@@ -2,7 +2,8 @@
 
 The paper writes each chunk's prompt with a VLM (Qwen2.5-VL) from the latest history frames
 (supp. §7); users steer the look with style text ("Van Gogh style", Fig. 8). The ``fixed``
-captioner returns the user's prompt and never loads a model. Florence-2 is not wired in yet.
+captioner returns the user's prompt and never loads a model; Florence-2 is the small
+alternative (0.23B/0.77B parameters against Qwen2.5-VL's 3B+) for low-memory machines.
 """
 
 from __future__ import annotations
@@ -67,6 +68,13 @@ INSTRUCTION = ("Describe this scene in one paragraph for a video generator: the 
                "materials and colours, the lighting and the atmosphere. Do not mention the camera.")
 
 
+def _read_json(path: str | None) -> dict:
+    if path and os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    return {}
+
+
 def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
     """Sizes that are multiples of ``factor`` (patch x merge) with an area between the pixel bounds,
     keeping the aspect ratio (the Qwen-VL family's image sizing, written from its description)."""
@@ -126,12 +134,8 @@ class QwenVLCaptioner:
         v = model.config.vision_config
         self.patch, self.merge = v.patch_size, v.spatial_merge_size
         self.temporal = getattr(v, "temporal_patch_size", 2)
-        self.mean, self.std = CLIP_MEAN, CLIP_STD
-        pre = os.path.join(path, "preprocessor_config.json") if path else None
-        if pre and os.path.isfile(pre):
-            with open(pre, encoding="utf-8") as f:
-                cfg = json.load(f)
-            self.mean, self.std = tuple(cfg.get("image_mean", self.mean)), tuple(cfg.get("image_std", self.std))
+        pre = _read_json(os.path.join(path, "preprocessor_config.json") if path else None)
+        self.mean, self.std = tuple(pre.get("image_mean", CLIP_MEAN)), tuple(pre.get("image_std", CLIP_STD))
         self.max_pixels = max_pixels
 
     @torch.no_grad()
@@ -167,8 +171,92 @@ class QwenVLCaptioner:
             torch.cuda.empty_cache()
 
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+FLORENCE_TASK = "Describe with a paragraph what is shown in the image."  # its <MORE_DETAILED_CAPTION> task
+
+
+def pil_resize_normalise(image: Tensor, height: int, width: int, mean, std) -> Tensor:
+    """``[H, W, 3]`` in 0..1 -> ``[3, height, width]``: 8-bit, PIL bicubic resize, ``/255``, normalised
+    (what Florence-2's image processor does, without the torchvision it imports)."""
+    import numpy as np
+    from PIL import Image
+
+    arr = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    pil = Image.fromarray(arr).resize((width, height), Image.Resampling.BICUBIC)
+    x = torch.from_numpy(np.asarray(pil, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    return (x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+
+
+def florence_image_tokens(vision_config, height: int, width: int) -> int:
+    """Image tokens Florence-2 produces for one ``height x width`` image: the DaViT stages' conv
+    strides give an ``h x w`` grid of spatial tokens, plus one temporal token (577 at 768x768)."""
+    h, w = height, width
+    for k, s, p in zip(vision_config.patch_size, vision_config.patch_stride, vision_config.patch_padding):
+        h, w = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+    return h * w + 1
+
+
+class Florence2Captioner:
+    """Florence-2 (transformers' native ``Florence2ForConditionalGeneration``; the converted
+    ``florence-community/Florence-2-base|large`` folders) describing the newest history frame with
+    its detailed-caption task. Preprocessing is ours (PIL resize + ImageNet normalisation)."""
+
+    name = "florence-2"
+
+    def __init__(self, path: str | None = None, device: str = "cpu", dtype: torch.dtype = torch.float32,
+                 model=None, tokenizer=None, max_new_tokens: int = 120, num_beams: int = 3,
+                 task: str = FLORENCE_TASK) -> None:
+        if model is None or tokenizer is None:
+            if path is None or not os.path.isdir(path):
+                raise ValueError(f"florence-2: model folder not found: {path}; put a local Florence-2 folder in "
+                                 "transformers format (e.g. florence-community/Florence-2-large) in models/worldwarp")
+            if "auto_map" in _read_json(os.path.join(path, "config.json")):
+                raise ValueError(f"florence-2: {path} is the original remote-code release (its config.json has "
+                                 "'auto_map'), which would run code from the folder; use the transformers-format "
+                                 "conversion (florence-community/Florence-2-base or -large) instead")
+            from transformers import AutoTokenizer, Florence2ForConditionalGeneration
+
+            model = Florence2ForConditionalGeneration.from_pretrained(path, local_files_only=True, dtype=dtype)
+            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.device, self.max_new_tokens, self.num_beams, self.task = device, max_new_tokens, num_beams, task
+        pre = _read_json(os.path.join(path, "preprocessor_config.json") if path else None)
+        size = pre.get("size", {}) or {}
+        self.height, self.width = int(size.get("height", 768)), int(size.get("width", 768))
+        self.mean = tuple(pre.get("image_mean", IMAGENET_MEAN))
+        self.std = tuple(pre.get("image_std", IMAGENET_STD))
+
+    def inputs(self, image: Tensor) -> tuple[Tensor, Tensor]:
+        """``(input_ids [1, L], pixel_values [1, 3, h, w])`` for one ``[H, W, 3]`` image: the image
+        placeholder tokens, then ``<s>task</s>``."""
+        pixels = pil_resize_normalise(image, self.height, self.width, self.mean, self.std)[None]
+        n = florence_image_tokens(self.model.config.vision_config, self.height, self.width)
+        tok = self.tokenizer
+        text = tok(self.task, add_special_tokens=False).input_ids
+        ids = [self.model.config.image_token_id] * n + [tok.bos_token_id] + text + [tok.eos_token_id]
+        return torch.tensor([ids]), pixels
+
+    @torch.no_grad()
+    def describe(self, frames: Tensor) -> str:
+        if frames.ndim != 4 or frames.shape[-1] != 3:
+            raise ValueError(f"frames must be [F, H, W, 3], got {list(frames.shape)}")
+        ids, pixels = self.inputs(frames[-1])
+        model = self.model.to(self.device)
+        dtype = next(model.parameters()).dtype
+        out = model.generate(input_ids=ids.to(self.device), pixel_values=pixels.to(self.device, dtype),
+                             max_new_tokens=self.max_new_tokens, num_beams=self.num_beams, do_sample=False)
+        return " ".join(self.tokenizer.decode(out[0], skip_special_tokens=True).split())
+
+    def unload(self) -> None:
+        self.model.to("cpu")
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
 CAPTIONERS: dict[str, Callable[..., Captioner]] = {
     "fixed": lambda prompt="", **_: FixedCaptioner(prompt),
+    "florence-2": lambda path=None, **kw: Florence2Captioner(path, **kw),
     "qwen2.5-vl": lambda path=None, **kw: QwenVLCaptioner(path, name="qwen2.5-vl", **kw),
     "qwen3-vl": lambda path=None, **kw: QwenVLCaptioner(path, name="qwen3-vl", **kw),
 }
