@@ -156,7 +156,7 @@ def test_registry_and_missing_folders(tmp_path):
         load_estimator("vggt")
     with pytest.raises(ValueError, match="model folder not found: .*nope; put the Depth Pro"):
         load_estimator("depth-pro", str(tmp_path / "nope"))
-    with pytest.raises(ValueError, match="ttt3r: checkpoint file not found"):
+    with pytest.raises(ValueError, match="ttt3r: give the folder of your TTT3R repository checkout"):
         load_estimator("ttt3r", None)
 
 

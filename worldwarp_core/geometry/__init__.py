@@ -1,6 +1,6 @@
 """Geometry estimation (depth, intrinsics, poses of the history frames) and alignment (paper supp. §7)."""
 
-from . import external, monocular  # noqa: F401 - registers the backends
+from . import external, monocular, ttt3r  # noqa: F401 - registers the backends
 from .align import Fit, fit_depth_scale, fit_inverse_depth_affine, robust_sim3, sim3_from_cameras, umeyama_sim3
 from .base import ESTIMATORS, GeometryEstimator, GeometryResult, list_estimators, load_estimator
 from .pipeline_align import PoseSource, align_depth_to_cache, align_poses

@@ -1,43 +1,19 @@
-"""Optional backends users install themselves: TTT3R and Depth Anything 3.
+"""Depth Anything 3, an optional backend from the ``depth-anything-3`` package (users install it).
 
-TTT3R (the paper's geometry model) is not on PyPI and its CUT3R part is non-commercial: users
-who have its repository and checkpoint give both paths; we import it from there and copy none of
-its code. This version only checks and refuses (no inference adapter yet). Depth Anything 3 comes
-from the ``depth-anything-3`` package when it is installed (adapter below). Both refuse clearly
-when absent.
+That package needs torchvision, xformers and open3d, so it is not in this pack's requirements;
+when it is missing the backend refuses clearly. The adapter follows its ``DepthAnything3.inference``
+API (0.1.x): images as uint8 arrays, optional known ``extrinsics`` (world-to-camera) and
+``intrinsics`` at the input resolution; outputs at its processing resolution. TTT3R lives in
+``ttt3r.py``.
 """
 
 from __future__ import annotations
 
 import importlib
-import os
-import sys
 
 import torch
 
 from .base import register
-
-
-def _import_from_repo(repo: str | None, module: str, what: str):
-    if repo is None or not os.path.isdir(repo):
-        raise ValueError(f"{what}: give the path of your local {what} repository checkout (repo_path); "
-                         f"'{repo}' is not a folder. It is not installed from PyPI.")
-    if repo not in sys.path:
-        sys.path.insert(0, repo)
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        raise ValueError(f"{what}: could not import '{module}' from {repo} ({e}); check the checkout and its "
-                         "requirements") from None
-
-
-@register("ttt3r", "give the TTT3R repository checkout (repo_path) and its checkpoint file (path)")
-def _ttt3r(path=None, device="cpu", dtype=torch.float32, repo_path=None, **kw):
-    if path is None or not os.path.isfile(path):
-        raise ValueError(f"ttt3r: checkpoint file not found: {path}; download it from the TTT3R project yourself")
-    _import_from_repo(repo_path, "src.dust3r.model", "TTT3R")
-    raise ValueError("ttt3r: the repository imported, but this pack has no adapter for its inference API in this "
-                     "version; use 'depth-pro' or 'depth-anything-v2' with pose_source='requested'")
 
 
 class DepthAnything3Estimator:
