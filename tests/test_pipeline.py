@@ -125,3 +125,37 @@ def test_cli_check_models_and_missing_files(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "model folder not found" in err
     assert main(["presets"]) == 0 and "orbit_left" in capsys.readouterr().out
+
+
+def test_cli_generate_end_to_end_with_tiny_model_files(tmp_path, tiny_florence, capsys):
+    """The README's main job, `generate`, through the real loaders: a Wan2.1 diffusers folder, a
+    transformers Depth Anything V2 folder and a Florence-2 captioner (all tiny random weights)."""
+    import json
+    import math
+
+    import numpy as np
+    from PIL import Image
+
+    from worldwarp_core.cli import main
+    from worldwarp_core.geometry.testing import save_tiny_depth_anything
+    from worldwarp_core.models import save_tiny_diffusers_folder
+
+    wan = save_tiny_diffusers_folder(str(tmp_path / "Wan2.1-T2V-1.3B-Diffusers"))
+    depth = save_tiny_depth_anything(str(tmp_path / "depth-anything-v2-small-hf"))
+    img = tmp_path / "start.png"
+    Image.fromarray(np.random.RandomState(0).randint(0, 256, (64, 96, 3)).astype(np.uint8)).save(img)
+    out = tmp_path / "run"
+    code = main(["generate", "--image", str(img), "--trajectory", "dolly_in + pan_left", "--frames", "25",
+                 "--chunk", "17", "--context", "9", "--steps", "2", "--cache", "pointcloud", "--models", wan,
+                 "--out", str(out), "--geometry", "depth-anything-v2", "--geometry-path", depth, "--fov", "60",
+                 "--dtype", "fp32", "--training-free", "--style", "Van Gogh style", "--captioner", "florence-2",
+                 "--captioner-path", tiny_florence])
+    assert code == 0, capsys.readouterr().err
+    assert len(list((out / "frames").glob("*.png"))) == 25 and (out / "video.mp4").stat().st_size > 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["captioner"] == "florence-2" and manifest["frames"] == 25
+    chunk = json.loads((out / "chunks" / "chunk_001" / "chunk.json").read_text())
+    assert chunk["prompt"].endswith(", Van Gogh style") and len(chunk["prompt"]) > len(", Van Gogh style")
+    cams = json.loads((out / "cameras.json").read_text())
+    assert len(cams["frames"]) == 25
+    assert cams["frames"][0]["K"][0][0] == pytest.approx(0.5 * 96 / math.tan(math.radians(30)), rel=1e-5)  # --fov

@@ -82,6 +82,11 @@ def _load_model(models: str, args):
                              ckpt, dtype, device, args.offload)
 
 
+# folder names under models/worldwarp/ when --geometry-path / --captioner-path are not given (README table)
+DEFAULT_FOLDERS = {"depth-pro": "depth-pro-hf", "depth-anything-v2": "depth-anything-v2-small-hf", "ttt3r": "TTT3R",
+                   "florence-2": "Florence-2-large", "qwen2.5-vl": "Qwen2.5-VL-3B-Instruct"}
+
+
 def cmd_generate(args) -> int:
     from .cameras import Cameras, intrinsics_from_fov
     from .caption import load_captioner
@@ -92,12 +97,13 @@ def cmd_generate(args) -> int:
 
     image = _load_image(args.image, args.resize)
     H, W = image.shape[:2]
-    geo_path = args.geometry_path or os.path.join(args.models, "worldwarp", {
-        "depth-pro": "depth-pro-hf", "depth-anything-v2": "depth-anything-v2-small-hf"}.get(args.geometry, args.geometry))
+    geo_path = args.geometry_path or os.path.join(args.models, "worldwarp", DEFAULT_FOLDERS.get(args.geometry,
+                                                                                                args.geometry))
     geometry = load_estimator(args.geometry, geo_path, device=args.device)
-    first = geometry.estimate(image[None], None if args.fov is None else
-                              Cameras(torch.eye(4)[None], intrinsics_from_fov(args.fov, W, H), W, H))
-    start = Cameras(torch.eye(4)[None], first.cameras.Ks[:1].float(), W, H)
+    given_K = None if args.fov is None else intrinsics_from_fov(args.fov, W, H)
+    first = geometry.estimate(image[None], None if given_K is None else Cameras(torch.eye(4)[None], given_K, W, H))
+    # a given FoV wins over a backend that estimates its own intrinsics (TTT3R)
+    start = Cameras(torch.eye(4)[None], (first.cameras.Ks[:1] if given_K is None else given_K).float(), W, H)
     spec = args.trajectory
     if os.path.isfile(spec):
         path = Cameras.load(spec, W, H)
@@ -116,7 +122,10 @@ def cmd_generate(args) -> int:
         gs=GSConfig(iterations=args.gs_iterations), extend_mode=args.extend, seed=args.seed,
         world_voxel=args.world_voxel, pose_source=args.pose_source)
     model = _load_model(args.models, args)
-    captioner = load_captioner(args.captioner, args.captioner_path) if args.captioner != "fixed" else None
+    captioner = None
+    if args.captioner != "fixed":
+        captioner = load_captioner(args.captioner, args.captioner_path or os.path.join(
+            args.models, "worldwarp", DEFAULT_FOLDERS.get(args.captioner, args.captioner)), device=args.device)
     pipe = WorldWarpPipeline(model, geometry, captioner, settings)
     progress = Progress()
     progress.chunks = len(settings.chunk_starts(args.frames))
