@@ -167,3 +167,67 @@ def test_check_models_lists_found_and_missing(tmp_path):
     report = {r["component"]: r for r in models.check_models(str(tmp_path))}
     assert report["vae"]["found"].endswith("wan_2.1_vae.safetensors")
     assert report["transformer"]["found"] is None and "diffusion_models" in report["transformer"]["hint"]
+
+
+_RES = {"norm1.gamma": "residual.0.gamma", "conv1.weight": "residual.2.weight", "conv1.bias": "residual.2.bias",
+        "norm2.gamma": "residual.3.gamma", "conv2.weight": "residual.6.weight", "conv2.bias": "residual.6.bias",
+        "conv_shortcut.weight": "shortcut.weight", "conv_shortcut.bias": "shortcut.bias"}
+
+
+def _original_wan_vae_key(key: str) -> str:
+    """diffusers AutoencoderKLWan name -> the original Wan2.1 VAE name (wan/modules/vae.py layout: encoder
+    and decoder 'downsamples'/'upsamples' as flat Sequentials, 'middle', 'head', conv1/conv2 around the
+    latent), for the 4-level, 2-resnet-per-level VAE the converter knows."""
+    for a, b in (("quant_conv.", "conv1."), ("post_quant_conv.", "conv2.")):
+        if key.startswith(a):
+            return b + key[len(a):]
+    side, rest = key.split(".", 1)
+    for a, b in (("conv_in.", "conv1."), ("norm_out.", "head.0."), ("conv_out.", "head.2.")):
+        if rest.startswith(a):
+            return f"{side}.{b}{rest[len(a):]}"
+    parts = rest.split(".")
+    if parts[0] == "mid_block":
+        kind, i, tail = parts[1], int(parts[2]), ".".join(parts[3:])
+        if kind == "attentions":
+            return f"{side}.middle.1.{tail}"
+        return f"{side}.middle.{2 * i}.{_RES[tail]}"
+    if parts[0] == "down_blocks":
+        i, tail = parts[1], ".".join(parts[2:])
+        return f"{side}.downsamples.{i}.{_RES.get(tail, tail)}"
+    if parts[0] == "up_blocks":
+        b = int(parts[1])
+        if parts[2] == "upsamplers":
+            return f"{side}.upsamples.{4 * b + 3}.{'.'.join(parts[4:])}"
+        r, tail = int(parts[3]), ".".join(parts[4:])
+        return f"{side}.upsamples.{4 * b + r}.{_RES[tail]}"
+    raise AssertionError(f"unmapped VAE key {key}")
+
+
+def test_original_layout_vae_file_loads_through_the_diffusers_key_converter(tmp_path):
+    """ComfyUI's wan_2.1_vae.safetensors uses the original Wan names; a small VAE with the real layout's
+    structure (4 levels, 2 resnets each, a shortcut where channels change) round-trips through it."""
+    from diffusers import AutoencoderKLWan
+    from diffusers.loaders.single_file_utils import convert_wan_vae_to_diffusers
+
+    cfg = {"base_dim": 8, "z_dim": 16, "dim_mult": [1, 2, 4, 4], "num_res_blocks": 2,
+           "temperal_downsample": [False, True, True]}
+    torch.manual_seed(0)
+    vae = AutoencoderKLWan.from_config(cfg).eval()
+    sd = vae.state_dict()
+    original = {_original_wan_vae_key(k): v.contiguous() for k, v in sd.items()}
+    assert len(original) == len(sd) and "decoder.upsamples.4.shortcut.weight" in original
+    assert set(convert_wan_vae_to_diffusers(dict(original))) == set(sd)  # our inverse is exact
+    path = str(tmp_path / "wan_2.1_vae.safetensors")
+    save_file(original, path)
+    loaded = load_vae(path, config=cfg)
+    x = torch.rand(1, 3, 5, 32, 32) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.encode(x).latent_dist.mode(), vae.encode(x).latent_dist.mode(),
+                                   rtol=0, atol=0)
+    # the shipped full-size config is what a file without one is read with: a small file then says so
+    with pytest.raises(ValueError, match="with other shapes"):
+        load_vae(path)
+    junk = str(tmp_path / "junk.safetensors")
+    save_file({"something.weight": torch.zeros(2)}, junk)
+    with pytest.raises(ValueError, match="neither a diffusers AutoencoderKLWan file nor the original Wan2.1 VAE"):
+        load_vae(junk)

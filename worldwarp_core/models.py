@@ -279,9 +279,16 @@ def load_vae(path: str, dtype: torch.dtype = torch.float32, config: dict | None 
         model = AutoencoderKLWan.from_config(config or _embedded_config(path) or _config("vae"))
         _load_exact(model, state, path)
         return model.to(dtype).eval()
-    # original Wan VAE layout (ComfyUI's wan_2.1_vae.safetensors): diffusers' own converter
-    return AutoencoderKLWan.from_single_file(path, config=os.path.join(CONFIG_DIR, "vae"),
-                                             local_files_only=True, torch_dtype=dtype).eval()
+    if not any(k.startswith(("encoder.conv1.", "decoder.upsamples.")) for k in state):
+        raise ValueError(f"vae: {path} is neither a diffusers AutoencoderKLWan file nor the original Wan2.1 VAE "
+                         "layout (wan_2.1_vae.safetensors); put the Wan2.1 VAE in models/vae")
+    # original Wan VAE layout (ComfyUI's wan_2.1_vae.safetensors): renamed with diffusers' own key converter
+    # (what its from_single_file uses), then loaded strictly into the config's model; nothing is fetched
+    from diffusers.loaders.single_file_utils import convert_wan_vae_to_diffusers
+
+    model = AutoencoderKLWan.from_config(config or _embedded_config(path) or _config("vae"))
+    _load_exact(model, convert_wan_vae_to_diffusers(state), path)
+    return model.to(dtype).eval()
 
 
 def load_text_encoder(path: str, dtype: torch.dtype = torch.float32):
