@@ -9,12 +9,13 @@ functions into ComfyUI V3 nodes; the tests run them without ComfyUI.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import torch
 
 from worldwarp_core.cameras import Cameras, intrinsics_from_fov
 from worldwarp_core.caption import FixedCaptioner, compose_prompt, load_captioner
-from worldwarp_core.geometry import load_estimator
+from worldwarp_core.geometry import align_poses, load_estimator
 from worldwarp_core.gscache import GSConfig, build_cache, save_ply, to_comfy_splat
 from worldwarp_core.models import load_components, load_diffusers_folder, load_worldwarp_checkpoint
 from worldwarp_core.pipeline import PipelineSettings, WorldWarpPipeline
@@ -127,8 +128,11 @@ def cameras_to_camera_info(env, cameras, frame):
 
 
 # ----------------------------------------------------------------------------- geometry, cache, hints
-def estimate_geometry(env, geometry_model, images, cameras=None):
+def estimate_geometry(env, geometry_model, images, pose_source="requested", cameras=None):
     result = geometry_model.estimate(images.float().cpu(), cameras)
+    if cameras is not None:  # into the given cameras' frame (kept, or the estimate Sim(3)-aligned to them)
+        cams, depth, _ = align_poses(result, cameras, pose_source)
+        result = replace(result, cameras=cams, depth=depth)
     d = result.depth
     preview = (d / d.flatten(1).quantile(0.98, dim=1).view(-1, 1, 1).clamp_min(1e-6)).clamp(0, 1)
     return result, preview.unsqueeze(-1).expand(*d.shape, 3).contiguous()
@@ -193,11 +197,11 @@ def preview_schedule(env, masks, context_frames, strength, steps, schedule):
 # ----------------------------------------------------------------------------- the whole loop
 def chunk_loop(env, model, geometry_model, image, cameras, frames, prompt, style, chunk_frames, context_frames,
                strength, steps, cfg, seed, schedule, cache_mode, gs_iterations, extend_mode, training_free,
-               output_folder, resume, captioner=None):
+               output_folder, resume, pose_source="requested", captioner=None):
     settings = PipelineSettings(chunk_frames=chunk_frames, context_frames=context_frames, strength=strength,
                                 steps=steps, guidance_scale=cfg, seed=seed, variant=schedule, cache_mode=cache_mode,
                                 gs=GSConfig(iterations=gs_iterations), extend_mode=extend_mode,
-                                training_free=training_free)
+                                training_free=training_free, pose_source=pose_source)
     out_dir = env.output_path(output_folder)
     total_chunks = len(settings.chunk_starts(frames))
     bar = env.progress(total_chunks * steps)

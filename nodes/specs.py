@@ -18,6 +18,7 @@ from worldwarp_core.trajectory import list_presets
 from . import ops
 
 # custom socket types (values are worldwarp_core dataclasses)
+POSE_SOURCES = ("requested", "estimated")
 MODEL, GEOMODEL, CAPTIONER = "WORLDWARP_MODEL", "WORLDWARP_GEOMETRY_MODEL", "WORLDWARP_CAPTIONER"
 CAMERAS, GEOMETRY, CACHE = "WORLDWARP_CAMERAS", "WORLDWARP_GEOMETRY", "WORLDWARP_CACHE"
 CUSTOM_TYPES = (MODEL, GEOMODEL, CAPTIONER, CAMERAS, GEOMETRY, CACHE)
@@ -152,6 +153,9 @@ SPECS: tuple[NodeSpec, ...] = (
              "Depth (+ intrinsics/poses) of frames; outputs the geometry and a depth preview.", ops.estimate_geometry,
              (In("geometry_model", GEOMODEL, "From Load Geometry Model."),
               In("images", "IMAGE", "Frames to estimate."),
+              In("pose_source", "COMBO", "With cameras connected: 'requested' keeps them; 'estimated' uses the "
+                 "backend's poses (TTT3R, DA3) Sim(3)-aligned to them, depth rescaled.", "requested",
+                 options=POSE_SOURCES),
               In("cameras", CAMERAS, "Known cameras of the frames (intrinsics are then used).", optional=True)),
              (Out(GEOMETRY, "geometry"), Out("IMAGE", "depth_preview"))),
     NodeSpec("WorldWarpBuildCache", "Build 3DGS Cache", "WorldWarp/cache",
@@ -214,6 +218,8 @@ SPECS: tuple[NodeSpec, ...] = (
               TRAINING_FREE,
               In("output_folder", "STRING", "Run folder under ComfyUI's output folder.", "worldwarp/run"),
               In("resume", "BOOLEAN", "Continue the run in output_folder from its last finished chunk.", False),
+              In("pose_source", "COMBO", "History poses: the requested path, or the geometry model's own (TTT3R, "
+                 "as in the paper) Sim(3)-aligned to it.", "requested", options=POSE_SOURCES),
               In("captioner", CAPTIONER, "Describes each chunk's history (else the prompt is used).", optional=True)),
              (Out("IMAGE", "frames"), Out(CAMERAS, "cameras"))),
     NodeSpec("WorldWarpSaveCameras", "Save Cameras", "WorldWarp/cameras",

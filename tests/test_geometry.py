@@ -92,6 +92,27 @@ def test_pose_alignment_to_requested_frame(scene_depth):
     assert same is req and d2 is result.depth
 
 
+def test_pose_alignment_when_the_requested_cameras_do_not_move(scene_depth):
+    """A pan (or one frame) fixes no scale: rotation and centre are aligned, the estimate's scale kept."""
+    _, depth, cam = scene_depth
+    eye = torch.zeros(4, 3, dtype=torch.float64)
+    yaw = torch.linspace(0, 0.6, 4, dtype=torch.float64)
+    targets = torch.stack([torch.sin(yaw), torch.zeros(4, dtype=torch.float64), torch.cos(yaw)], 1)
+    req = Cameras(look_at(eye, targets), cam.Ks.double().expand(4, 3, 3), 64, 48)
+    R = axis_angle(torch.tensor([1.0, 0.0, 0.0]), 0.3)
+    c2w = req.c2w.clone()
+    c2w[:, :3, :3] = R @ c2w[:, :3, :3]
+    c2w[:, :3, 3] = torch.tensor([0.3, -0.2, 0.1], dtype=torch.float64)
+    result = GeometryResult(depth.expand(4, 48, 64).float(), torch.ones(4, 48, 64),
+                            Cameras.from_c2w(c2w, req.Ks, 64, 48))
+    cams, d, res = align_poses(result, req, "estimated")
+    torch.testing.assert_close(cams.c2w, req.c2w, atol=1e-6, rtol=0)
+    assert torch.equal(d, result.depth.float()) and res < 1e-9
+    one, d1, _ = align_poses(GeometryResult(result.depth[:1], result.confidence[:1], result.cameras[0:1]),
+                             req[0:1], "estimated")
+    torch.testing.assert_close(one.c2w, req.c2w[:1], atol=1e-6, rtol=0)
+
+
 def test_depth_alignment_against_cache_render(scene_depth):
     _, depth, cam = scene_depth
     alpha = torch.ones_like(depth)

@@ -109,6 +109,12 @@ def test_every_node_runs_on_tiny_models(env):
     image = rgb[:1]
     geometry, preview = ops.estimate_geometry(env, geo_model, image)
     assert preview.shape == (1, 32, 48, 3)
+    # known cameras are kept ('requested'); 'estimated' aligns the backend's own poses to them
+    known = scene.default_camera(48, 32)
+    kept, _ = ops.estimate_geometry(env, geo_model, image, "requested", known)
+    assert torch.equal(kept.cameras.viewmats, known.viewmats)
+    aligned, _ = ops.estimate_geometry(env, geo_model, image, "estimated", known)
+    torch.testing.assert_close(aligned.cameras.c2w.float(), known.c2w.float(), atol=1e-5, rtol=0)
     (cams,) = ops.camera_trajectory(env, image, "dolly_in@0.2 + pan_left@0.3", 1.0, 9, 60.0, 0.0, "linear", "",
                                     geometry)
     assert len(cams) == 9
@@ -132,7 +138,7 @@ def test_every_node_runs_on_tiny_models(env):
     assert pic.shape[0] == 1
     out_frames, out_cams = ops.chunk_loop(env, model, geo_model, image, cams, 17, "a room", "", 9, 1, 0.8, 2, 2.0,
                                           0, "spatio-temporal", "3dgs", 2, "extrapolate", False, "worldwarp/test",
-                                          False, captioner)
+                                          False, "requested", captioner)
     assert out_frames.shape == (17, 32, 48, 3) and len(out_cams) == 17
     assert os.path.isfile(os.path.join(env.output, "worldwarp", "test", "manifest.json"))
     assert env.interrupt_checks > 0
