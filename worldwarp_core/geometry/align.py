@@ -141,29 +141,33 @@ def rotation_mean(Rs: Tensor) -> Tensor:
     return U @ D @ Vt
 
 
-def sim3_from_cameras(src_c2w: Tensor, dst_c2w: Tensor) -> tuple[float, Tensor, Tensor, float]:
+def sim3_from_cameras(src_c2w: Tensor, dst_c2w: Tensor, scale: float | None = None
+                      ) -> tuple[float, Tensor, Tensor, float]:
     """Sim(3) mapping camera poses ``src`` onto ``dst`` (both ``[N, 4, 4]`` camera-to-world).
 
     The rotation comes from the cameras' orientations (chordal mean of ``R_dst R_srcᵀ``), so a
     straight path (collinear centres, where centres alone leave a rotation free) still aligns;
     scale and translation then come from the centres by robust least squares. Needs two cameras
-    at distinct positions for the scale.
+    at distinct positions for the scale; with ``scale`` given, one camera is enough.
     """
-    if src_c2w.shape != dst_c2w.shape or src_c2w.shape[0] < 2:
+    if src_c2w.shape != dst_c2w.shape or src_c2w.shape[0] < (1 if scale is not None else 2):
         raise ValueError(f"pose alignment needs at least 2 matching cameras, got {list(src_c2w.shape)}")
     R = rotation_mean(dst_c2w[:, :3, :3].double() @ src_c2w[:, :3, :3].double().transpose(1, 2))
     x = src_c2w[:, :3, 3].double() @ R.T
     y = dst_c2w[:, :3, 3].double()
-    xc = x - x.mean(0)
-    if float(xc.norm(dim=1).max()) < 1e-9:
-        raise ValueError("pose alignment: the estimated cameras all sit at one point; the scale is undefined")
-    # y ≈ s x + t, solved robustly per coordinate as one linear system in (s, t)
     N = x.shape[0]
-    A = torch.zeros(3 * N, 4, dtype=torch.float64)
-    A[:, 0] = x.reshape(-1)
-    for k in range(3):
-        A[k::3, 1 + k] = 1.0
-    sol, _ = _robust_linear(A, y.reshape(-1), torch.ones(3 * N, dtype=torch.float64), 10)
-    s, t = float(sol[0]), sol[1:]
+    if scale is None:
+        if float((x - x.mean(0)).norm(dim=1).max()) < 1e-9:
+            raise ValueError("pose alignment: the estimated cameras all sit at one point; the scale is undefined")
+        # y ≈ s x + t, solved robustly per coordinate as one linear system in (s, t)
+        A = torch.zeros(3 * N, 4, dtype=torch.float64)
+        A[:, 0] = x.reshape(-1)
+        for k in range(3):
+            A[k::3, 1 + k] = 1.0
+        sol, _ = _robust_linear(A, y.reshape(-1), torch.ones(3 * N, dtype=torch.float64), 10)
+        s, t = float(sol[0]), sol[1:]
+    else:
+        s = float(scale)
+        t = (y - s * x).median(dim=0).values  # per coordinate, robust to outlying cameras
     res = float((y - (s * x + t)).norm(dim=1).median())
     return s, R, t, res

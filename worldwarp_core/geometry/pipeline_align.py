@@ -7,7 +7,7 @@ from typing import Literal
 from torch import Tensor
 
 from ..cameras import Cameras
-from .align import Fit, fit_depth_scale, fit_inverse_depth_affine, rotation_mean, sim3_from_cameras
+from .align import Fit, fit_depth_scale, fit_inverse_depth_affine, sim3_from_cameras
 from .base import GeometryResult
 
 PoseSource = Literal["requested", "estimated"]
@@ -49,16 +49,10 @@ def align_poses(result: GeometryResult, requested: Cameras, pose_source: PoseSou
     if len(est) != len(requested):
         raise ValueError(f"{len(est)} estimated cameras for {len(requested)} requested frames")
     src, dst = est.c2w.double(), requested.c2w.double()
-    spread = float((dst[:, :3, 3] - dst[:, :3, 3].mean(0)).norm(dim=1).max())
-    if spread < 1e-9:
-        # one camera, or a path that only rotates: nothing fixes the scale, so the estimate's scale is
-        # kept (s = 1; depth is brought to the cache's scale by align_depth_to_cache) and only the
-        # rotation and the centre are aligned
-        R = rotation_mean(dst[:, :3, :3] @ src[:, :3, :3].transpose(1, 2))
-        s, t = 1.0, dst[:, :3, 3].mean(0) - src[:, :3, 3].mean(0) @ R.T
-        res = float((dst[:, :3, 3] - (src[:, :3, 3] @ R.T + t)).norm(dim=1).median())
-    else:
-        s, R, t, res = sim3_from_cameras(src, dst)
+    # one camera, or a path that only rotates, fixes no scale: the estimate's is kept (s = 1; depth is
+    # brought to the cache's scale by align_depth_to_cache), only rotation and position are aligned
+    still = float((dst[:, :3, 3] - dst[:, :3, 3].mean(0)).norm(dim=1).max()) < 1e-9
+    s, R, t, res = sim3_from_cameras(src, dst, scale=1.0 if still else None)
     c2w = est.c2w.double().clone()
     c2w[:, :3, :3] = R @ c2w[:, :3, :3]
     c2w[:, :3, 3] = s * c2w[:, :3, 3] @ R.T + t

@@ -198,12 +198,10 @@ def focal_from_pointmap(points: Tensor, weight: Tensor | None = None, iters: int
     p = torch.stack([u, v], -1).expand(F, h, w, 2)
     if bool((wgt.flatten(1).sum(1) == 0).any()):
         raise ValueError("ttt3r: a frame has no valid point in front of the camera; cannot estimate its focal length")
-    a = wgt
-    f = (a * (p * q).sum(-1)).flatten(1).sum(1) / (a * (q * q).sum(-1)).flatten(1).sum(1).clamp_min(1e-12)
-    for _ in range(iters):
-        r = (p - f.view(F, 1, 1, 1) * q).norm(dim=-1).clamp_min(1e-6)
-        a = wgt / r
+    a = wgt  # least squares first, then reweighted by 1/|residual| (Weiszfeld)
+    for _ in range(iters + 1):
         f = (a * (p * q).sum(-1)).flatten(1).sum(1) / (a * (q * q).sum(-1)).flatten(1).sum(1).clamp_min(1e-12)
+        a = wgt / (p - f.view(F, 1, 1, 1) * q).norm(dim=-1).clamp_min(1e-6)
     return f
 
 
