@@ -213,3 +213,26 @@ def test_depth_anything_3_adapter_against_a_stand_in_package(tmp_path, monkeypat
     assert r.depth.shape == (3, 32, 48) and torch.allclose(r.depth, torch.full((3, 32, 48), 2.0))
     assert float(r.cameras.Ks[0, 0, 0]) == pytest.approx(40.0) and float(r.cameras.Ks[0, 1, 2]) == pytest.approx(16.0)
     assert np.allclose(r.cameras.viewmats[:, 0, 3].numpy(), [0, 1, 2])
+
+
+def test_sim3_from_cameras_on_a_straight_dolly_with_an_outlier_camera():
+    """Collinear centres (a dolly): two coordinates are constant, so only a per-camera fit recovers the
+    scale (a per-coordinate robust fit trims the moving coordinate away and returns s = 0)."""
+    from worldwarp_core.geometry import sim3_from_cameras
+
+    eyes = torch.zeros(9, 3, dtype=torch.float64)
+    eyes[:, 2] = torch.linspace(0, 1.2, 9, dtype=torch.float64)
+    dst = torch.linalg.inv(look_at(eyes, eyes + torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)))
+    R = axis_angle(torch.tensor([0.3, 1.0, -0.2]), 0.9)
+    s, t = 0.5, torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    src = dst.clone()
+    src[:, :3, :3] = R @ dst[:, :3, :3]
+    src[:, :3, 3] = s * dst[:, :3, 3] @ R.T + t
+    src[4, :3, 3] += torch.tensor([0.4, -0.3, 0.2], dtype=torch.float64)  # one badly estimated centre
+    s2, R2, t2, res = sim3_from_cameras(src, dst)
+    assert s2 == pytest.approx(1 / s, rel=1e-6)
+    torch.testing.assert_close(R2, R.T, atol=1e-9, rtol=0)
+    mapped = s2 * src[:, :3, 3] @ R2.T + t2
+    keep = torch.arange(9) != 4
+    torch.testing.assert_close(mapped[keep], dst[keep, :3, 3], atol=1e-6, rtol=0)
+    assert res < 1e-6

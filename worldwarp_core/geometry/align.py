@@ -141,33 +141,54 @@ def rotation_mean(Rs: Tensor) -> Tensor:
     return U @ D @ Vt
 
 
-def sim3_from_cameras(src_c2w: Tensor, dst_c2w: Tensor, scale: float | None = None
-                      ) -> tuple[float, Tensor, Tensor, float]:
+def _scale_translation(x: Tensor, y: Tensor, w: Tensor) -> tuple[float, Tensor] | None:
+    """Weighted least squares ``y ≈ s·x + t`` over points ``[N, 3]``; None when the weighted ``x`` do
+    not spread (the scale is then undefined)."""
+    xm = (w[:, None] * x).sum(0) / w.sum()
+    ym = (w[:, None] * y).sum(0) / w.sum()
+    xc, yc = x - xm, y - ym
+    den = float((w * (xc * xc).sum(1)).sum())
+    if den <= 1e-18 * max(1.0, float((x * x).sum())):
+        return None
+    s = float((w * (xc * yc).sum(1)).sum()) / den
+    return s, ym - s * xm
+
+
+def sim3_from_cameras(src_c2w: Tensor, dst_c2w: Tensor, scale: float | None = None,
+                      iterations: int = 10) -> tuple[float, Tensor, Tensor, float]:
     """Sim(3) mapping camera poses ``src`` onto ``dst`` (both ``[N, 4, 4]`` camera-to-world).
 
     The rotation comes from the cameras' orientations (chordal mean of ``R_dst R_srcᵀ``), so a
     straight path (collinear centres, where centres alone leave a rotation free) still aligns;
-    scale and translation then come from the centres by robust least squares. Needs two cameras
-    at distinct positions for the scale; with ``scale`` given, one camera is enough.
+    scale and translation then come from the centres, robustly per camera (LTS start on the
+    better half, then Tukey IRLS on the distances). Needs two cameras at distinct positions for
+    the scale; with ``scale`` given, one camera is enough.
     """
     if src_c2w.shape != dst_c2w.shape or src_c2w.shape[0] < (1 if scale is not None else 2):
         raise ValueError(f"pose alignment needs at least 2 matching cameras, got {list(src_c2w.shape)}")
     R = rotation_mean(dst_c2w[:, :3, :3].double() @ src_c2w[:, :3, :3].double().transpose(1, 2))
     x = src_c2w[:, :3, 3].double() @ R.T
     y = dst_c2w[:, :3, 3].double()
-    N = x.shape[0]
-    if scale is None:
-        if float((x - x.mean(0)).norm(dim=1).max()) < 1e-9:
-            raise ValueError("pose alignment: the estimated cameras all sit at one point; the scale is undefined")
-        # y ≈ s x + t, solved robustly per coordinate as one linear system in (s, t)
-        A = torch.zeros(3 * N, 4, dtype=torch.float64)
-        A[:, 0] = x.reshape(-1)
-        for k in range(3):
-            A[k::3, 1 + k] = 1.0
-        sol, _ = _robust_linear(A, y.reshape(-1), torch.ones(3 * N, dtype=torch.float64), 10)
-        s, t = float(sol[0]), sol[1:]
-    else:
+    if scale is not None:
         s = float(scale)
         t = (y - s * x).median(dim=0).values  # per coordinate, robust to outlying cameras
+    else:
+        fit = _scale_translation(x, y, torch.ones(x.shape[0], dtype=torch.float64))
+        if fit is None:
+            raise ValueError("pose alignment: the estimated cameras all sit at one point; the scale is undefined")
+        s, t = fit
+        for _ in range(10):  # least-trimmed squares on the cameras closest to the fit
+            r = (y - (s * x + t)).norm(dim=1)
+            keep = (r <= r.median()).double()
+            new = _scale_translation(x, y, keep) if keep.sum() >= 2 else None
+            if new is None or (abs(new[0] - s) <= 1e-12 * abs(s) and torch.allclose(new[1], t, rtol=0, atol=1e-12)):
+                break
+            s, t = new
+        for _ in range(iterations):
+            hw, _ = _robust_weights((y - (s * x + t)).norm(dim=1))
+            new = _scale_translation(x, y, hw) if float(hw.sum()) > 0 else None
+            if new is None:
+                break
+            s, t = new
     res = float((y - (s * x + t)).norm(dim=1).median())
     return s, R, t, res
