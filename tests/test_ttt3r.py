@@ -170,6 +170,18 @@ def test_ttt3r_refuses_missing_checkouts_and_checkpoints(checkout, tmp_path):
         load_estimator("ttt3r", str(checkout), update_type="fast")
 
 
+def test_ttt3r_names_a_clashing_src_package(checkout, tmp_path, monkeypatch):
+    """TTT3R's code lives in a top-level package called 'src'; another one already imported (some other
+    custom node's) hides it, and the error says where that one comes from."""
+    import types
+
+    other = types.ModuleType("src")
+    other.__path__ = [str(tmp_path / "elsewhere" / "src")]
+    monkeypatch.setitem(sys.modules, "src", other)
+    with pytest.raises(ValueError, match=r"another package named 'src' is already loaded from .*elsewhere"):
+        load_estimator("ttt3r", str(checkout))
+
+
 def test_model_spec_is_parsed_never_evaluated(tmp_path):
     spec = ("ARCroco3DStereo(ARCroco3DStereoConfig(freeze='encoder', state_size=768, img_size=(512, 512), "
             "depth_mode=('exp', -inf, inf), conf_mode=('exp', 1, float('inf')), patch_embed_cls='ManyAR_PatchEmbed', "

@@ -61,8 +61,11 @@ def import_ttt3r(repo: str | None):
     try:
         return tuple(importlib.import_module(f"src.dust3r.{m}") for m in ("model", "inference", "utils.camera"))
     except ImportError as e:
+        other = getattr(sys.modules.get("src"), "__path__", None)
+        clash = "" if other is None or os.path.join(repo, "src") in list(other) else (
+            f"; another package named 'src' is already loaded from {list(other)}")
         raise ValueError(f"ttt3r: could not import its 'src.dust3r' package from {repo} ({e}); check that the "
-                         "folder is a TTT3R checkout and that its requirements are installed") from None
+                         f"folder is a TTT3R checkout and that its requirements are installed{clash}") from None
 
 
 def _literal(node: ast.AST) -> Any:
