@@ -17,6 +17,8 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from .models import move_to_cpu
+
 DEFAULT_NEGATIVE = (
     "Bright tones, overexposed, static, blurred details, subtitles, style, works, paintings, images, static, "
     "overall gray, worst quality, low quality, JPEG compression residue, ugly, incomplete, extra fingers, poorly "
@@ -166,9 +168,7 @@ class QwenVLCaptioner:
         return " ".join(self.tokenizer.decode(new, skip_special_tokens=True).split())
 
     def unload(self) -> None:
-        self.model.to("cpu")
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        move_to_cpu(self.model)
 
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -249,9 +249,7 @@ class Florence2Captioner:
         return " ".join(self.tokenizer.decode(out[0], skip_special_tokens=True).split())
 
     def unload(self) -> None:
-        self.model.to("cpu")
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        move_to_cpu(self.model)
 
 
 CAPTIONERS: dict[str, Callable[..., Captioner]] = {

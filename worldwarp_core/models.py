@@ -49,6 +49,13 @@ def _require(path: str, what: str) -> str:
     return path
 
 
+def move_to_cpu(module) -> None:
+    """Free accelerator memory held by ``module`` until its next use (weights move to the CPU)."""
+    module.to("cpu")
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def _config(name: str) -> dict:
     with open(os.path.join(CONFIG_DIR, name, "config.json"), encoding="utf-8") as f:
         return {k: v for k, v in json.load(f).items() if not k.startswith("_")}
@@ -275,19 +282,17 @@ def load_vae(path: str, dtype: torch.dtype = torch.float32, config: dict | None 
     if os.path.isdir(path):
         return AutoencoderKLWan.from_pretrained(path, local_files_only=True, torch_dtype=dtype).eval()
     state = _read_safetensors(path)
-    if any(k.startswith(("encoder.down_blocks", "encoder.conv_in", "quant_conv")) for k in state):
-        model = AutoencoderKLWan.from_config(config or _embedded_config(path) or _config("vae"))
-        _load_exact(model, state, path)
-        return model.to(dtype).eval()
-    if not any(k.startswith(("encoder.conv1.", "decoder.upsamples.")) for k in state):
-        raise ValueError(f"vae: {path} is neither a diffusers AutoencoderKLWan file nor the original Wan2.1 VAE "
-                         "layout (wan_2.1_vae.safetensors); put the Wan2.1 VAE in models/vae")
-    # original Wan VAE layout (ComfyUI's wan_2.1_vae.safetensors): renamed with diffusers' own key converter
-    # (what its from_single_file uses), then loaded strictly into the config's model; nothing is fetched
-    from diffusers.loaders.single_file_utils import convert_wan_vae_to_diffusers
+    if not any(k.startswith(("encoder.down_blocks", "encoder.conv_in", "quant_conv")) for k in state):
+        if not any(k.startswith(("encoder.conv1.", "decoder.upsamples.")) for k in state):
+            raise ValueError(f"vae: {path} is neither a diffusers AutoencoderKLWan file nor the original Wan2.1 VAE "
+                             "layout (wan_2.1_vae.safetensors); put the Wan2.1 VAE in models/vae")
+        # original Wan VAE layout (ComfyUI's wan_2.1_vae.safetensors): renamed with diffusers' own key
+        # converter (what its from_single_file uses); nothing is fetched
+        from diffusers.loaders.single_file_utils import convert_wan_vae_to_diffusers
 
+        state = convert_wan_vae_to_diffusers(state)
     model = AutoencoderKLWan.from_config(config or _embedded_config(path) or _config("vae"))
-    _load_exact(model, convert_wan_vae_to_diffusers(state), path)
+    _load_exact(model, state, path)
     return model.to(dtype).eval()
 
 
@@ -348,9 +353,7 @@ class WorldWarpModel:
 
     def _done(self, module) -> None:
         if self.offload != "none":
-            module.to("cpu")
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+            move_to_cpu(module)
 
     @torch.no_grad()
     def encode_prompt(self, prompts: list[str], max_length: int = 512) -> Tensor:

@@ -13,6 +13,7 @@ import importlib
 
 import torch
 
+from ..models import move_to_cpu
 from .base import register
 
 
@@ -64,9 +65,7 @@ class DepthAnything3Estimator:
         return GeometryResult(depth, conf, cameras, "metric")
 
     def unload(self) -> None:
-        self.model.to("cpu")
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        move_to_cpu(self.model)
 
 
 @register("depth-anything-3", "install the depth-anything-3 package and put a DA3 model folder in models/worldwarp")

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from ..cameras import Cameras, intrinsics_from_fov
+from ..models import move_to_cpu
 from .base import GeometryResult, check_frames, register
 from .preprocess import fit_multiple, resize_map, to_model_input
 
@@ -50,9 +51,7 @@ class _Transformers:
 
     def unload(self) -> None:
         """Free accelerator memory until the next use (the weights move to the CPU)."""
-        self.model.to("cpu")
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        move_to_cpu(self.model)
 
 
 def _from_pretrained(cls, path: str | None, what: str):

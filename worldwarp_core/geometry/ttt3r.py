@@ -38,6 +38,7 @@ import torch.nn.functional as Fn
 from torch import Tensor
 
 from ..cameras import Cameras
+from ..models import move_to_cpu
 from .base import GeometryResult, check_frames, register
 from .preprocess import resize_map
 
@@ -274,9 +275,7 @@ class TTT3REstimator:
         return GeometryResult(depth, confidence, Cameras.from_c2w(c2w, K.expand(F, 3, 3).clone(), W, H), "metric")
 
     def unload(self) -> None:
-        self.model.to("cpu")
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        move_to_cpu(self.model)
 
 
 @register("ttt3r", "git clone the TTT3R repository into models/worldwarp/TTT3R and put its checkpoint in src/")
