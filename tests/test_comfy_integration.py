@@ -19,6 +19,9 @@ HARNESS = os.path.join(os.path.dirname(ROOT), "shared", "tools", "comfy")
 COMFY_BASE = os.environ.get("COMFY_BASE", os.path.dirname(ROOT))
 COMFYUI_DIR = os.environ.get("COMFYUI_DIR", os.path.join(COMFY_BASE, "comfyui"))
 COMFY_PY = os.path.join(os.environ.get("COMFY_VENV", os.path.join(COMFY_BASE, "comfy-venv")), "bin", "python")
+# several checkouts can run this side by side, each with its own tree (COMFYUI_DIR) and port
+PORT = int(os.environ.get("COMFY_TEST_PORT", "8191"))
+URL = f"http://127.0.0.1:{PORT}"
 WORKFLOWS = sorted(f for f in os.listdir(os.path.join(ROOT, "workflows")) if f.endswith(".json"))
 
 pytestmark = pytest.mark.skipif(
@@ -108,7 +111,7 @@ def test_every_workflow_runs_in_the_real_server(comfy_setup):
     report = tmp / "report.json"
     cmd = [sys.executable, os.path.join(HARNESS, "run_workflow.py"), *[str(fast / w) for w in WORKFLOWS],
            "--timeout", "600", "--json-report", str(report), "--expect-node", "WorldWarpChunkLoop",
-           "--url", "http://127.0.0.1:8191", "--output-dir", str(out), f"--server-arg=--output-directory={out}",
+           "--url", URL, "--output-dir", str(out), f"--server-arg=--output-directory={out}",
            f"--server-arg=--extra-model-paths-config={cfg}", "--server-arg=--cpu"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
     assert r.returncode == 0, (r.stdout[-4000:], r.stderr[-4000:])
@@ -122,7 +125,8 @@ def test_every_workflow_loads_in_the_real_frontend(comfy_setup, tmp_path):
     for w in WORKFLOWS:
         shot = tmp_path / (w + ".png")
         r = subprocess.run([os.path.join(HARNESS, "browser_check"), "--workflow", os.path.join(ROOT, "workflows", w),
-                            "--screenshot", str(shot)], capture_output=True, text=True, timeout=600, env=env)
+                            "--screenshot", str(shot), "--url", URL],
+                           capture_output=True, text=True, timeout=600, env=env)
         assert r.returncode == 0, (w, r.stdout[-3000:], r.stderr[-3000:])
         report = json.loads(r.stdout[r.stdout.index("{"):])
         # model files are not installed in this server's models folder, so loaders show their combo
