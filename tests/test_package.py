@@ -46,3 +46,24 @@ def test_requirements_pull_no_torch_build():
     lines = [ln.split("#")[0].strip() for ln in reqs.splitlines()]
     names = {ln.split(">")[0].split("=")[0].split("<")[0].strip() for ln in lines if ln}
     assert not names & {"torch", "torchvision", "torchaudio"}
+
+
+def test_web_extension_is_registered_once():
+    """ComfyUI serves a pack's web folder for WEB_DIRECTORY (under the folder name) and again for
+    pyproject's ``[tool.comfy] web`` (under the project name); both would load web/*.js twice."""
+    import tomllib
+
+    conf = tomllib.load(open(os.path.join(ROOT, "pyproject.toml"), "rb"))
+    init = open(os.path.join(ROOT, "__init__.py"), encoding="utf-8").read()
+    assert 'WEB_DIRECTORY = "./web"' in init
+    assert "web" not in conf["tool"]["comfy"]
+
+
+def test_license_file_matches_pyproject():
+    import tomllib
+
+    conf = tomllib.load(open(os.path.join(ROOT, "pyproject.toml"), "rb"))
+    text = open(os.path.join(ROOT, "LICENSE"), encoding="utf-8").read()
+    assert conf["project"]["license"]["text"] == "Apache-2.0"
+    assert "Apache License" in text and "Version 2.0, January 2004" in text
+    assert "END OF TERMS AND CONDITIONS" in text
