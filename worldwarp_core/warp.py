@@ -5,8 +5,10 @@ into an RGB point cloud, rendered into every frame of the clip with a fixed-radi
 renderer (paper §4.1). The inference cache mode ``pointcloud`` (Table 3) uses the same renderer.
 
 The renderer is vectorised torch (scatter-reduce into a flat z-buffer), identical on CPU and
-CUDA: each point covers a ``(2r+1)^2`` pixel square around its projection; per pixel the nearest
-point wins (ties: the lower point index, so results are deterministic).
+CUDA: each point lands on the pixel containing its projection, where the nearest point wins (ties:
+the lower point index, so results are deterministic). With a splat radius ``r`` a point also
+covers the ``(2r+1)^2`` square around that pixel, but only pixels no point hits directly; among
+the splats reaching such a hole the nearest wins again.
 Camera convention: ``worldwarp_core.cameras`` (OpenCV, pixel centres at +0.5).
 """
 
@@ -118,7 +120,7 @@ def forward_warp(
         cloud: ``N`` world points with colours.
         cameras: ``V`` target cameras (one image size).
         radius: fixed splat radius in pixels (0 = one pixel per point; the paper's training-time
-            renderer uses a fixed radius).
+            renderer uses a fixed radius). Splats only fill pixels no point hits directly.
         near: points with camera z below this are culled.
         views_per_batch: views rendered together (bounds memory at ``N * (2r+1)^2 * views``).
 
@@ -158,14 +160,17 @@ def forward_warp(
         buf = buf[:-1]
         buf = buf.view(Vb, H, W)
         if radius > 0:
-            # A point covers the (2r+1)^2 square around its pixel. The nearest point within r of a
-            # pixel is the nearest among the per-pixel winners within r: a min filter on the keys.
+            # A point also covers the (2r+1)^2 square around its pixel, but only pixels that no
+            # point hits directly: a splat fills holes and never replaces a direct hit (replacing
+            # them blurs every edge by r pixels). Among the splats reaching a hole the nearest wins;
+            # that is the nearest among the per-pixel winners within r: a min filter on the keys.
             padded = torch.nn.functional.pad(buf, (radius, radius, radius, radius), value=empty)
-            out = buf.clone()
+            spread = padded[:, 0:H, 0:W]
             for dy in range(2 * radius + 1):
                 for dx in range(2 * radius + 1):
-                    out = torch.minimum(out, padded[:, dy:dy + H, dx:dx + W])
-            buf = out
+                    if dy or dx:
+                        spread = torch.minimum(spread, padded[:, dy:dy + H, dx:dx + W])
+            buf = torch.where(buf != empty, buf, spread)
         hit = buf != empty
         winner = torch.where(hit, buf & 0xFFFFFFFF, 0)
         colors = cloud.colors[winner.reshape(-1)].reshape(Vb, H, W, 3)
