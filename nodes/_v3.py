@@ -45,7 +45,9 @@ def _make_node(spec: NodeSpec) -> type[io.ComfyNode]:
     def execute(cls, **kwargs):
         outputs = spec.fn(ENV, **kwargs)
         ui = None
-        if spec.node_id == "WorldWarpPreviewSchedule":
+        if "ui" in spec.extra:
+            ui = spec.extra["ui"](outputs, **kwargs)
+        elif spec.node_id == "WorldWarpPreviewSchedule":
             from comfy_api.latest import ui as comfy_ui
 
             ui = comfy_ui.PreviewImage(outputs[0], cls=cls)
@@ -101,4 +103,57 @@ def _register_routes() -> None:
             return web.json_response({"error": str(e)})
 
 
+_DIRECTOR_POOL = None
+DIRECTOR_BUDGET_S = 20.0
+DIRECTOR_MAX_BODY = 5_000_000
+
+
+def _register_director_routes() -> None:
+    """POST /worldwarp/director/{path,fit,coverage,scene,export}: the Camera Director editor's
+    questions, answered by ``nodes/director.py`` in a worker thread (never on the event loop) within
+    a time budget; a bad body gets a 400 with one line saying what to fix."""
+    try:
+        from aiohttp import web
+        from server import PromptServer
+    except ImportError:
+        return
+    import asyncio
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .director import HANDLERS
+
+    def route(name, handler):
+        async def answer(request):
+            global _DIRECTOR_POOL
+            if request.content_length is not None and request.content_length > DIRECTOR_MAX_BODY:
+                return web.json_response({"error": f"request body over {DIRECTOR_MAX_BODY} bytes"}, status=413)
+            try:
+                raw = await request.content.read(DIRECTOR_MAX_BODY + 1)
+                if len(raw) > DIRECTOR_MAX_BODY:
+                    return web.json_response({"error": f"request body over {DIRECTOR_MAX_BODY} bytes"}, status=413)
+                body = json.loads(raw or b"{}")
+            except (ValueError, UnicodeDecodeError) as e:
+                return web.json_response({"error": f"the body is not JSON ({e})"}, status=400)
+            if _DIRECTOR_POOL is None:
+                _DIRECTOR_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="worldwarp-director")
+            loop = asyncio.get_running_loop()
+            try:
+                result = await asyncio.wait_for(loop.run_in_executor(_DIRECTOR_POOL, handler, body),
+                                                timeout=DIRECTOR_BUDGET_S)
+            except (ValueError, KeyError) as e:
+                msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+                return web.json_response({"error": str(msg)}, status=400 if isinstance(e, ValueError) else 404)
+            except asyncio.TimeoutError:
+                return web.json_response({"error": f"{name} took longer than {DIRECTOR_BUDGET_S:g} s; use fewer "
+                                          "frames or keyframes"}, status=503)
+            return web.json_response(result)
+
+        PromptServer.instance.routes.post(f"/worldwarp/director/{name}")(answer)
+
+    for name, handler in HANDLERS.items():
+        route(name, handler)
+
+
 _register_routes()
+_register_director_routes()

@@ -13,8 +13,9 @@ from dataclasses import replace
 
 import torch
 
-from worldwarp_core.cameras import Cameras, intrinsics_from_fov
+from worldwarp_core.cameras import Cameras
 from worldwarp_core.caption import FixedCaptioner, compose_prompt, load_captioner
+from worldwarp_core.director import director_cameras
 from worldwarp_core.geometry import align_poses, load_estimator
 from worldwarp_core.gscache import GSConfig, build_cache, save_ply, to_comfy_splat
 from worldwarp_core.models import load_components, load_diffusers_folder, load_worldwarp_checkpoint
@@ -28,7 +29,9 @@ from worldwarp_core.schedule import (
     sigma_start,
     token_mask,
 )
-from worldwarp_core.trajectory import extend_to, make_trajectory, median_depth
+from worldwarp_core.trajectory import extend_to, make_trajectory
+
+from .director import start_and_scale
 
 NONE = "(none)"
 DIFFUSERS = "(diffusers folder in models/worldwarp)"
@@ -84,13 +87,15 @@ def camera_trajectory(env, image, preset, strength, frames, fov_degrees, scene_s
             path = os.path.join(env.input_dir(), path)
         cams = Cameras.load(path, W, H)
         return (cams if (cams.width, cams.height) == (W, H) else cams.resize(W, H),)
-    if geometry is not None:
-        start = geometry.cameras[:1]
-        scale = median_depth(geometry.depth[0]) if scene_scale <= 0 else scene_scale
-    else:
-        start = Cameras(torch.eye(4)[None], intrinsics_from_fov(fov_degrees, W, H), W, H)
-        scale = scene_scale if scene_scale > 0 else 1.0
+    start, scale = start_and_scale(W, H, fov_degrees, scene_scale, geometry)
     return (make_trajectory(preset, frames, start, scene_scale=scale, strength=strength, ease=easing),)
+
+
+def camera_director(env, image, preset, strength, frames, fov_degrees, scene_scale, easing, keyframes,
+                    geometry=None):
+    """The path drawn in the Camera Director's editor: its keyframes, or the preset when it has none."""
+    start, scale = start_and_scale(int(image.shape[2]), int(image.shape[1]), fov_degrees, scene_scale, geometry)
+    return (director_cameras(preset, strength, frames, easing, keyframes, start, scale),)
 
 
 def extrapolate_trajectory(env, cameras, total_frames, mode, window, damping):

@@ -15,7 +15,7 @@ from worldwarp_core.gscache import CACHE_MODES
 from worldwarp_core.schedule import SCHEDULE_VARIANTS
 from worldwarp_core.trajectory import list_presets
 
-from . import ops
+from . import director, ops
 
 # custom socket types (values are worldwarp_core dataclasses)
 POSE_SOURCES = ("requested", "estimated")
@@ -134,6 +134,29 @@ SPECS: tuple[NodeSpec, ...] = (
               In("geometry", GEOMETRY, "Depth of the start image: sets the scene scale and intrinsics.",
                  optional=True)),
              (Out(CAMERAS, "cameras"),)),
+    NodeSpec("WorldWarpCameraDirector", "Camera Director", "WorldWarp/cameras",
+             "Direct the camera in 3D: the start image's point cloud, the path as camera frusta, keyframes to add, "
+             "drag and delete, and how much of each frame the geometry already covers. Run it once with geometry "
+             "connected to see the scene; the cameras are exactly the drawn path.",
+             ops.camera_director,
+             (In("image", "IMAGE", "The start image (sets the image size)."),
+              In("preset", "STRING", "Starting path when there are no keyframes: a preset or composition as in "
+                 "Camera Trajectory. Editing in the 3D view turns it into keyframes.", "dolly_in@0.5"),
+              In("strength", "FLOAT", "Multiplies every preset's strength (translations in median depths).", 1.0,
+                 min=0.0, max=10.0, step=0.05),
+              In("frames", "INT", "Frames of the path (keyframe times stretch with it).", 49, min=1, max=10000),
+              In("fov_degrees", "FLOAT", "Horizontal field of view when no geometry is connected.", 60.0, min=10.0,
+                 max=170.0, step=0.5),
+              In("scene_scale", "FLOAT", "Scene unit (median depth); 0 = from the connected geometry.", 0.0, min=0.0,
+                 max=1e4, step=0.01),
+              In("easing", "COMBO", "Speed profile of each preset part.", "linear",
+                 options=("linear", "ease-in-out")),
+              In("keyframes", "STRING", "The edited path as JSON (written by the 3D editor; empty = the preset). "
+                 "Positions in the start camera's axes in median depths, rotations as quaternions.", "",
+                 multiline=True),
+              In("geometry", GEOMETRY, "Depth of the start image: the scene drawn in the editor, the scene scale, "
+                 "the intrinsics and the coverage preview.", optional=True)),
+             (Out(CAMERAS, "cameras"),), output_node=True, extra={"ui": director.scene_ui}),
     NodeSpec("WorldWarpExtrapolateTrajectory", "Extrapolate Trajectory", "WorldWarp/cameras",
              "Extends a path: velocity + SLERP over the last frames (paper supp. §7), loop or ping-pong.",
              ops.extrapolate_trajectory,

@@ -272,7 +272,13 @@ class Cameras:
         if not os.path.isfile(path):
             raise ValueError(f"RealEstate10K pose file not found: {path}")
         with open(path, encoding="utf-8") as f:
-            lines = [ln.strip() for ln in f if ln.strip()]
+            return cls.from_re10k_text(f.read(), width, height, path)
+
+    @classmethod
+    def from_re10k_text(cls, text: str, width: int, height: int, where: str = "RealEstate10K text") -> "Cameras":
+        """Read the content of a RealEstate10K pose file (``where`` names it in errors)."""
+        path = where
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
         url = None
         if lines and len(lines[0].split()) != 19:
             url, lines = lines[0], lines[1:]
@@ -305,6 +311,10 @@ class Cameras:
 
     def to_re10k(self, path: str | os.PathLike, url: str | None = None) -> None:
         """Write a RealEstate10K pose file (float64 values written with ``repr`` so reading is lossless)."""
+        _atomic_write_text(path, self.to_re10k_text(url))
+
+    def to_re10k_text(self, url: str | None = None) -> str:
+        """The content of a RealEstate10K pose file (see ``to_re10k``)."""
         url = url if url is not None else getattr(self, "source_url", None)
         vm = self.viewmats.detach().double().cpu()
         K = self.Ks.detach().double().cpu()
@@ -318,7 +328,7 @@ class Cameras:
             words = [str(int(stamps[i]))] + [f"{float(v):.15g}" for v in intr] + ["0", "0"]
             words += [repr(float(v)) for v in vm[i, :3, :].reshape(-1)]
             lines.append(" ".join(words))
-        _atomic_write_text(path, "\n".join(lines) + "\n")
+        return "\n".join(lines) + "\n"
 
     # ----------------------------------------------------------------- JSON
     def to_dict(self) -> dict:
@@ -357,6 +367,10 @@ class Cameras:
     # ----------------------------------------------------------------- nerfstudio
     def to_nerfstudio(self, path: str | os.PathLike) -> None:
         """Write a nerfstudio ``transforms.json`` (camera-to-world in OpenGL axes, per-frame intrinsics)."""
+        _atomic_write_text(path, json.dumps(self.to_nerfstudio_dict(), indent=1))
+
+    def to_nerfstudio_dict(self) -> dict:
+        """The content of a nerfstudio ``transforms.json`` (see ``to_nerfstudio``)."""
         c2w_gl = self.c2w.detach().double().cpu() @ _CV_TO_GL
         K = self.Ks.detach().double().cpu()
         frames = []
@@ -368,14 +382,19 @@ class Cameras:
                 "cx": float(K[i, 0, 2]), "cy": float(K[i, 1, 2]),
                 "w": self.width, "h": self.height,
             })
-        data = {"camera_model": "OPENCV", "w": self.width, "h": self.height, "frames": frames}
-        _atomic_write_text(path, json.dumps(data, indent=1))
+        return {"camera_model": "OPENCV", "w": self.width, "h": self.height, "frames": frames}
 
     @classmethod
     def from_nerfstudio(cls, path: str | os.PathLike) -> "Cameras":
         """Read a nerfstudio ``transforms.json`` (OpenGL axes) into OpenCV world-to-camera."""
         with open(_existing(path, "nerfstudio transforms.json"), encoding="utf-8") as f:
-            data = json.load(f)
+            return cls.from_nerfstudio_dict(json.load(f), os.fspath(path))
+
+    @classmethod
+    def from_nerfstudio_dict(cls, data: dict, path: str = "transforms.json") -> "Cameras":
+        """Read the content of a nerfstudio ``transforms.json`` (``path`` names it in errors)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: a transforms.json holds a JSON object, got {type(data).__name__}")
         if "frames" not in data or not data["frames"]:
             raise ValueError(f"{path}: no 'frames' in transforms.json")
         c2w, Ks = [], []
@@ -413,9 +432,30 @@ class Cameras:
                 data = json.load(f)
             except json.JSONDecodeError as e:
                 raise ValueError(f"{path}: not a RealEstate10K .txt and not valid JSON ({e})") from None
-        if isinstance(data, dict) and data.get("frames") and "transform_matrix" in data["frames"][0]:
-            return cls.from_nerfstudio(path)
+        return cls._from_json_data(data, path)
+
+    @classmethod
+    def _from_json_data(cls, data, where: str) -> "Cameras":
+        if (isinstance(data, dict) and isinstance(data.get("frames"), list) and data["frames"]
+                and isinstance(data["frames"][0], dict) and "transform_matrix" in data["frames"][0]):
+            return cls.from_nerfstudio_dict(data, where)
+        if not isinstance(data, dict):
+            raise ValueError(f"{where}: a camera JSON holds an object with width, height and frames")
         return cls.from_dict(data)
+
+    @classmethod
+    def parse(cls, text: str, name: str, width: int | None = None, height: int | None = None) -> "Cameras":
+        """Like ``load``, from a file's content: ``name`` ending in ``.txt`` is RealEstate10K (needs
+        width/height), anything else our JSON or a nerfstudio transforms.json."""
+        if name.lower().endswith(".txt"):
+            if width is None or height is None:
+                raise ValueError(f"{name}: RealEstate10K intrinsics are normalised; give the image width and height")
+            return cls.from_re10k_text(text, width, height, name)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{name}: not a RealEstate10K .txt and not valid JSON ({e})") from None
+        return cls._from_json_data(data, name)
 
 
 def invert_rigid(m: Tensor) -> Tensor:

@@ -104,7 +104,7 @@ def rotation_power(R: Tensor, t: float) -> Tensor:
 
 # ----------------------------------------------------------------------------- presets
 
-Ease = Literal["linear", "ease-in-out"]
+Ease = Literal["linear", "ease-in-out", "ease-in", "ease-out"]
 
 
 @dataclass(frozen=True)
@@ -197,12 +197,33 @@ def list_presets() -> list[str]:
     return sorted(PRESETS)
 
 
+EASES = ("linear", "ease-in-out", "ease-in", "ease-out")
+
+
 def _ease(p: float, ease: Ease) -> float:
+    """Progress ``p`` in [0, 1] through a speed profile (sine easings: ``ease-in`` and ``ease-out``
+    are the two halves of ``ease-in-out``)."""
     if ease == "linear":
         return p
     if ease == "ease-in-out":
         return 0.5 - 0.5 * math.cos(math.pi * p)
-    raise ValueError(f"unknown easing {ease!r}; use 'linear' or 'ease-in-out'")
+    if ease == "ease-in":
+        return 1.0 - math.cos(0.5 * math.pi * p)
+    if ease == "ease-out":
+        return math.sin(0.5 * math.pi * p)
+    raise ValueError(f"unknown easing {ease!r}; use one of {', '.join(EASES)}")
+
+
+def _ease_tensor(p: Tensor, ease: str) -> Tensor:
+    if ease == "linear":
+        return p
+    if ease == "ease-in-out":
+        return 0.5 - 0.5 * torch.cos(math.pi * p)
+    if ease == "ease-in":
+        return 1.0 - torch.cos(0.5 * math.pi * p)
+    if ease == "ease-out":
+        return torch.sin(0.5 * math.pi * p)
+    raise ValueError(f"unknown easing {ease!r}; use one of {', '.join(EASES)}")
 
 
 _PART = re.compile(r"^\s*([a-z_]+)\s*(?:@\s*([-+0-9.eE]+))?\s*(?::\s*([0-9.eE]+))?\s*$")
@@ -224,6 +245,24 @@ def _apply(start: Cameras, local: Tensor, focal: float) -> tuple[Tensor, Tensor]
     K[0, 0] *= focal
     K[1, 1] *= focal
     return c2w, K
+
+
+def _part_ends(parts: list[tuple[str, float | None, float]], frames: int, spec: str) -> list[int]:
+    """The last frame of each part of a '+' sequence: the frames after the start frame split by weight."""
+    weights = [w for _, _, w in parts]
+    if any(w <= 0 for w in weights):
+        raise ValueError(f"trajectory weights must be positive in {spec!r}")
+    moving = frames - 1
+    return [round(moving * sum(weights[: i + 1]) / sum(weights)) for i in range(len(parts))]
+
+
+def part_end_frames(spec: str, frames: int) -> list[int]:
+    """Frames where the parts of a composition end (a '+' sequence's joints and its last frame;
+    only the last frame for a single preset or a '*' blend), increasing, without repeats."""
+    if "+" not in spec:
+        return [frames - 1]
+    ends = _part_ends([_parse_part(p) for p in spec.split("+")], frames, spec)
+    return sorted({e for e in ends if e > 0} | {frames - 1})
 
 
 def make_trajectory(
@@ -267,12 +306,7 @@ def make_trajectory(
             Ks.append(K)
         return Cameras.from_c2w(torch.stack(c2ws), torch.stack(Ks), start.width, start.height)
     parts = [_parse_part(p) for p in spec.split("+")]
-    weights = [w for _, _, w in parts]
-    if any(w <= 0 for w in weights):
-        raise ValueError(f"trajectory weights must be positive in {spec!r}")
-    # frames after the start frame, split by weight
-    moving = frames - 1
-    bounds = [round(moving * sum(weights[: i + 1]) / sum(weights)) for i in range(len(parts))]
+    bounds = _part_ends(parts, frames, spec)
     counts = [b - a for a, b in zip([0] + bounds[:-1], bounds)]
     c2ws = [start.c2w[0].double()]
     Ks = [start.Ks[0].double()]
@@ -317,21 +351,76 @@ def interpolate(keyframes: Cameras, frames: int, mode: Literal["linear", "spline
     K = len(keyframes)
     if frames < 1:
         raise ValueError(f"frames must be >= 1, got {frames}")
+    return interpolate_at(keyframes, torch.arange(K, dtype=torch.float64),
+                          torch.linspace(0, K - 1, frames, dtype=torch.float64), mode)
+
+
+def interpolate_at(keyframes: Cameras, key_times: Tensor, times: Tensor,
+                   mode: Literal["linear", "spline"] = "spline", eases: list[str] | None = None) -> Cameras:
+    """Cameras at ``times [M]`` of a path through ``keyframes`` placed at ``key_times [K]`` (strictly
+    increasing; times outside them hold the first / last keyframe).
+
+    Between keyframes k and k+1 the progress ``u = (t - t_k) / (t_{k+1} - t_k)`` goes through the
+    segment's easing ``eases[k]`` (default linear); then rotations SLERP, intrinsics are linear
+    and positions linear or a cubic Hermite spline with Catmull-Rom tangents for uneven times,
+    ``m_k = (p_{k+1} - p_{k-1}) / (t_{k+1} - t_{k-1})``, end points reflected
+    (``p_{-1} = 2 p_0 - p_1``, ``t_{-1} = 2 t_0 - t_1``). With evenly spaced keyframes this is the
+    uniform Catmull-Rom spline; it passes through every keyframe.
+    """
+    c2w, Ks = interpolate_poses(keyframes.c2w.double(), keyframes.Ks.double(), key_times, times, mode, eases)
+    return Cameras.from_c2w(c2w, Ks, keyframes.width, keyframes.height)
+
+
+def interpolate_poses(c2w: Tensor, Ks: Tensor, key_times: Tensor, times: Tensor,
+                      mode: Literal["linear", "spline"] = "spline",
+                      eases: list[str] | None = None) -> tuple[Tensor, Tensor]:
+    """``interpolate_at`` on plain tensors: keyframe camera-to-world ``c2w [K, 4, 4]`` and
+    intrinsics ``Ks [K, 3, 3]`` -> ``[M, 4, 4]``, ``[M, 3, 3]`` at ``times [M]`` (float64)."""
+    K = c2w.shape[0]
     if mode not in ("linear", "spline"):
         raise ValueError(f"interpolation mode must be 'linear' or 'spline', got {mode!r}")
+    kt = torch.as_tensor(key_times, dtype=torch.float64).reshape(-1)
+    t = torch.as_tensor(times, dtype=torch.float64).reshape(-1)
+    if kt.shape[0] != K:
+        raise ValueError(f"{kt.shape[0]} keyframe times for {K} keyframes; give one time per keyframe")
+    if not bool(torch.isfinite(kt).all()) or not bool(torch.isfinite(t).all()):
+        raise ValueError("keyframe times and sample times must be finite")
+    if K > 1 and not bool((kt[1:] > kt[:-1]).all()):
+        raise ValueError(f"keyframe times must increase strictly, got {kt.tolist()}")
+    if eases is not None and len(eases) != max(K - 1, 0):
+        raise ValueError(f"{len(eases)} easings for {K - 1} segments; give one per segment between keyframes")
+    if t.numel() == 0:
+        raise ValueError("no sample times; ask for at least one frame")
     if K == 1:
-        return Cameras.cat([keyframes] * frames)
-    s = torch.linspace(0, K - 1, frames, dtype=torch.float64)
-    positions = None
-    if mode == "spline":
-        c = keyframes.centers.double()
-        ext = torch.cat([2 * c[:1] - c[1:2], c, 2 * c[-1:] - c[-2:-1]])  # reflected end points
-        i = s.floor().long().clamp(0, K - 2)
-        t = (s - i.double())[:, None]
-        p0, p1, p2, p3 = ext[i], ext[i + 1], ext[i + 2], ext[i + 3]
-        positions = 0.5 * ((2 * p1) + (-p0 + p2) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t**2
-                           + (-p0 + 3 * p1 - 3 * p2 + p3) * t**3)
-    return _lerp_cameras(keyframes, s, positions)
+        return c2w.expand(t.shape[0], 4, 4).clone(), Ks.expand(t.shape[0], 3, 3).clone()
+    t = t.clamp(float(kt[0]), float(kt[-1]))
+    i = torch.searchsorted(kt, t, right=True).clamp(1, K - 1) - 1  # segment of each sample
+    dt = kt[i + 1] - kt[i]
+    u = ((t - kt[i]) / dt).clamp(0, 1)
+    if eases is not None:
+        eased = u.clone()
+        for name in set(eases):
+            seg = torch.tensor([e == name for e in eases])[i]
+            eased = torch.where(seg, _ease_tensor(u, name), eased)
+        u = eased
+    q = matrix_to_quat(c2w[:, :3, :3])
+    R = quat_to_matrix(slerp(q[i], q[i + 1], u))
+    c = c2w[:, :3, 3]
+    w = u[:, None]
+    if mode == "linear":
+        positions = c[i] * (1 - w) + c[i + 1] * w
+    else:
+        ct = torch.cat([2 * kt[:1] - kt[1:2], kt, 2 * kt[-1:] - kt[-2:-1]])
+        cp = torch.cat([2 * c[:1] - c[1:2], c, 2 * c[-1:] - c[-2:-1]])
+        m = (cp[2:] - cp[:-2]) / (ct[2:] - ct[:-2])[:, None]  # [K, 3] tangents per unit time
+        h00, h10 = 2 * w**3 - 3 * w**2 + 1, w**3 - 2 * w**2 + w
+        h01, h11 = -2 * w**3 + 3 * w**2, w**3 - w**2
+        positions = h00 * c[i] + h10 * dt[:, None] * m[i] + h01 * c[i + 1] + h11 * dt[:, None] * m[i + 1]
+    Ks_out = Ks[i] * (1 - w[:, :, None]) + Ks[i + 1] * w[:, :, None]
+    out = torch.eye(4, dtype=torch.float64).repeat(t.shape[0], 1, 1)
+    out[:, :3, :3] = R
+    out[:, :3, 3] = positions
+    return out, Ks_out
 
 
 # ----------------------------------------------------------------------------- extrapolation
