@@ -86,6 +86,70 @@ def test_quaternion_round_trip_and_slerp():
     torch.testing.assert_close(half, axis_angle(torch.tensor([0.0, 1.0, 0.0]), 0.4), atol=1e-12, rtol=0)
 
 
+def _angle(A, B):
+    """Angle in radians between rotations ``[..., 3, 3]``: ||A - B||_F = 2 sqrt(2) sin(angle / 2),
+    well conditioned at small angles (acos of the trace is not)."""
+    return 2 * torch.asin(((A - B).flatten(-2).norm(dim=-1) / (2 * math.sqrt(2))).clamp(max=1))
+
+
+def _re10k_rotations(shared_data):
+    """The world-to-camera rotations of the five RealEstate10K paths (CameraCtrl assets, Apache-2.0;
+    camera data CC BY 4.0): 9-digit values, orthonormal only to ~7e-8."""
+    paths = sorted(glob.glob(os.path.join(shared_data, "re10k", "*.txt")))
+    assert len(paths) == 5
+    return [Cameras.from_re10k(p, 640, 360) for p in paths]
+
+
+def test_quaternion_round_trip_on_real_rotations(shared_data):
+    for cams in _re10k_rotations(shared_data):
+        R = cams.rotations.double()
+        U, _, Vh = torch.linalg.svd(R)
+        polar = U @ Vh  # the rotation nearest to each file matrix
+        # a file matrix gives the quaternion of its nearest rotation (the old diagonal/sign rule was
+        # 2.6e-4 rad = 0.015 deg off), and an exact rotation goes round exactly
+        assert float(_angle(quat_to_matrix(matrix_to_quat(R)), polar).max()) < 1e-9
+        assert float(_angle(quat_to_matrix(matrix_to_quat(polar)), polar).max()) < 1e-9
+        # both orders of composition and the camera-to-world transposes as well
+        c2w = polar.transpose(1, 2)
+        assert float(_angle(quat_to_matrix(matrix_to_quat(c2w)), c2w).max()) < 1e-9
+        rel = polar[1:] @ polar[:-1].transpose(1, 2)  # small relative turns between frames
+        assert float(_angle(quat_to_matrix(matrix_to_quat(rel)), rel).max()) < 1e-9
+
+
+def test_quaternion_of_small_and_half_turns():
+    for axis in ((1.0, 0.0, 0.0), (0.0, 1.0, 1.0), (1.0, -2.0, 3.0)):
+        for angle in (0.0, 1e-12, 1e-9, 1e-5, 1.0, math.pi - 1e-7, math.pi):
+            R = axis_angle(torch.tensor(axis), angle)
+            q = matrix_to_quat(R)
+            assert float(q[0]) >= 0 and float(q.norm()) == pytest.approx(1.0, abs=1e-15)
+            assert float(_angle(quat_to_matrix(q), R)) < 1e-12, (axis, angle)
+            # the angle itself survives, even where cos(angle / 2) = w is within rounding of 1
+            half = torch.atan2(q[1:].norm(), q[0])
+            assert float(2 * half) == pytest.approx(angle, abs=1e-14)
+
+
+def _rotation_power_reference(R, t):
+    """``R^t`` through the axis and angle read off the skew part and trace (no quaternion)."""
+    skew = torch.stack([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]]) / 2  # axis * sin(angle)
+    angle = torch.atan2(skew.norm(), (R.trace() - 1) / 2)
+    return axis_angle(skew / skew.norm(), t * angle)
+
+
+def test_interpolation_through_real_keyframes_is_exact(shared_data):
+    for cams in _re10k_rotations(shared_data):
+        for mode in ("linear", "spline"):
+            out = interpolate(cams, 3 * (len(cams) - 1) + 1, mode)
+            # every keyframe comes back bit for bit (before, rotations moved by up to 1.15 deg on
+            # matrices the validator accepts)
+            assert torch.equal(out.viewmats[::3], cams.viewmats.double())
+            # in between, SLERP of the nearest rotations: one third of the way, exact to 1e-9 rad
+            U, _, Vh = torch.linalg.svd(cams.c2w[:, :3, :3].double())
+            polar = U @ Vh
+            rel = polar[1:] @ polar[:-1].transpose(1, 2)
+            third = torch.stack([_rotation_power_reference(r, 1 / 3) for r in rel]) @ polar[:-1]
+            assert float(_angle(out.c2w[1::3, :3, :3], third).max()) < 1e-9
+
+
 def test_interpolation_passes_through_keyframes(start):
     keys = make_trajectory("orbit_left", 4, start, scene_scale=2.0)
     for mode in ("linear", "spline"):

@@ -40,24 +40,38 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from .cameras import Cameras
+from .cameras import Cameras, invert_rigid
 
 # ----------------------------------------------------------------------------- rotations
 
 
 def matrix_to_quat(R: Tensor) -> Tensor:
-    """Rotation matrices ``[..., 3, 3]`` -> unit quaternions ``[..., 4]`` (w, x, y, z), w >= 0."""
+    """Rotation matrices ``[..., 3, 3]`` -> unit quaternions ``[..., 4]`` (w, x, y, z), w >= 0.
+
+    The quaternion of the rotation nearest to ``R`` (Frobenius norm): the eigenvector of the
+    largest eigenvalue of the symmetric 4x4 matrix ``N`` with ``q^T N q = trace(R(q)^T R)``
+    (Bar-Itzhack, "New method for extracting the quaternion from a rotation matrix", J. Guidance
+    2000). Every component comes from all nine entries, so nothing is lost at small angles or
+    near 180 degrees, and a matrix that is only nearly orthonormal (real camera files: ~1e-7)
+    gives the quaternion of its polar rotation. Computed in float64.
+    """
     R = R.double()
-    m00, m11, m22 = R[..., 0, 0], R[..., 1, 1], R[..., 2, 2]
-    qw = torch.sqrt(torch.clamp(1 + m00 + m11 + m22, min=0)) / 2
-    qx = torch.sqrt(torch.clamp(1 + m00 - m11 - m22, min=0)) / 2
-    qy = torch.sqrt(torch.clamp(1 - m00 + m11 - m22, min=0)) / 2
-    qz = torch.sqrt(torch.clamp(1 - m00 - m11 + m22, min=0)) / 2
-    qx = torch.copysign(qx, R[..., 2, 1] - R[..., 1, 2])
-    qy = torch.copysign(qy, R[..., 0, 2] - R[..., 2, 0])
-    qz = torch.copysign(qz, R[..., 1, 0] - R[..., 0, 1])
-    q = torch.stack([qw, qx, qy, qz], dim=-1)
-    return q / q.norm(dim=-1, keepdim=True)
+    m = R.reshape(-1, 3, 3)
+    m00, m01, m02 = m[:, 0, 0], m[:, 0, 1], m[:, 0, 2]
+    m10, m11, m12 = m[:, 1, 0], m[:, 1, 1], m[:, 1, 2]
+    m20, m21, m22 = m[:, 2, 0], m[:, 2, 1], m[:, 2, 2]
+    # Expand trace(R(q)^T M) with R(q) written in (w, x, y, z) and collect the quadratic terms.
+    N = torch.stack([
+        torch.stack([m00 + m11 + m22, m21 - m12, m02 - m20, m10 - m01], -1),
+        torch.stack([m21 - m12, m00 - m11 - m22, m01 + m10, m02 + m20], -1),
+        torch.stack([m02 - m20, m01 + m10, m11 - m00 - m22, m12 + m21], -1),
+        torch.stack([m10 - m01, m02 + m20, m12 + m21, m22 - m00 - m11], -1),
+    ], -2)  # [B, 4, 4]
+    _, vecs = torch.linalg.eigh(N)  # eigenvalues ascending
+    q = vecs[..., -1]
+    q = torch.where(q[:, :1] < 0, -q, q)
+    q = q / q.norm(dim=-1, keepdim=True)
+    return q.reshape(*R.shape[:-2], 4)
 
 
 def quat_to_matrix(q: Tensor) -> Tensor:
@@ -76,8 +90,9 @@ def slerp(q0: Tensor, q1: Tensor, t: Tensor | float) -> Tensor:
     t = torch.as_tensor(t, dtype=q0.dtype)
     dot = (q0 * q1).sum(-1, keepdim=True)
     q1 = torch.where(dot < 0, -q1, q1)
-    dot = dot.abs().clamp(max=1.0)
-    theta = torch.acos(dot)
+    # Half the angle between the unit quaternions from atan2 of chord lengths: exact at small
+    # angles, where acos(dot) loses half the digits.
+    theta = 2 * torch.atan2((q1 - q0).norm(dim=-1, keepdim=True), (q1 + q0).norm(dim=-1, keepdim=True))
     small = theta < 1e-8
     s = torch.sin(theta)
     t_ = t.unsqueeze(-1) if t.ndim == q0.ndim - 1 else t
@@ -330,6 +345,7 @@ def _lerp_cameras(cams: Cameras, s: Tensor, positions: Tensor | None = None) -> 
     (or given)."""
     c2w = cams.c2w.double()
     F = len(cams)
+    s = _snap_to_keyframes(s)
     i0 = s.floor().long().clamp(0, F - 1)
     i1 = (i0 + 1).clamp(max=F - 1)
     t = (s - i0.double()).clamp(0, 1)
@@ -342,7 +358,18 @@ def _lerp_cameras(cams: Cameras, s: Tensor, positions: Tensor | None = None) -> 
     out = torch.eye(4, dtype=torch.float64).repeat(len(s), 1, 1)
     out[:, :3, :3] = R
     out[:, :3, 3] = positions
-    return Cameras.from_c2w(out, Ks, cams.width, cams.height)
+    vm = invert_rigid(out)
+    # A keyframe keeps its own camera bit for bit: the quaternion is that of the nearest rotation,
+    # which differs from a nearly orthonormal file matrix by ~1e-7. (Given positions pass through
+    # the keyframe centres at t = 0.)
+    key = (t == 0) & (positions - c2w[i0, :3, 3]).abs().amax(dim=1).eq(0)
+    vm = torch.where(key[:, None, None], cams.viewmats.double()[i0], vm)
+    return Cameras(vm, Ks, cams.width, cams.height)
+
+
+def _snap_to_keyframes(s: Tensor) -> Tensor:
+    """Fractional indices within 1e-9 of a whole number become it (linspace gives 2.0000000000000004)."""
+    return torch.where((s - s.round()).abs() < 1e-9, s.round(), s)
 
 
 def interpolate(keyframes: Cameras, frames: int, mode: Literal["linear", "spline"] = "spline") -> Cameras:
@@ -352,7 +379,7 @@ def interpolate(keyframes: Cameras, frames: int, mode: Literal["linear", "spline
     if frames < 1:
         raise ValueError(f"frames must be >= 1, got {frames}")
     return interpolate_at(keyframes, torch.arange(K, dtype=torch.float64),
-                          torch.linspace(0, K - 1, frames, dtype=torch.float64), mode)
+                          _snap_to_keyframes(torch.linspace(0, K - 1, frames, dtype=torch.float64)), mode)
 
 
 def interpolate_at(keyframes: Cameras, key_times: Tensor, times: Tensor,
@@ -368,7 +395,15 @@ def interpolate_at(keyframes: Cameras, key_times: Tensor, times: Tensor,
     uniform Catmull-Rom spline; it passes through every keyframe.
     """
     c2w, Ks = interpolate_poses(keyframes.c2w.double(), keyframes.Ks.double(), key_times, times, mode, eases)
-    return Cameras.from_c2w(c2w, Ks, keyframes.width, keyframes.height)
+    vm = invert_rigid(c2w)
+    # A time on a keyframe gives that keyframe's camera bit for bit (inverting its c2w back would
+    # move a nearly orthonormal file matrix by ~1e-7).
+    kt = torch.as_tensor(key_times, dtype=torch.float64).reshape(-1)
+    t = torch.as_tensor(times, dtype=torch.float64).reshape(-1).clamp(float(kt[0]), float(kt[-1]))
+    hit = t[:, None] == kt[None, :]  # [M, K]
+    k = hit.to(torch.uint8).argmax(dim=1)
+    vm = torch.where(hit.any(dim=1)[:, None, None], keyframes.viewmats.double()[k], vm)
+    return Cameras(vm, Ks, keyframes.width, keyframes.height)
 
 
 def interpolate_poses(c2w: Tensor, Ks: Tensor, key_times: Tensor, times: Tensor,
@@ -397,6 +432,7 @@ def interpolate_poses(c2w: Tensor, Ks: Tensor, key_times: Tensor, times: Tensor,
     i = torch.searchsorted(kt, t, right=True).clamp(1, K - 1) - 1  # segment of each sample
     dt = kt[i + 1] - kt[i]
     u = ((t - kt[i]) / dt).clamp(0, 1)
+    at_start, at_end = u == 0, u == 1  # on keyframe i or i + 1 (every easing keeps 0 and 1)
     if eases is not None:
         eased = u.clone()
         for name in set(eases):
@@ -405,6 +441,8 @@ def interpolate_poses(c2w: Tensor, Ks: Tensor, key_times: Tensor, times: Tensor,
         u = eased
     q = matrix_to_quat(c2w[:, :3, :3])
     R = quat_to_matrix(slerp(q[i], q[i + 1], u))
+    # A keyframe keeps its own rotation matrix (the quaternion is that of the nearest rotation).
+    R = torch.where(at_start[:, None, None], c2w[i, :3, :3], torch.where(at_end[:, None, None], c2w[i + 1, :3, :3], R))
     c = c2w[:, :3, 3]
     w = u[:, None]
     if mode == "linear":
@@ -416,6 +454,7 @@ def interpolate_poses(c2w: Tensor, Ks: Tensor, key_times: Tensor, times: Tensor,
         h00, h10 = 2 * w**3 - 3 * w**2 + 1, w**3 - 2 * w**2 + w
         h01, h11 = -2 * w**3 + 3 * w**2, w**3 - w**2
         positions = h00 * c[i] + h10 * dt[:, None] * m[i] + h01 * c[i + 1] + h11 * dt[:, None] * m[i + 1]
+    positions = torch.where(at_start[:, None], c[i], torch.where(at_end[:, None], c[i + 1], positions))
     Ks_out = Ks[i] * (1 - w[:, :, None]) + Ks[i + 1] * w[:, :, None]
     out = torch.eye(4, dtype=torch.float64).repeat(t.shape[0], 1, 1)
     out[:, :3, :3] = R
