@@ -4,6 +4,7 @@ import glob
 import json
 import math
 import os
+import re
 
 import pytest
 import torch
@@ -137,10 +138,147 @@ def test_bad_input_messages(tmp_path):
         Cameras(cams.viewmats, K, 64, 48)
     bad = tmp_path / "bad.txt"
     bad.write_text("https://x\n0 0.5 0.5 0.5 0.5 0 0 1 0 0 0 0 1 0 0 0 0 1\n")
-    with pytest.raises(ValueError, match="frame 0 has 18 values, expected 19"):
+    with pytest.raises(ValueError, match=r"bad.txt: frame 0 \(line 2\) has 18 values, expected 19"):
         Cameras.from_re10k(bad, 64, 48)
     with pytest.raises(ValueError, match="give the image width and height"):
         Cameras.load(bad)
     with pytest.raises(ValueError, match="horizontal field of view must be in"):
         intrinsics_from_fov(180.0, 64, 48)
     assert math.isclose(float(intrinsics_from_fov(90.0, 64, 48)[0, 0, 0]), 32.0, rel_tol=1e-6)
+
+
+# ----------------------------------------------------------------------------- malformed camera files
+
+
+def _re10k_text(shared_data):
+    """A real RealEstate10K file (CameraCtrl assets, Apache-2.0; camera data CC BY 4.0)."""
+    return open(os.path.join(shared_data, "re10k", "0bf152ef84195293.txt"), encoding="utf-8").read()
+
+
+def _expect(path, message, **kw):
+    """Loading ``path`` (directly and through ``Cameras.load``) raises ``message``, naming the file."""
+    with pytest.raises(ValueError, match=re.escape(str(path)) + ".*" + message):
+        Cameras.load(path, **kw)
+
+
+def test_re10k_malformed_files_are_refused(shared_data, tmp_path):
+    text = _re10k_text(shared_data)
+    lines = text.splitlines()
+    ok = tmp_path / "ok.txt"
+    ok.write_text(text)
+    assert len(Cameras.load(ok, 640, 360)) == 16
+    # first line a corrupt frame (no URL): it was taken as the URL and the frame dropped
+    bad = tmp_path / "first.txt"
+    bad.write_text("\n".join([lines[1][:-20]] + lines[2:]) + "\n")
+    _expect(bad, r"frame 0 \(line 1\) has 18 values, expected 19", width=640, height=360)
+    # a line with a word that is no number
+    bad = tmp_path / "word.txt"
+    bad.write_text("\n".join(lines[:4] + [lines[4].replace("0.500000000", "0.5x", 1)] + lines[5:]) + "\n")
+    _expect(bad, r"frame 3 \(line 5\): value 4 of 19, '0.5x', is not a number", width=640, height=360)
+    bad.write_text("\n".join(lines[:2] + ["1586.5" + lines[2][9:]] + lines[3:]) + "\n")
+    _expect(bad, r"frame 1 \(line 3\): timestamp '1586.5' is not a whole number", width=640, height=360)
+    # the file cut in the middle of its last number (19 values, but the last one truncated)
+    bad = tmp_path / "cut.txt"
+    bad.write_text(text.rstrip("\n")[:-5])
+    _expect(bad, r"frame 15 \(line 17\) ends the file in '-3.4567', shorter than that number on every "
+                 r"other line.*cut off mid-number", width=640, height=360)
+    # cut mid-line: fewer values
+    bad.write_text(text.rstrip("\n")[:-40])
+    _expect(bad, r"frame 15 \(line 17\) has 1[0-9] values, expected 19", width=640, height=360)
+    # the same files complete, but without a final newline, still load
+    ok.write_text(text.rstrip("\n"))
+    assert len(Cameras.load(ok, 640, 360)) == 16
+    # a non-orthonormal rotation names the file and the frame
+    bad = tmp_path / "rot.txt"
+    bad.write_text("\n".join(lines[:3] + [lines[3].replace("0.7", "0.9", 1)] + lines[4:]) + "\n")
+    _expect(bad, r"viewmat of frame 2: rotation is not orthonormal", width=640, height=360)
+
+
+def test_binary_and_bad_json_files_are_refused(shared_data, tmp_path):
+    png = os.path.join(shared_data, "images", "coffee.png")
+    for name, what in (("cams.txt", "RealEstate10K pose file"), ("cams.json", "camera JSON"),
+                       ("transforms.json", "nerfstudio transforms.json")):
+        path = tmp_path / name
+        path.write_bytes(open(png, "rb").read())
+        msg = r"not a text .*\(byte 0x89 at offset 0 is not UTF-8\)"
+        _expect(path, msg, width=64, height=48)
+        with pytest.raises(ValueError, match=re.escape(str(path)) + ": " + msg):
+            {"cams.txt": lambda p: Cameras.from_re10k(p, 64, 48), "cams.json": Cameras.from_json,
+             "transforms.json": Cameras.from_nerfstudio}[name](path)
+        del what
+    path = tmp_path / "nul.json"
+    path.write_bytes(b"{\"width\": 64\x00}")
+    _expect(path, r"not a text camera file \(NUL byte at offset 12\)")
+    path = tmp_path / "syntax.json"
+    path.write_text('{"width": 64, "height": 48,\n "frames": [}')
+    _expect(path, r"not a RealEstate10K .txt and not valid JSON \(line 2 column 13: ")
+    for reader in (Cameras.from_json, Cameras.from_nerfstudio):
+        with pytest.raises(ValueError, match=re.escape(str(path)) + r": not valid JSON \(line 2 column 13: "):
+            reader(path)
+
+
+def _ours(tmp_path, mutate, name="cams.json"):
+    data = _random_cams(3).to_dict()
+    mutate(data)
+    path = tmp_path / name
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_our_json_malformed_fields_are_refused(tmp_path):
+    assert len(Cameras.load(_ours(tmp_path, lambda d: None))) == 3
+    cases = [
+        (lambda d: d.update(width="abc"), r"'width' must be a positive whole number of pixels, got 'abc'"),
+        (lambda d: d.update(height=47.5), r"'height' must be a positive whole number of pixels, got 47.5"),
+        (lambda d: d.update(width=True), r"'width' must be a positive whole number of pixels, got True"),
+        (lambda d: d.pop("width"), r"missing 'width'; expected keys width, height"),
+        (lambda d: d.update(frames={"a": 1}), r"'frames' must be a non-empty list of cameras"),
+        (lambda d: d.update(frames=[]), r"'frames' must be a non-empty list of cameras"),
+        (lambda d: d["frames"][1].pop("K"), r"frame 1 has no 'K'"),
+        (lambda d: d["frames"][2].update(viewmat=[[1, 0, 0, 0]] * 3), r"frame 2 'viewmat' must be a 4x4 list"),
+        (lambda d: d["frames"][0]["K"][0].__setitem__(0, "500"), r"frame 0 'K'\[0\]\[0\] must be a number, got '500'"),
+        (lambda d: d["frames"][1].update(timestamp=1.5), r"frame 1 'timestamp' must be a whole number, got 1.5"),
+        (lambda d: d["frames"][1].pop("timestamp"), r"2 of 3 frames have a 'timestamp'; give all or none"),
+        (lambda d: d["frames"][2]["viewmat"][0].__setitem__(0, 3.0), r"viewmat of frame 2: rotation is not orthonormal"),
+        (lambda d: d.update(convention="opengl_c2w"), r"convention 'opengl_c2w' is not 'opencv_w2c'"),
+    ]
+    for mutate, message in cases:
+        path = _ours(tmp_path, mutate)
+        _expect(path, message)
+        with pytest.raises(ValueError, match=re.escape(str(path)) + ": " + message):
+            Cameras.from_json(path)
+    path = tmp_path / "list.json"
+    path.write_text("[1, 2]")
+    _expect(path, r"a camera JSON holds an object with width, height and frames, got list")
+
+
+def _nerfstudio(tmp_path, mutate):
+    data = _random_cams(3).to_nerfstudio_dict()
+    mutate(data)
+    path = tmp_path / "transforms.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_nerfstudio_malformed_fields_are_refused(tmp_path):
+    assert len(Cameras.load(_nerfstudio(tmp_path, lambda d: None))) == 3
+    cases = [
+        (lambda d: d["frames"][0].pop("transform_matrix"), r"frame 0 has no 'transform_matrix'"),
+        (lambda d: d["frames"][1].pop("transform_matrix"), r"frame 1 has no 'transform_matrix'"),
+        (lambda d: [f.pop("fl_x") for f in d["frames"]], r"frame 0 has no 'fl_x' \(nor does the file header\)"),
+        (lambda d: d["frames"][2].update(fl_y="600"), r"frame 2 'fl_y' must be a number, got '600'"),
+        (lambda d: d["frames"][1].update(w="abc"), r"frame 1 'w' must be a positive whole number of pixels, got 'abc'"),
+        (lambda d: [f.pop("h") for f in d["frames"]] and d.update(h=47.9),
+         r"header 'h' must be a positive whole number of pixels, got 47.9"),
+        (lambda d: d["frames"][1].update(transform_matrix="eye"), r"frame 1 'transform_matrix' must be a 4x4 list"),
+        (lambda d: d["frames"][2]["transform_matrix"][1].__setitem__(3, None),
+         r"frame 2 'transform_matrix'\[1\]\[3\] must be a number, got None"),
+        (lambda d: d["frames"].__setitem__(1, [1, 2]), r"frame 1 must be an object with a transform_matrix"),
+        (lambda d: d.update(frames="none"), r"'frames' must be a non-empty list of cameras, got 'none'"),
+        (lambda d: d["frames"][1].update(w=32), r"frame 1 is 32x48, frame 0 is 64x48; one size per file"),
+    ]
+    for mutate, message in cases:
+        path = _nerfstudio(tmp_path, mutate)
+        _expect(path, message)
+        with pytest.raises(ValueError, match=re.escape(str(path)) + ": " + message):
+            Cameras.from_nerfstudio(path)

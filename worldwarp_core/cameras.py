@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -271,30 +272,49 @@ class Cameras:
         path = os.fspath(path)
         if not os.path.isfile(path):
             raise ValueError(f"RealEstate10K pose file not found: {path}")
-        with open(path, encoding="utf-8") as f:
-            return cls.from_re10k_text(f.read(), width, height, path)
+        return cls.from_re10k_text(_read_text(path, "RealEstate10K pose file"), width, height, path)
 
     @classmethod
     def from_re10k_text(cls, text: str, width: int, height: int, where: str = "RealEstate10K text") -> "Cameras":
-        """Read the content of a RealEstate10K pose file (``where`` names it in errors)."""
+        """Read the content of a RealEstate10K pose file (``where`` names it in errors).
+
+        Strict: the optional first line is the source URL only when it is one word that is not a
+        number; every other non-empty line must be one frame of exactly 19 numbers (an integer
+        timestamp first). A file that ends without a newline in a number shorter than the same
+        number on every other line (fixed-precision files) was cut off, and is refused.
+        """
         path = where
-        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        numbered = [(n, ln.strip()) for n, ln in enumerate(text.splitlines(), start=1) if ln.strip()]
         url = None
-        if lines and len(lines[0].split()) != 19:
-            url, lines = lines[0], lines[1:]
-        if not lines:
+        if numbered:
+            words = numbered[0][1].split()
+            if len(words) == 1 and not _is_number(words[0]):
+                url, numbered = words[0], numbered[1:]
+        if not numbered:
             raise ValueError(f"{path}: no camera lines (expected 19 numbers per line)")
-        rows, stamps = [], []
-        for i, ln in enumerate(lines):
+        rows, stamps, tokens = [], [], []
+        for i, (n, ln) in enumerate(numbered):
             parts = ln.split()
             if len(parts) != 19:
-                raise ValueError(f"{path}: frame {i} has {len(parts)} values, expected 19 "
-                                 "(timestamp fx fy cx cy 0 0 and a 3x4 world-to-camera matrix)")
-            try:
-                stamps.append(int(parts[0]))
-                rows.append([float(p) for p in parts[1:]])
-            except ValueError as e:
-                raise ValueError(f"{path}: frame {i} is not numeric: {e}") from None
+                raise ValueError(f"{path}: frame {i} (line {n}) has {len(parts)} values, expected 19 "
+                                 "(timestamp fx fy cx cy 0 0 and a 3x4 world-to-camera matrix); "
+                                 "the line is cut short or is not a camera line")
+            if not re.fullmatch(r"[+-]?\d+", parts[0]):
+                raise ValueError(f"{path}: frame {i} (line {n}): timestamp {parts[0]!r} is not a whole number "
+                                 "(microseconds)")
+            for k, word in enumerate(parts[1:], start=2):
+                if not _is_number(word):
+                    raise ValueError(f"{path}: frame {i} (line {n}): value {k} of 19, {word!r}, is not a number")
+            stamps.append(int(parts[0]))
+            rows.append([float(w) for w in parts[1:]])
+            tokens.append(parts)
+        if not text.endswith(("\n", "\r")) and len(tokens) > 1:
+            decimals = {_decimals(t[-1]) for t in tokens[:-1]}
+            last = tokens[-1][-1]
+            if len(decimals) == 1 and _decimals(last) < decimals.pop():
+                raise ValueError(f"{path}: frame {len(tokens) - 1} (line {numbered[-1][0]}) ends the file in "
+                                 f"{last!r}, shorter than that number on every other line, and the file has no "
+                                 "final newline: it was cut off mid-number; restore the complete file")
         data = torch.tensor(rows, dtype=torch.float64)
         F = data.shape[0]
         Ks = torch.zeros(F, 3, 3, dtype=torch.float64)
@@ -305,7 +325,8 @@ class Cameras:
         Ks[:, 2, 2] = 1.0
         vm = torch.eye(4, dtype=torch.float64).repeat(F, 1, 1)
         vm[:, :3, :] = data[:, 6:18].reshape(F, 3, 4)
-        cams = cls(vm, Ks, width, height, stamps)
+        with _naming(path):
+            cams = cls(vm, Ks, width, height, stamps)
         cams.source_url = url  # type: ignore[attr-defined]
         return cams
 
@@ -343,26 +364,48 @@ class Cameras:
         return {"convention": "opencv_w2c", "width": self.width, "height": self.height, "frames": frames}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Cameras":
-        try:
-            frames = data["frames"]
-            width, height = int(data["width"]), int(data["height"])
-            vm = torch.tensor([f["viewmat"] for f in frames], dtype=torch.float64)
-            Ks = torch.tensor([f["K"] for f in frames], dtype=torch.float64)
-        except (KeyError, TypeError) as e:
-            raise ValueError(f"camera JSON is missing {e}; expected keys width, height, frames[].viewmat, frames[].K") from None
-        if data.get("convention", "opencv_w2c") != "opencv_w2c":
-            raise ValueError(f"camera JSON convention {data['convention']!r} is not 'opencv_w2c'")
-        ts = [int(f["timestamp"]) for f in frames] if frames and all("timestamp" in f for f in frames) else None
-        return cls(vm, Ks, width, height, ts)
+    def from_dict(cls, data: dict, where: str = "camera JSON") -> "Cameras":
+        """Cameras from ``to_dict``'s layout; every field is checked (``where`` names the source in errors)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"{where}: a camera JSON holds an object with width, height and frames, "
+                             f"got {type(data).__name__}")
+        missing = [k for k in ("width", "height", "frames") if k not in data]
+        if missing:
+            raise ValueError(f"{where}: missing {', '.join(repr(k) for k in missing)}; "
+                             "expected keys width, height, frames[].viewmat, frames[].K")
+        convention = data.get("convention", "opencv_w2c")
+        if convention != "opencv_w2c":
+            raise ValueError(f"{where}: convention {convention!r} is not 'opencv_w2c'")
+        width = _json_size(data["width"], f"{where}: 'width'")
+        height = _json_size(data["height"], f"{where}: 'height'")
+        frames = data["frames"]
+        if not isinstance(frames, list) or not frames:
+            raise ValueError(f"{where}: 'frames' must be a non-empty list of cameras, got {_short(frames)}")
+        vms, Ks, ts = [], [], []
+        for i, fr in enumerate(frames):
+            at = f"{where}: frame {i}"
+            if not isinstance(fr, dict):
+                raise ValueError(f"{at} must be an object with viewmat and K, got {_short(fr)}")
+            for key in ("viewmat", "K"):
+                if key not in fr:
+                    raise ValueError(f"{at} has no {key!r}")
+            vms.append(_json_matrix(fr["viewmat"], 4, 4, f"{at} 'viewmat'"))
+            Ks.append(_json_matrix(fr["K"], 3, 3, f"{at} 'K'"))
+            if "timestamp" in fr:
+                ts.append(_json_integer(fr["timestamp"], f"{at} 'timestamp'"))
+        if ts and len(ts) != len(frames):
+            raise ValueError(f"{where}: {len(ts)} of {len(frames)} frames have a 'timestamp'; give all or none")
+        with _naming(where):
+            return cls(torch.tensor(vms, dtype=torch.float64), torch.tensor(Ks, dtype=torch.float64),
+                       width, height, ts or None)
 
     def to_json(self, path: str | os.PathLike) -> None:
         _atomic_write_text(path, json.dumps(self.to_dict(), indent=1))
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> "Cameras":
-        with open(_existing(path, "camera JSON"), encoding="utf-8") as f:
-            return cls.from_dict(json.load(f))
+        path = _existing(path, "camera JSON")
+        return cls.from_dict(_parse_json(_read_text(path, "camera JSON"), path), path)
 
     # ----------------------------------------------------------------- nerfstudio
     def to_nerfstudio(self, path: str | os.PathLike) -> None:
@@ -387,61 +430,68 @@ class Cameras:
     @classmethod
     def from_nerfstudio(cls, path: str | os.PathLike) -> "Cameras":
         """Read a nerfstudio ``transforms.json`` (OpenGL axes) into OpenCV world-to-camera."""
-        with open(_existing(path, "nerfstudio transforms.json"), encoding="utf-8") as f:
-            return cls.from_nerfstudio_dict(json.load(f), os.fspath(path))
+        path = _existing(path, "nerfstudio transforms.json")
+        return cls.from_nerfstudio_dict(_parse_json(_read_text(path, "nerfstudio transforms.json"), path), path)
 
     @classmethod
     def from_nerfstudio_dict(cls, data: dict, path: str = "transforms.json") -> "Cameras":
-        """Read the content of a nerfstudio ``transforms.json`` (``path`` names it in errors)."""
+        """Read the content of a nerfstudio ``transforms.json`` (``path`` names it in errors).
+
+        Per-frame ``w``, ``h``, ``fl_x``, ``fl_y``, ``cx``, ``cy`` fall back to the file header; each
+        must be a number (sizes whole and positive), ``transform_matrix`` a 3x4 or 4x4 list.
+        """
         if not isinstance(data, dict):
             raise ValueError(f"{path}: a transforms.json holds a JSON object, got {type(data).__name__}")
-        if "frames" not in data or not data["frames"]:
+        if "frames" not in data:
             raise ValueError(f"{path}: no 'frames' in transforms.json")
+        frames = data["frames"]
+        if not isinstance(frames, list) or not frames:
+            raise ValueError(f"{path}: 'frames' must be a non-empty list of cameras, got {_short(frames)}")
         c2w, Ks = [], []
         width = height = None
-        for i, fr in enumerate(data["frames"]):
-            def get(key, fr=fr, i=i):
+        for i, fr in enumerate(frames):
+            at = f"{path}: frame {i}"
+            if not isinstance(fr, dict):
+                raise ValueError(f"{at} must be an object with a transform_matrix, got {_short(fr)}")
+
+            def get(key, fr=fr, at=at):
                 if key in fr:
-                    return fr[key]
+                    return fr[key], f"{at} {key!r}"
                 if key in data:
-                    return data[key]
-                raise ValueError(f"{path}: frame {i} has no '{key}' (nor does the file header)")
-            w, h = int(get("w")), int(get("h"))
+                    return data[key], f"{path}: header {key!r}"
+                raise ValueError(f"{at} has no {key!r} (nor does the file header)")
+
+            if "transform_matrix" not in fr:
+                raise ValueError(f"{at} has no 'transform_matrix'")
+            mat = fr["transform_matrix"]
+            rows = len(mat) if isinstance(mat, list) else 0
+            mat = _json_matrix(mat, 3 if rows == 3 else 4, 4, f"{at} 'transform_matrix'")
+            if rows == 3:
+                mat.append([0.0, 0.0, 0.0, 1.0])
+            w, h = _json_size(*get("w")), _json_size(*get("h"))
             if width is None:
                 width, height = w, h
             elif (w, h) != (width, height):
-                raise ValueError(f"{path}: frame {i} is {w}x{h}, frame 0 is {width}x{height}; one size per file")
-            mat = torch.tensor(fr["transform_matrix"], dtype=torch.float64)
-            if mat.shape == (3, 4):
-                mat = torch.cat([mat, torch.tensor([[0.0, 0.0, 0.0, 1.0]], dtype=torch.float64)])
-            c2w.append(mat @ _CV_TO_GL)
-            Ks.append([[float(get("fl_x")), 0.0, float(get("cx"))], [0.0, float(get("fl_y")), float(get("cy"))], [0.0, 0.0, 1.0]])
-        return cls.from_c2w(torch.stack(c2w), torch.tensor(Ks, dtype=torch.float64), width, height)
+                raise ValueError(f"{at} is {w}x{h}, frame 0 is {width}x{height}; one size per file")
+            c2w.append(torch.tensor(mat, dtype=torch.float64) @ _CV_TO_GL)
+            fx, fy = _json_number(*get("fl_x")), _json_number(*get("fl_y"))
+            cx, cy = _json_number(*get("cx")), _json_number(*get("cy"))
+            Ks.append([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+        with _naming(path):
+            return cls.from_c2w(torch.stack(c2w), torch.tensor(Ks, dtype=torch.float64), width, height)
 
     @classmethod
     def load(cls, path: str | os.PathLike, width: int | None = None, height: int | None = None) -> "Cameras":
         """Load any supported camera file, chosen by content: RealEstate10K txt (needs width/height),
         our JSON, or nerfstudio transforms.json."""
         path = _existing(path, "camera file")
-        if path.lower().endswith(".txt"):
-            if width is None or height is None:
-                raise ValueError(f"{path}: RealEstate10K intrinsics are normalised; give the image width and height")
-            return cls.from_re10k(path, width, height)
-        with open(path, encoding="utf-8") as f:
-            try:
-                data = json.load(f)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}: not a RealEstate10K .txt and not valid JSON ({e})") from None
-        return cls._from_json_data(data, path)
+        return cls.parse(_read_text(path, "camera file"), path, width, height)
 
     @classmethod
     def _from_json_data(cls, data, where: str) -> "Cameras":
-        if (isinstance(data, dict) and isinstance(data.get("frames"), list) and data["frames"]
-                and isinstance(data["frames"][0], dict) and "transform_matrix" in data["frames"][0]):
+        if _looks_nerfstudio(data):
             return cls.from_nerfstudio_dict(data, where)
-        if not isinstance(data, dict):
-            raise ValueError(f"{where}: a camera JSON holds an object with width, height and frames")
-        return cls.from_dict(data)
+        return cls.from_dict(data, where)
 
     @classmethod
     def parse(cls, text: str, name: str, width: int | None = None, height: int | None = None) -> "Cameras":
@@ -454,7 +504,8 @@ class Cameras:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ValueError(f"{name}: not a RealEstate10K .txt and not valid JSON ({e})") from None
+            raise ValueError(f"{name}: not a RealEstate10K .txt and not valid JSON "
+                             f"(line {e.lineno} column {e.colno}: {e.msg})") from None
         return cls._from_json_data(data, name)
 
 
@@ -484,3 +535,103 @@ def _atomic_write_text(path: str | os.PathLike, text: str) -> None:
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- strict file reading
+
+
+def _read_text(path: str, what: str) -> str:
+    """A file's text; a binary or non-UTF-8 file is a ``ValueError`` naming it."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not a text {what} (byte 0x{raw[e.start]:02x} at offset {e.start} is not UTF-8); "
+                         "give a RealEstate10K .txt, a camera JSON or a nerfstudio transforms.json") from None
+    if "\x00" in text:
+        raise ValueError(f"{path}: not a text {what} (NUL byte at offset {text.index(chr(0))}); "
+                         "give a RealEstate10K .txt, a camera JSON or a nerfstudio transforms.json")
+    return text
+
+
+def _parse_json(text: str, where: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{where}: not valid JSON (line {e.lineno} column {e.colno}: {e.msg})") from None
+
+
+def _looks_nerfstudio(data) -> bool:
+    """A nerfstudio transforms.json: header intrinsics / camera model, or frames with a
+    transform_matrix or file_path and no viewmat (ours)."""
+    if not isinstance(data, dict) or "convention" in data:
+        return False
+    frames = data.get("frames")
+    frames = [f for f in frames if isinstance(f, dict)] if isinstance(frames, list) else []
+    if any("viewmat" in f for f in frames):
+        return False
+    return (any(k in data for k in ("camera_model", "fl_x", "w", "h"))
+            or any("transform_matrix" in f or "file_path" in f for f in frames))
+
+
+class _naming:
+    """Prefix ``where`` to a ``ValueError`` raised inside (the Cameras validators name the frame,
+    not the file)."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        if kind is ValueError and not str(exc).startswith(self.where):
+            raise ValueError(f"{self.where}: {exc}") from None
+        return False
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_number(word: str) -> bool:
+    try:
+        float(word)
+    except ValueError:
+        return False
+    return True
+
+
+def _decimals(word: str) -> int:
+    mantissa = re.split(r"[eE]", word)[0]
+    return len(mantissa.split(".")[1]) if "." in mantissa else 0
+
+
+def _json_number(value, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{where} must be a number, got {_short(value)}")
+    if not math.isfinite(value):
+        raise ValueError(f"{where} must be finite, got {value!r}")
+    return float(value)
+
+
+def _json_integer(value, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
+        raise ValueError(f"{where} must be a whole number, got {_short(value)}")
+    return int(value)
+
+
+def _json_size(value, where: str) -> int:
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or not float(value).is_integer() or value <= 0):
+        raise ValueError(f"{where} must be a positive whole number of pixels, got {_short(value)}")
+    return int(value)
+
+
+def _json_matrix(value, rows: int, cols: int, where: str) -> list[list[float]]:
+    if not (isinstance(value, list) and len(value) == rows
+            and all(isinstance(r, list) and len(r) == cols for r in value)):
+        raise ValueError(f"{where} must be a {rows}x{cols} list of lists of numbers, got {_short(value)}")
+    return [[_json_number(x, f"{where}[{i}][{j}]") for j, x in enumerate(r)] for i, r in enumerate(value)]
