@@ -71,36 +71,30 @@ async def comfy_entrypoint() -> WorldWarpExtension:
 
 def _register_routes() -> None:
     """POST /worldwarp/trajectory_preview: the camera path the Camera Trajectory node would make,
-    computed by the same core function, for the frontend's live preview (web/worldwarp.js)."""
+    computed by the same core function, for the frontend's live preview (web/worldwarp.js).
+    Validation, limits and the off-loop worker are in ``nodes/preview.py``."""
     try:
         from aiohttp import web
         from server import PromptServer
     except ImportError:
         return
 
+    from . import preview
+
     @PromptServer.instance.routes.post("/worldwarp/trajectory_preview")
     async def trajectory_preview(request):
-        import torch
-
-        from worldwarp_core.cameras import Cameras, intrinsics_from_fov
-        from worldwarp_core.trajectory import make_trajectory
-
-        try:
-            q = await request.json()
-            scale = float(q.get("scene_scale") or 0) or 1.0
-            start = Cameras(torch.eye(4)[None], intrinsics_from_fov(float(q.get("fov_degrees") or 60), 64, 48), 64, 48)
-            cams = make_trajectory(str(q.get("preset") or "static"), max(1, min(int(q.get("frames") or 49), 2000)),
-                                   start, scene_scale=scale, strength=float(q.get("strength") or 1.0),
-                                   ease=q.get("easing") or "linear")
-            c2w = cams.c2w
-            # world "up" is -y (OpenCV): the side view shows -y upwards
-            centers = c2w[:, :3, 3].clone()
-            forward = c2w[:, :3, 2].clone()
-            centers[:, 1] *= -1
-            forward[:, 1] *= -1
-            return web.json_response({"centers": centers.tolist(), "forward": forward.tolist(), "scale": scale})
-        except ValueError as e:
-            return web.json_response({"error": str(e)})
+        size = request.content_length
+        if size is not None and size > preview.MAX_BODY_BYTES:  # refused unread
+            return web.json_response({"error": f"request body is {size} bytes; the limit is "
+                                               f"{preview.MAX_BODY_BYTES}"}, status=400)
+        raw = b""
+        while len(raw) <= preview.MAX_BODY_BYTES:  # a body without a length: read at most the limit + 1
+            block = await request.content.read(preview.MAX_BODY_BYTES + 1 - len(raw))
+            if not block:
+                break
+            raw += block
+        status, text = await preview.respond(raw)
+        return web.Response(text=text, status=status, content_type="application/json")
 
 
 _DIRECTOR_POOL = None

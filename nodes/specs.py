@@ -13,7 +13,7 @@ from worldwarp_core.caption import DEFAULT_NEGATIVE, list_captioners
 from worldwarp_core.geometry import list_estimators
 from worldwarp_core.gscache import CACHE_MODES
 from worldwarp_core.schedule import SCHEDULE_VARIANTS
-from worldwarp_core.trajectory import list_presets
+from worldwarp_core.trajectory import MAX_FRAMES, list_presets
 
 from . import director, ops
 
@@ -122,8 +122,9 @@ SPECS: tuple[NodeSpec, ...] = (
                  "Presets: " + ", ".join(list_presets()), "dolly_in"),
               In("strength", "FLOAT", "Multiplies every preset's strength (translations in median depths).", 1.0,
                  min=0.0, max=10.0, step=0.05),
-              In("frames", "INT", "Frames of the path (extend it past its end with Extrapolate Trajectory).", 49,
-                 min=1, max=10000),
+              In("frames", "INT", "Frames of the path (extend it past its end with Extrapolate Trajectory; "
+                 f"at most {MAX_FRAMES}).", 49,
+                 min=1, max=MAX_FRAMES),
               In("fov_degrees", "FLOAT", "Horizontal field of view when no geometry is connected.", 60.0, min=10.0,
                  max=170.0, step=0.5),
               In("scene_scale", "FLOAT", "Scene unit (median depth); 0 = from the connected geometry.", 0.0, min=0.0,
@@ -161,7 +162,7 @@ SPECS: tuple[NodeSpec, ...] = (
              "Extends a path: velocity + SLERP over the last frames (paper supp. §7), loop or ping-pong.",
              ops.extrapolate_trajectory,
              (In("cameras", CAMERAS, "The given path."),
-              In("total_frames", "INT", "Frames of the whole path after extending.", 200, min=1, max=100000),
+              In("total_frames", "INT", "Frames of the whole path after extending.", 200, min=1, max=MAX_FRAMES),
               In("mode", "COMBO", "How to go past the end.", "extrapolate", options=("extrapolate", "loop", "pingpong")),
               In("window", "INT", "Smoothing window of the velocity (paper: 20).", 20, min=1, max=1000),
               In("damping", "FLOAT", "0 keeps the speed; >0 eases to a stop.", 0.0, min=0.0, max=0.99, step=0.01)),
@@ -170,7 +171,7 @@ SPECS: tuple[NodeSpec, ...] = (
              "One camera of a path as core camera_info, e.g. to render the exported splat with Render Splat.",
              ops.cameras_to_camera_info,
              (In("cameras", CAMERAS, "A camera path."),
-              In("frame", "INT", "Which camera of the path.", 0, min=0, max=100000)),
+              In("frame", "INT", "Which camera of the path.", 0, min=0, max=MAX_FRAMES)),
              (Out("LOAD3D_CAMERA", "camera_info"),)),
     NodeSpec("WorldWarpEstimateGeometry", "Estimate Geometry", "WorldWarp/geometry",
              "Depth (+ intrinsics/poses) of frames; outputs the geometry and a depth preview.", ops.estimate_geometry,
@@ -228,7 +229,7 @@ SPECS: tuple[NodeSpec, ...] = (
               In("image", "IMAGE", "Start image (sizes multiples of 16)."),
               In("cameras", CAMERAS, "Camera path (extended past its end as needed)."),
               In("frames", "INT", "Total frames: chunk + k·(chunk - context), e.g. 49, 93, 137, 181, 225.", 93,
-                 min=1, max=100000),
+                 min=1, max=MAX_FRAMES),
               In("prompt", "STRING", "Scene description (or connect a captioner).", "", multiline=True),
               In("style", "STRING", "Appended style, e.g. 'Van Gogh style'.", ""),
               In("chunk_frames", "INT", "Frames per chunk, 4k+1 (paper 49, official code 81).", 49, min=5, max=161,

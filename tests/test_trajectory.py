@@ -248,3 +248,37 @@ def test_real_re10k_paths_extrapolate_well(shared_data):
                               .sum(-1).sub(1).div(2)).clamp(-1, 1))
             assert math.degrees(float(rot.max())) < 2.0
     assert len(ratios) == 5 and sum(ratios) / len(ratios) < 0.5
+
+
+def test_frame_and_spec_limits_are_enforced_before_any_work(start):
+    """--frames 2000001 built the path for minutes at +33 MB/s; now every path builder refuses at once."""
+    import time
+
+    from worldwarp_core.trajectory import MAX_FRAMES, MAX_PARTS, parse_trajectory
+
+    t = time.perf_counter()
+    for build in (lambda n: make_trajectory("dolly_in", n, start), lambda n: extend_to(start, n),
+                  lambda n: interpolate(Cameras.cat([start, start]), n), lambda n: resample(Cameras.cat([start] * 2), n),
+                  lambda n: extrapolate(start, n)):
+        with pytest.raises(ValueError, match=f"is 2000001; the limit is {MAX_FRAMES} frames"):
+            build(2_000_001)
+        with pytest.raises(ValueError, match="must be a whole number, got inf"):
+            build(float("inf"))
+    assert time.perf_counter() - t < 1.0
+    assert len(make_trajectory("dolly_in", 9.0, start)) == 9  # a whole float is a frame count
+    with pytest.raises(ValueError, match="speed 1e-06 makes 1000001 frames of 2; the limit is 10000 frames"):
+        rescale_speed(Cameras.cat([start] * 2), 1e-6)
+    # parts: the limit, and every part read (spaces, signs, exponents) the way the old grammar read it
+    with pytest.raises(ValueError, match=f"trajectory has {MAX_PARTS + 1} parts; the limit is {MAX_PARTS}"):
+        make_trajectory(" + ".join(["pan_left"] * (MAX_PARTS + 1)), 9, start)
+    assert parse_trajectory(" dolly_in @ -0.5 : 2 + pan_left@1e-1 ") == ("+", [("dolly_in", -0.5, 2.0),
+                                                                             ("pan_left", 0.1, 1.0)])
+    assert parse_trajectory("dolly_in*orbit_left@2") == ("*", [("dolly_in", None, 1.0), ("orbit_left", 2.0, 1.0)])
+    for bad, msg in [("dolly_in@", "cannot read the strength ''"), ("dolly_in:0", "weights must be positive"),
+                     ("dolly_in@1@2", "cannot read trajectory part 'dolly_in@1@2'"),
+                     ("dolly_in@nan", "cannot read the strength 'nan'"), ("dolly_in + ", "cannot read trajectory part ''"),
+                     ("dolly_in@1e400", "must be a finite number within \\+-1000")]:
+        with pytest.raises(ValueError, match=msg):
+            parse_trajectory(bad)
+    with pytest.raises(ValueError, match="strength must be a finite number"):
+        make_trajectory("dolly_in", 9, start, strength=float("nan"))

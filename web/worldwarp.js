@@ -100,7 +100,7 @@ function drawPath(node, ctx) {
     ctx.fillStyle = "#ccc";
     ctx.fillText(v.name, v.x + 4, y0 + 12);
   }
-  ctx.fillText(`${data.centers.length} cameras`, 10, y0 - 6);
+  ctx.fillText(`${data.frames ?? data.centers.length} cameras`, 10, y0 - 6);
   ctx.restore();
 }
 

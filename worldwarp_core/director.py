@@ -31,12 +31,19 @@ import torch
 from torch import Tensor
 
 from .cameras import Cameras
-from .trajectory import EASES, interpolate_at, interpolate_poses, make_trajectory, matrix_to_quat, quat_to_matrix
+from .trajectory import (
+    EASES,
+    MAX_FRAMES,
+    interpolate_at,
+    interpolate_poses,
+    make_trajectory,
+    matrix_to_quat,
+    quat_to_matrix,
+)
 from .warp import one_to_all_warp, unproject
 
 MAX_SPEC_CHARS = 200_000
 MAX_KEYFRAMES = 500
-MAX_FRAMES = 10_000
 INTERPOLATIONS = ("spline", "linear")
 
 

@@ -32,7 +32,6 @@ static camera (there is no velocity to continue).
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -103,9 +102,10 @@ def slerp(q0: Tensor, q1: Tensor, t: Tensor | float) -> Tensor:
 
 
 def axis_angle(axis: Tensor, angle: float | Tensor) -> Tensor:
-    """Rotation matrix about a unit ``axis [3]`` by ``angle`` radians (Rodrigues)."""
+    """Rotation matrices about a unit ``axis [3]`` by ``angle`` radians (scalar or ``[F]``):
+    ``[3, 3]`` or ``[F, 3, 3]`` (Rodrigues)."""
     axis = axis.double() / axis.double().norm()
-    angle = torch.as_tensor(angle, dtype=torch.float64)
+    angle = torch.as_tensor(angle, dtype=torch.float64)[..., None, None]
     K = torch.tensor([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]], dtype=torch.float64)
     return torch.eye(3, dtype=torch.float64) + torch.sin(angle) * K + (1 - torch.cos(angle)) * (K @ K)
 
@@ -124,19 +124,22 @@ Ease = Literal["linear", "ease-in-out", "ease-in", "ease-out"]
 
 @dataclass(frozen=True)
 class PresetSpec:
-    """A camera motion: ``motion(p, strength, scale) -> (local 4x4, focal factor)`` at progress p."""
+    """A camera motion: ``motion(p [F], strength, scale) -> (local [F, 4, 4], focal factor [F])`` at
+    progress ``p`` in [0, 1] (0: the start camera), in the start camera's own frame."""
 
     description: str
     unit: str
-    motion: Callable[[float, float, float], tuple[Tensor, float]]
+    motion: Callable[[Tensor, float, float], tuple[Tensor, Tensor]]
 
 
-def _local(R: Tensor | None = None, t: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> Tensor:
-    M = torch.eye(4, dtype=torch.float64)
+def _local(p: Tensor, R: Tensor | None = None, t: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """``[F, 4, 4]`` poses from rotations ``[F, 3, 3]`` and translations ``[F, 3]``; focal factor 1."""
+    M = torch.eye(4, dtype=torch.float64).repeat(p.shape[0], 1, 1)
     if R is not None:
-        M[:3, :3] = R
-    M[:3, 3] = torch.tensor(t, dtype=torch.float64)
-    return M
+        M[:, :3, :3] = R
+    if t is not None:
+        M[:, :3, 3] = t
+    return M, torch.ones_like(p)
 
 
 _X, _Y, _Z = (torch.tensor(v, dtype=torch.float64) for v in ((1.0, 0, 0), (0, 1.0, 0), (0, 0, 1.0)))
@@ -144,15 +147,14 @@ _X, _Y, _Z = (torch.tensor(v, dtype=torch.float64) for v in ((1.0, 0, 0), (0, 1.
 
 def _translate(direction: tuple[float, float, float]):
     def motion(p, strength, scale):
-        d = strength * scale * p
-        return _local(t=(direction[0] * d, direction[1] * d, direction[2] * d)), 1.0
+        return _local(p, t=(strength * scale * p)[:, None] * torch.tensor(direction, dtype=torch.float64))
 
     return motion
 
 
 def _rotate(axis: Tensor, degrees: float):
     def motion(p, strength, scale):
-        return _local(axis_angle(axis, math.radians(degrees * strength * p))), 1.0
+        return _local(p, axis_angle(axis, math.radians(degrees * strength) * p))
 
     return motion
 
@@ -160,10 +162,9 @@ def _rotate(axis: Tensor, degrees: float):
 def _orbit(sign: float):
     def motion(p, strength, scale):
         # rotate the camera about the vertical axis through P = (0, 0, scale) in its own frame
-        R = axis_angle(_Y, math.radians(sign * 30.0 * strength * p))
+        R = axis_angle(_Y, math.radians(sign * 30.0 * strength) * p)
         P = torch.tensor([0.0, 0.0, scale], dtype=torch.float64)
-        M = _local(R, tuple((P - R @ P).tolist()))
-        return M, 1.0
+        return _local(p, R, P - R @ P)
 
     return motion
 
@@ -171,7 +172,7 @@ def _orbit(sign: float):
 def _zoom(sign: float):
     def motion(p, strength, scale):
         f = 1.0 + strength * p
-        return _local(), f if sign > 0 else 1.0 / f
+        return _local(p)[0], (f if sign > 0 else 1.0 / f)
 
     return motion
 
@@ -179,11 +180,11 @@ def _zoom(sign: float):
 def _spiral(p, strength, scale):
     r = 0.15 * scale * strength
     a = 2 * math.pi * p
-    return _local(t=(r * math.sin(a), r * (1 - math.cos(a)), 0.6 * strength * scale * p)), 1.0
+    return _local(p, t=torch.stack([r * torch.sin(a), r * (1 - torch.cos(a)), 0.6 * strength * scale * p], dim=-1))
 
 
 def _static(p, strength, scale):
-    return _local(), 1.0
+    return _local(p)
 
 
 PRESETS: dict[str, PresetSpec] = {
@@ -207,9 +208,31 @@ PRESETS: dict[str, PresetSpec] = {
     "spiral": PresetSpec("move forward while circling the view axis once", "median depths", _spiral),
 }
 
+# Limits of a preset path, enforced before any work: a video of MAX_FRAMES frames is 200+ chunks of
+# 49 frames (days of sampling); a spec longer than MAX_SPEC_CHARS or with more than MAX_PARTS parts
+# is not a camera move anyone writes by hand, and the parser and path maths stay linear in both.
+MAX_FRAMES = 10_000
+MAX_SPEC_CHARS = 1_000
+MAX_PARTS = 16
+MAX_STRENGTH = 1_000.0
+
 
 def list_presets() -> list[str]:
     return sorted(PRESETS)
+
+
+def check_frames(frames, what: str = "frames") -> int:
+    """``frames`` as an int in ``[1, MAX_FRAMES]``, or a ``ValueError`` naming ``what``."""
+    if isinstance(frames, bool) or not isinstance(frames, int):
+        if isinstance(frames, float) and math.isfinite(frames) and frames == int(frames):
+            frames = int(frames)
+        else:
+            raise ValueError(f"{what} must be a whole number, got {frames!r}")
+    if frames < 1:
+        raise ValueError(f"{what} must be >= 1, got {frames}")
+    if frames > MAX_FRAMES:
+        raise ValueError(f"{what} is {frames}; the limit is {MAX_FRAMES} frames")
+    return frames
 
 
 EASES = ("linear", "ease-in-out", "ease-in", "ease-out")
@@ -241,32 +264,79 @@ def _ease_tensor(p: Tensor, ease: str) -> Tensor:
     raise ValueError(f"unknown easing {ease!r}; use one of {', '.join(EASES)}")
 
 
-_PART = re.compile(r"^\s*([a-z_]+)\s*(?:@\s*([-+0-9.eE]+))?\s*(?::\s*([0-9.eE]+))?\s*$")
+_NUMBER_CHARS = frozenset("0123456789.eE+-")
+_PART_HINT = "write e.g. 'dolly_in', 'pan_left@2' or 'dolly_in@0.5:2'"
+
+
+def _show(text: str) -> str:
+    """``text`` for an error message: runs of whitespace as one space, at most 80 characters."""
+    return " ".join(text.split())[:80]
+
+
+def _number(text: str, part: str, what: str) -> float:
+    text = text.strip()
+    if not text or len(text) > 32 or not _NUMBER_CHARS.issuperset(text):
+        raise ValueError(f"cannot read the {what} {text[:32]!r} of trajectory part {_show(part)!r}; {_PART_HINT}")
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"cannot read the {what} {text!r} of trajectory part {_show(part)!r}; {_PART_HINT}") from None
+    if not math.isfinite(value) or abs(value) > MAX_STRENGTH:
+        raise ValueError(f"the {what} {text!r} of trajectory part {_show(part)!r} must be a finite number "
+                         f"within +-{MAX_STRENGTH:g}")
+    return value
 
 
 def _parse_part(text: str) -> tuple[str, float | None, float]:
-    m = _PART.match(text)
-    if not m:
-        raise ValueError(f"cannot read trajectory part {text!r}; write e.g. 'dolly_in', 'pan_left@2' or 'dolly_in@0.5:2'")
-    name, strength, weight = m.group(1), m.group(2), m.group(3)
+    """``name[@strength][:weight]`` (spaces allowed around each token). Plain string operations,
+    no regular expression: linear in the length of ``text``."""
+    head, colon, weight = text.partition(":")
+    name, at, strength = head.partition("@")
+    name = name.strip()
+    if not name or "@" in strength or ":" in weight or any(c.isspace() for c in name):
+        raise ValueError(f"cannot read trajectory part {_show(text)!r}; {_PART_HINT}")
     if name not in PRESETS:
-        raise ValueError(f"unknown camera preset {name!r}; choose from {', '.join(list_presets())}")
-    return name, (float(strength) if strength is not None else None), (float(weight) if weight is not None else 1.0)
+        raise ValueError(f"unknown camera preset {name[:40]!r}; choose from {', '.join(list_presets())}")
+    s = _number(strength, text, "strength") if at else None
+    w = _number(weight, text, "weight") if colon else 1.0
+    if w <= 0:
+        raise ValueError(f"trajectory weights must be positive: {_show(text)!r}")
+    return name, s, w
 
 
-def _apply(start: Cameras, local: Tensor, focal: float) -> tuple[Tensor, Tensor]:
-    c2w = start.c2w[0].double() @ local
-    K = start.Ks[0].double().clone()
-    K[0, 0] *= focal
-    K[1, 1] *= focal
-    return c2w, K
+def parse_trajectory(spec: str) -> tuple[Literal["+", "*"], list[tuple[str, float | None, float]]]:
+    """A preset spec (module docstring) -> its composition (``'+'`` sequence or ``'*'`` blend) and
+    its parts ``(name, strength or None, weight)``. Limits: ``MAX_SPEC_CHARS`` characters,
+    ``MAX_PARTS`` parts; every failure is a ``ValueError`` saying what to write."""
+    if not isinstance(spec, str):
+        raise ValueError(f"trajectory must be text such as 'dolly_in', got {type(spec).__name__}")
+    if len(spec) > MAX_SPEC_CHARS:
+        raise ValueError(f"trajectory text is {len(spec)} characters; the limit is {MAX_SPEC_CHARS} "
+                         f"(at most {MAX_PARTS} parts such as 'dolly_in@0.5 + pan_left')")
+    if not spec.strip():
+        raise ValueError("empty trajectory; give a preset name such as 'dolly_in'")
+    if "+" in spec and "*" in spec:
+        raise ValueError(f"trajectory {_show(spec)!r} mixes '+' and '*'; use one kind of composition")
+    op: Literal["+", "*"] = "*" if "*" in spec else "+"
+    texts = spec.split(op)
+    if len(texts) > MAX_PARTS:
+        raise ValueError(f"trajectory has {len(texts)} parts; the limit is {MAX_PARTS}")
+    return op, [_parse_part(t) for t in texts]
+
+
+def _apply(c2w0: Tensor, K0: Tensor, local: Tensor, focal: Tensor) -> tuple[Tensor, Tensor]:
+    """Poses ``c2w0 [4, 4] @ local [F, 4, 4]`` and intrinsics ``K0 [3, 3]`` with focal x ``focal [F]``."""
+    K = K0.expand(focal.shape[0], 3, 3).clone()
+    K[:, 0, 0] *= focal
+    K[:, 1, 1] *= focal
+    return c2w0 @ local, K
 
 
 def _part_ends(parts: list[tuple[str, float | None, float]], frames: int, spec: str) -> list[int]:
     """The last frame of each part of a '+' sequence: the frames after the start frame split by weight."""
     weights = [w for _, _, w in parts]
     if any(w <= 0 for w in weights):
-        raise ValueError(f"trajectory weights must be positive in {spec!r}")
+        raise ValueError(f"trajectory weights must be positive in {_show(spec)!r}")
     moving = frames - 1
     return [round(moving * sum(weights[: i + 1]) / sum(weights)) for i in range(len(parts))]
 
@@ -274,9 +344,11 @@ def _part_ends(parts: list[tuple[str, float | None, float]], frames: int, spec: 
 def part_end_frames(spec: str, frames: int) -> list[int]:
     """Frames where the parts of a composition end (a '+' sequence's joints and its last frame;
     only the last frame for a single preset or a '*' blend), increasing, without repeats."""
-    if "+" not in spec:
+    frames = check_frames(frames)
+    op, parts = parse_trajectory(spec)
+    if op == "*" or len(parts) == 1:
         return [frames - 1]
-    ends = _part_ends([_parse_part(p) for p in spec.split("+")], frames, spec)
+    ends = _part_ends(parts, frames, spec)
     return sorted({e for e in ends if e > 0} | {frames - 1})
 
 
@@ -291,50 +363,47 @@ def make_trajectory(
     """Cameras ``[frames]`` following ``spec`` from ``start`` (frame 0 is the start camera).
 
     Args:
-        spec: a preset name or a composition (module docstring).
-        frames: total frame count (>= 1).
+        spec: a preset name or a composition (module docstring; limits ``MAX_SPEC_CHARS``, ``MAX_PARTS``).
+        frames: total frame count, 1 to ``MAX_FRAMES``.
         start: one camera (its intrinsics are the start intrinsics).
         scene_scale: the first frame's median depth, the unit of translations.
         strength: multiplies every part's strength.
     """
-    if frames < 1:
-        raise ValueError(f"frames must be >= 1, got {frames}")
+    frames = check_frames(frames)
     if len(start) != 1:
         raise ValueError(f"make_trajectory needs one start camera, got {len(start)}")
-    if not (scene_scale > 0 and math.isfinite(scene_scale)):
+    if not (isinstance(scene_scale, (int, float)) and scene_scale > 0 and math.isfinite(scene_scale)):
         raise ValueError(f"scene_scale must be a positive median depth, got {scene_scale}")
-    if not spec or not spec.strip():
-        raise ValueError("empty trajectory; give a preset name such as 'dolly_in'")
-    if "+" in spec and "*" in spec:
-        raise ValueError(f"trajectory {spec!r} mixes '+' and '*'; use one kind of composition")
-    if "*" in spec:
-        parts = [_parse_part(p) for p in spec.split("*")]
-        c2ws, Ks = [], []
-        for i in range(frames):
-            p = _ease(i / max(frames - 1, 1), ease)
-            local, focal = torch.eye(4, dtype=torch.float64), 1.0
-            for name, s, _ in parts:
-                m, f = PRESETS[name].motion(p, strength * (1.0 if s is None else s), scene_scale)
-                local, focal = local @ m, focal * f
-            c2w, K = _apply(start, local, focal)
-            c2ws.append(c2w)
-            Ks.append(K)
-        return Cameras.from_c2w(torch.stack(c2ws), torch.stack(Ks), start.width, start.height)
-    parts = [_parse_part(p) for p in spec.split("+")]
+    if not (isinstance(strength, (int, float)) and math.isfinite(strength) and abs(strength) <= MAX_STRENGTH):
+        raise ValueError(f"strength must be a finite number within +-{MAX_STRENGTH:g}, got {strength}")
+    if ease not in EASES:
+        raise ValueError(f"unknown easing {ease!r}; use one of {', '.join(EASES)}")
+    op, parts = parse_trajectory(spec)
+    scene_scale, strength = float(scene_scale), float(strength)
+    c2w0, K0 = start.c2w[0].double(), start.Ks[0].double()
+    if op == "*":
+        # every part at once: the local motions compose at the same progress p
+        p = _ease_tensor(torch.arange(frames, dtype=torch.float64) / max(frames - 1, 1), ease)
+        local, focal = _local(p)
+        for name, s, _ in parts:
+            m, f = PRESETS[name].motion(p, strength * (1.0 if s is None else s), scene_scale)
+            local, focal = local @ m, focal * f
+        c2w, K = _apply(c2w0, K0, local, focal)
+        return Cameras.from_c2w(c2w, K, start.width, start.height)
+    # frames after the start frame, split by weight; each part starts where the previous ended
     bounds = _part_ends(parts, frames, spec)
     counts = [b - a for a, b in zip([0] + bounds[:-1], bounds)]
-    c2ws = [start.c2w[0].double()]
-    Ks = [start.Ks[0].double()]
-    current = start
+    c2ws, Ks = [c2w0[None]], [K0[None]]
     for (name, s, _), n in zip(parts, counts):
-        for j in range(1, n + 1):
-            m, f = PRESETS[name].motion(_ease(j / n, ease), strength * (1.0 if s is None else s), scene_scale)
-            c2w, K = _apply(current, m, f)
-            c2ws.append(c2w)
-            Ks.append(K)
-        if n > 0:
-            current = Cameras.from_c2w(c2ws[-1][None], Ks[-1][None], start.width, start.height)
-    return Cameras.from_c2w(torch.stack(c2ws), torch.stack(Ks), start.width, start.height)
+        if n == 0:
+            continue
+        p = _ease_tensor(torch.arange(1, n + 1, dtype=torch.float64) / n, ease)
+        m, f = PRESETS[name].motion(p, strength * (1.0 if s is None else s), scene_scale)
+        c2w, K = _apply(c2w0, K0, m, f)
+        c2ws.append(c2w)
+        Ks.append(K)
+        c2w0, K0 = c2w[-1], K[-1]
+    return Cameras.from_c2w(torch.cat(c2ws), torch.cat(Ks), start.width, start.height)
 
 
 # ----------------------------------------------------------------------------- interpolation
@@ -376,8 +445,7 @@ def interpolate(keyframes: Cameras, frames: int, mode: Literal["linear", "spline
     """``frames`` cameras through the keyframes (first and last kept): positions linear or
     Catmull-Rom, rotations SLERP, intrinsics linear; keyframes evenly spaced in time."""
     K = len(keyframes)
-    if frames < 1:
-        raise ValueError(f"frames must be >= 1, got {frames}")
+    frames = check_frames(frames)
     return interpolate_at(keyframes, torch.arange(K, dtype=torch.float64),
                           _snap_to_keyframes(torch.linspace(0, K - 1, frames, dtype=torch.float64)), mode)
 
@@ -426,6 +494,8 @@ def interpolate_poses(c2w: Tensor, Ks: Tensor, key_times: Tensor, times: Tensor,
         raise ValueError(f"{len(eases)} easings for {K - 1} segments; give one per segment between keyframes")
     if t.numel() == 0:
         raise ValueError("no sample times; ask for at least one frame")
+    if t.numel() > MAX_FRAMES:
+        raise ValueError(f"{t.numel()} sample times; the limit is {MAX_FRAMES} frames")
     if K == 1:
         return c2w.expand(t.shape[0], 4, 4).clone(), Ks.expand(t.shape[0], 3, 3).clone()
     t = t.clamp(float(kt[0]), float(kt[-1]))
@@ -467,8 +537,7 @@ def interpolate_poses(c2w: Tensor, Ks: Tensor, key_times: Tensor, times: Tensor,
 
 def extrapolate(cameras: Cameras, extra: int, window: int = 20, damping: float = 0.0) -> Cameras:
     """``extra`` new cameras continuing the path (module docstring; paper supp. §7)."""
-    if extra < 1:
-        raise ValueError(f"extra frames must be >= 1, got {extra}")
+    extra = check_frames(extra, "extra frames")
     if window < 1:
         raise ValueError(f"smoothing window must be >= 1 frame, got {window}")
     if not 0.0 <= damping < 1.0:
@@ -505,8 +574,7 @@ def extend_to(cameras: Cameras, total: int, mode: Literal["extrapolate", "loop",
     ``pingpong``: play the path backwards, then forwards, and so on.
     """
     F = len(cameras)
-    if total < 1:
-        raise ValueError(f"total frames must be >= 1, got {total}")
+    total = check_frames(total, "total frames")
     if total <= F:
         return cameras[:total]
     if mode == "extrapolate":
@@ -534,8 +602,7 @@ def resample(cameras: Cameras, frames: int) -> Cameras:
 
     A path that does not move (pure rotation / zoom) is resampled evenly in time instead.
     """
-    if frames < 1:
-        raise ValueError(f"frames must be >= 1, got {frames}")
+    frames = check_frames(frames)
     F = len(cameras)
     if F == 1:
         return Cameras.cat([cameras] * frames)
@@ -553,9 +620,12 @@ def resample(cameras: Cameras, frames: int) -> Cameras:
 
 def rescale_speed(cameras: Cameras, speed: float) -> Cameras:
     """Play the path ``speed`` times faster (fewer frames, constant speed along the path)."""
-    if not speed > 0:
-        raise ValueError(f"speed must be positive, got {speed}")
-    frames = max(1, round((len(cameras) - 1) / speed) + 1)
+    if not (speed > 0 and math.isfinite(speed)):
+        raise ValueError(f"speed must be a positive number, got {speed}")
+    frames = (len(cameras) - 1) / speed + 1
+    if frames > MAX_FRAMES:
+        raise ValueError(f"speed {speed} makes {frames:.0f} frames of {len(cameras)}; the limit is {MAX_FRAMES} frames")
+    frames = max(1, round(frames))
     return resample(cameras, frames)
 
 

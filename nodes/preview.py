@@ -1,0 +1,117 @@
+"""The camera-path preview behind ``POST /worldwarp/trajectory_preview`` (web/worldwarp.js), with no
+ComfyUI or aiohttp import so it is tested on its own; ``nodes/_v3.py`` registers the route.
+
+A request can never stall the server: the body is size-checked before it is read and validated
+field by field (every bad body is a 400 with one line saying what to send), the preset text is
+parsed in linear time under ``MAX_SPEC_CHARS`` / ``MAX_PARTS`` and frames are capped at
+``MAX_FRAMES`` (``worldwarp_core.trajectory``), and the path maths runs on one worker thread, off
+the event loop, answered with a 503 when it takes longer than ``BUDGET_S``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from concurrent.futures import Executor, ThreadPoolExecutor
+
+import torch
+
+from worldwarp_core.cameras import Cameras, intrinsics_from_fov
+from worldwarp_core.trajectory import check_frames, make_trajectory, parse_trajectory
+
+MAX_BODY_BYTES = 16 * 1024  # the frontend sends ~150 bytes; a preset is at most MAX_SPEC_CHARS
+BUDGET_S = 10.0  # the slowest valid request (16 parts x 10000 frames): 0.4-1 s on one free CPU core,
+# 4 s in a ComfyUI server on a 2-core machine at load 13
+MAX_POINTS = 500  # cameras sent back: the JSON encoding holds the GIL, so it stays small (~50 KB)
+FIELDS = "preset, strength, frames, fov_degrees, scene_scale, easing"
+
+# one worker: a flood of requests queues here (each waits at most BUDGET_S) instead of taking
+# every thread of the process
+_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="worldwarp-preview")
+
+
+def _number(body: dict, key: str, default: float, lo: float, hi: float, what: str) -> float:
+    v = body.get(key)
+    if v is None or v == "":
+        return default
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError(f"'{key}' must be a number ({what}), got {json.dumps(v)[:40]}")
+    v = float(v)
+    if not (math.isfinite(v) and lo <= v <= hi):
+        raise ValueError(f"'{key}' must be between {lo:g} and {hi:g} ({what}), got {v:g}")
+    return v
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a number JSON allows; send finite numbers")
+
+
+def parse_request(raw: bytes) -> dict:
+    """The request body -> ``make_trajectory`` arguments, or a ``ValueError`` naming the field."""
+    if len(raw) > MAX_BODY_BYTES:
+        raise ValueError(f"request body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")
+    try:
+        body = json.loads(raw, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ValueError("request body nests too deeply; send a JSON object with " + FIELDS) from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, NaN/Infinity
+        msg = str(e) if "JSON allows" in str(e) else f"request body is not JSON ({str(e)[:80]})"
+        raise ValueError(msg) from None
+    if not isinstance(body, dict):
+        raise ValueError(f"request body must be a JSON object with {FIELDS}; got a JSON {type(body).__name__}")
+    preset = body.get("preset")
+    if preset is None or preset == "":
+        preset = "static"
+    if not isinstance(preset, str):
+        raise ValueError(f"'preset' must be text such as 'dolly_in + pan_left', got {json.dumps(preset)[:40]}")
+    parse_trajectory(preset)  # length, parts, names and numbers, before any maths
+    frames = body.get("frames")
+    frames = check_frames(49 if frames is None or frames == "" else frames, "'frames'")
+    easing = body.get("easing") or "linear"
+    if easing not in ("linear", "ease-in-out"):
+        raise ValueError(f"'easing' must be 'linear' or 'ease-in-out', got {json.dumps(easing)[:40]}")
+    scale = _number(body, "scene_scale", 0.0, 0.0, 1e4, "median scene depth; 0 = 1")
+    return {"preset": preset, "frames": frames, "easing": easing,
+            "strength": _number(body, "strength", 1.0, -1e3, 1e3, "multiplies the preset strengths"),
+            "fov_degrees": _number(body, "fov_degrees", 60.0, 1.0, 179.0, "horizontal field of view"),
+            "scene_scale": scale if scale > 0 else 1.0}
+
+
+def compute(args: dict) -> dict:
+    """Camera centres and view directions of the path, with world "up" (-y in OpenCV) drawn upwards:
+    every camera up to ``MAX_POINTS``, else ``MAX_POINTS`` evenly spaced ones (first and last kept;
+    a node a few hundred pixels wide draws no more). ``frames`` is the path's full length."""
+    start = Cameras(torch.eye(4)[None], intrinsics_from_fov(args["fov_degrees"], 64, 48), 64, 48)
+    cams = make_trajectory(args["preset"], args["frames"], start, scene_scale=args["scene_scale"],
+                           strength=args["strength"], ease=args["easing"])
+    c2w = cams.c2w
+    if len(cams) > MAX_POINTS:
+        c2w = c2w[torch.linspace(0, len(cams) - 1, MAX_POINTS).round().long()]
+    centers, forward = c2w[:, :3, 3].clone(), c2w[:, :3, 2].clone()
+    centers[:, 1] *= -1
+    forward[:, 1] *= -1
+    return {"centers": centers.tolist(), "forward": forward.tolist(), "scale": args["scene_scale"],
+            "frames": len(cams)}
+
+
+def _compute_json(args: dict) -> str:
+    return json.dumps(compute(args))
+
+
+async def respond(raw: bytes, executor: Executor | None = None, budget_s: float = BUDGET_S) -> tuple[int, str]:
+    """``(HTTP status, JSON text)`` for one request body: 200 with the path, 400 with ``error`` for a
+    bad body, 503 with ``error`` when the path maths exceeds ``budget_s``. Nothing but the
+    validation runs on the caller's event loop."""
+    try:
+        args = parse_request(raw)
+    except ValueError as e:
+        return 400, json.dumps({"error": str(e)})
+    future = asyncio.get_running_loop().run_in_executor(executor or _EXECUTOR, _compute_json, args)
+    try:
+        return 200, await asyncio.wait_for(future, budget_s)
+    except asyncio.TimeoutError:
+        return 503, json.dumps({"error": f"the path preview took longer than {budget_s:g} s; try again or use "
+                                         "fewer frames"})
+    except ValueError as e:
+        return 400, json.dumps({"error": str(e)})
