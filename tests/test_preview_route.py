@@ -124,7 +124,7 @@ async def _attack_and_ping(send, ping, seconds_after=0.3):
 
     task = asyncio.create_task(pinger())
     await asyncio.sleep(0.1)
-    bodies = [raw for raw, _ in HOSTILE] + [json.dumps({"preset": HEAVY, "frames": MAX_FRAMES}).encode()] * 3
+    bodies = [raw for raw, _ in HOSTILE] + [json.dumps({"preset": HEAVY, "frames": 2000}).encode()] * 3
     statuses = await asyncio.gather(*(send(raw) for raw in bodies))
     await asyncio.sleep(seconds_after)
     stop.set()
