@@ -20,25 +20,23 @@ context); each later chunk re-uses the last ``context_frames`` frames as context
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from .cameras import Cameras
 from .caption import DEFAULT_NEGATIVE, Captioner, FixedCaptioner, compose_prompt
-from .geometry import GeometryEstimator, GeometryResult, PoseSource, align_depth_to_cache, align_poses
-from .gscache import CacheMode, GSConfig, WorldModel, build_cache, save_ply
-from .outputs import RunFolder, atomic_write_json, fingerprint, quantize, save_png, sha256_file, write_mp4
+from .geometry import GeometryEstimator, GeometryResult, PoseSource, align_poses
+from .gscache import CacheMode, GSConfig, build_cache
+from .loop import LoopState, align_history_depth, chunk_record, end_chunk, finish_run, open_run, plan_chunk
+from .outputs import RunFolder, atomic_write_json, sha256_file
 from .sampler import SamplerConfig, st_diff_sample
 from .schedule import ScheduleVariant, context_latent_count, latent_frame_count, schedule_picture, token_mask
-from .trajectory import extend_to
 
 ExtendMode = Literal["extrapolate", "loop", "pingpong"]
 Event = dict
@@ -147,41 +145,11 @@ class WorldWarpPipeline:
         """
         s = self.settings
         self._check_inputs(image, cameras)
-        starts = s.chunk_starts(frames)
-        path = extend_to(cameras.to("cpu", torch.float64), frames, s.extend_mode, s.extrapolation_window)
-        image = quantize(image.float().cpu())
         emit = callback or (lambda e: None)
-        folder = RunFolder(out_dir) if out_dir else None
-        settings_dict = asdict(s)
-        if folder is not None:
-            fp = fingerprint(image, path.viewmats, extra={"settings": settings_dict, "prompt": prompt, "style": style,
-                                                          "frames": frames})
-            folder.prepare({"fingerprint": fp, "frames": frames, "prompt": prompt, "style": style,
-                            "settings": settings_dict}, resume, overwrite)
-            path.to_re10k(folder.path("cameras.txt"))
-            path.to_json(folder.path("cameras.json"))
-
-        video = image[None]  # [1, H, W, 3]
-        chunks: list[dict] = []
-        world = WorldModel(s.world_voxel) if s.world_voxel else None
-        first = 0
-        prev_hint_depth = prev_hint_alpha = None
-        if folder is not None and resume:
-            first = folder.finished_chunks()
-            if first:
-                for k in range(first):
-                    with open(os.path.join(folder.chunk_dir(k), "chunk.json"), encoding="utf-8") as f:
-                        chunks.append(json.load(f))
-                end = starts[first - 1] + s.chunk_frames
-                video = folder.read_frames(end)
-                d = np.load(os.path.join(folder.chunk_dir(first - 1), "hint_depth.npy"))
-                prev_hint_depth = torch.from_numpy(d[0])
-                prev_hint_alpha = torch.from_numpy(d[1])
-                if world is not None and os.path.isfile(folder.path("world.ply")):
-                    from .gscache import load_ply
-
-                    world.gaussians = load_ply(folder.path("world.ply"))
-                emit({"stage": "resume", "chunk": first, "frames": end})
+        state = open_run(image, cameras, frames, s, out_dir, resume, overwrite,
+                         run_info={"settings": asdict(s), "prompt": prompt, "style": style, "frames": frames})
+        if state.resumed_from:
+            emit({"stage": "resume", "chunk": state.resumed_from, "frames": int(state.video.shape[0])})
         embeds: dict[str, Tensor] = {}
         was_deterministic = torch.are_deterministic_algorithms_enabled()
         # CPU scatter/index backward passes accumulate in thread order unless asked not to; resume
@@ -189,43 +157,32 @@ class WorldWarpPipeline:
         torch.use_deterministic_algorithms(s.deterministic or was_deterministic, warn_only=True)
         try:
             cache = None
-            for k in range(first, len(starts)):
-                cache, info, video, prev_hint_depth, prev_hint_alpha = self._chunk(
-                    k, starts[k], video, path, prompt, style, start_depth, prev_hint_depth, prev_hint_alpha,
-                    embeds, folder, world, emit)
-                chunks.append(info)
-            if folder is not None:
-                write_mp4(folder.path("video.mp4"), video, s.fps)
-                if cache is not None and cache.gaussians is not None:
-                    save_ply(cache.gaussians, folder.path("scene.ply"))
-                self._manifest(folder, chunks, frames)
+            while not state.done:
+                cache, state = self._chunk(state, prompt, style, start_depth, embeds, emit)
+            if state.folder is not None:
+                finish_run(state, cache.gaussians if cache is not None else None)
+                self._manifest(state.folder, list(state.chunks), frames)
         finally:
             torch.use_deterministic_algorithms(was_deterministic)
             if s.offload_helpers:
                 for helper in (self.geometry, self.captioner):
                     if helper is not None:
                         helper.unload()
-        return RunResult(video, path[:video.shape[0]], folder.root if folder else None, chunks)
+        folder = state.folder
+        return RunResult(state.video, state.path[:state.video.shape[0]], folder.root if folder else None,
+                         list(state.chunks))
 
-    def _chunk(self, k, start, video, path, prompt, style, start_depth, prev_depth, prev_alpha, embeds,
-               folder, world, emit):
+    def _chunk(self, state: LoopState, prompt, style, start_depth, embeds, emit):
         s = self.settings
-        C = s.chunk_frames
-        ctx = 1 if k == 0 else s.context_frames
-        cams = path[start:start + C]
+        plan = plan_chunk(state)
+        k, C, ctx = plan.index, s.chunk_frames, plan.context
+        cams = plan.cameras
         timings: dict[str, float] = {}
-        emit({"stage": "chunk", "chunk": k, "first_frame": start})
+        emit({"stage": "chunk", "chunk": k, "first_frame": plan.start})
         t = time.perf_counter()
 
         # 1. geometry on the history: chunk 1 = the start image; later = the previous chunk's frames
-        if k == 0:
-            hist_idx = torch.tensor([0])
-        else:
-            prev_start = start + ctx - C  # the previous chunk covered [prev_start, start + ctx)
-            hist_idx = torch.arange(prev_start, start + ctx, s.history_stride)
-            if int(hist_idx[-1]) != start + ctx - 1:  # always keep the newest frame
-                hist_idx = torch.cat([hist_idx, torch.tensor([start + ctx - 1])])
-        hist_frames, hist_cams = video[hist_idx], path[hist_idx]
+        hist_frames, hist_cams = plan.history_frames, plan.history_cameras
         residual = None
         if k == 0 and start_depth is not None:
             depth = start_depth.float()[None]
@@ -237,29 +194,21 @@ class WorldWarpPipeline:
             t = _stage(timings, "geometry", t)
             # 2. align: poses to the requested path, depth to the cache the history was generated from
             geo_cams, depth, _ = align_poses(geo, hist_cams, s.pose_source)
-            if k > 0 and prev_depth is not None:
-                sel = hist_idx - (start + ctx - C)
-                ref_d, ref_a = prev_depth[sel], prev_alpha[sel]
-                if bool((ref_a > s.gs.alpha_threshold).any()):
-                    aligned = replace(geo, depth=depth)
-                    depth, fit = align_depth_to_cache(aligned, ref_d, ref_a, s.gs.alpha_threshold)
-                    residual = fit.residual
+            depth, residual = align_history_depth(state, plan, geo, depth)
         if s.offload_helpers and self.geometry is not None:
             self.geometry.unload()
         t = _stage(timings, "align", t)
 
         # 3. the online 3DGS cache, optimised on the history
-        gs = replace(s.gs, seed=s.gs.seed + 1000 * k + s.seed)
+        gs = replace(s.gs, seed=plan.cache_seed)
         cache = build_cache(hist_frames, depth, geo_cams, s.cache_mode, gs,
                             callback=lambda i, n, loss: emit({"stage": "3dgs", "chunk": k, "step": i, "total": n,
                                                               "loss": loss}))
         t = _stage(timings, "3dgs", t)
-        if world is not None and cache.gaussians is not None:
-            world.add(cache.gaussians)
 
         # 4. hints and validity masks at the chunk's cameras; the context frames are the history
         hints = cache.render_hints(cams.to(dtype=torch.float32))
-        context = video[-ctx:]
+        context = plan.context_frames
         chunk_video = torch.cat([context, hints.images[ctx:].float().cpu()])
         pixel_mask = torch.cat([torch.ones(ctx, *context.shape[1:3]), hints.masks[ctx:].float().cpu()])
         t = _stage(timings, "warp", t)
@@ -281,7 +230,7 @@ class WorldWarpPipeline:
         # 7. ST-Diff sampling with per-token noise levels
         cfg = SamplerConfig(steps=s.steps, strength=s.strength, guidance_scale=s.guidance_scale,
                             variant=s.variant, training_free=s.training_free, coverage=s.coverage,
-                            seed=s.seed * 100_003 + k)
+                            seed=plan.sampler_seed)
         tm = token_mask(pixel_mask, s.coverage)
         result = st_diff_sample(self.model.transformer, z_warp, tm, context_latent_count(ctx), embeds[text],
                                 embeds[s.negative_prompt], cfg,
@@ -291,34 +240,18 @@ class WorldWarpPipeline:
         t = _stage(timings, "st-diff", t)
 
         # 8. decode
-        decoded = quantize(self.model.decode_video(result.latents))
+        decoded = self.model.decode_video(result.latents)
         t = _stage(timings, "decode", t)
 
-        # 9. append the new frames (the overlap is already in the video)
-        new = decoded[ctx:]
-        video = torch.cat([video, new])
-
-        # 10. record and save the chunk atomically
-        info = {"chunk": k, "first_frame": start, "frames": C, "context_frames": ctx, "new_frames": int(new.shape[0]),
-                "prompt": text, "history_frames": hist_idx.tolist(), "depth_fit_residual": residual,
-                "valid_hint_fraction": float(hints.masks[ctx:].float().mean()) if C > ctx else 1.0,
-                "sigma_start": result.sigma_start, "cameras": cams.to_dict(), "timings_s": timings}
+        # 9-10. append the new frames (the overlap is already in the video); record and save the chunk
+        info = chunk_record(plan, C, text, residual, hints.masks, result.sigma_start, timings)
         hint_depth = torch.stack([hints.depths.float().cpu(),
                                   hints.masks.float().cpu()])  # [2, C, H, W]: depth, validity of the cache
-        if folder is not None:
-            tmp = folder.begin_chunk(k)
-            for i in range(C):
-                save_png(os.path.join(tmp, "hints", f"{start + i:05d}.png"), chunk_video[i])
-                save_png(os.path.join(tmp, "masks", f"{start + i:05d}.png"), pixel_mask[i])
-            save_png(os.path.join(tmp, "schedule.png"), schedule_picture(result.sigma_map, result.sigmas, cell=4))
-            np.save(os.path.join(tmp, "hint_depth.npy"), hint_depth.numpy())
-            if world is not None and world.gaussians is not None:
-                save_ply(world.gaussians, folder.path("world.ply"))
-            atomic_write_json(os.path.join(tmp, "chunk.json"), info)
-            folder.commit_chunk(k, tmp, new if k > 0 else decoded_with_start(video, new), start + ctx if k > 0 else 0)
+        state = end_chunk(state, plan, decoded, hint_depth, info, chunk_video, pixel_mask,
+                          schedule_picture(result.sigma_map, result.sigmas, cell=4), cache.gaussians)
         _stage(timings, "save", t)
-        emit({"stage": "chunk_done", "chunk": k, "frames": int(video.shape[0])})
-        return cache, info, video, hint_depth[0], hint_depth[1]
+        emit({"stage": "chunk_done", "chunk": k, "frames": int(state.video.shape[0])})
+        return cache, state
 
     def _manifest(self, folder: RunFolder, chunks: list[dict], frames: int) -> None:
         files = {}
@@ -339,7 +272,3 @@ class WorldWarpPipeline:
                         "world": "world.ply" if self.settings.world_voxel else None},
         })
 
-
-def decoded_with_start(video: Tensor, new: Tensor) -> Tensor:
-    """Frames written for chunk 1: the start image (kept exactly) followed by the new frames."""
-    return torch.cat([video[:1], new])

@@ -1,0 +1,263 @@
+"""The chunk loop's bookkeeping, written once: the CLI pipeline, the compact Chunk Loop node and the
+wired Loop Start / Loop End nodes all call these functions, so they give the same frames.
+
+What belongs here is everything *between* the stages (the stages themselves -- geometry, cache,
+hints, caption, ST-Diff -- are the library's other modules and the user's graph):
+
+* ``open_run``       the run folder (fingerprint check, cameras of the whole path) and the
+                     resume point: finished chunks, the video so far, the previous cache's depth
+* ``plan_chunk``     chunk ``k``: its first frame, context count, history frames and cameras,
+                     target cameras, the seeds of its cache and sampler
+* ``align_history_depth``  the history's depth brought to the previous cache's rendered depth
+* ``end_chunk``      the decoded chunk appended (overlap dropped), the chunk saved atomically
+* ``finish_run``     video.mp4, scene.ply
+
+Chunking: the first chunk has ``chunk_frames`` frames starting with the start image (its
+context); each later chunk re-uses the last ``context_frames`` frames as context and adds
+``chunk_frames - context_frames`` new ones.
+
+State is a frozen dataclass (``LoopState``); every step returns a new one, so a node that is run
+again on the same input state gives the same result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .cameras import Cameras
+from .geometry import GeometryResult, align_depth_to_cache
+from .gscache import WorldModel, save_ply
+from .outputs import RunFolder, atomic_write_json, fingerprint, quantize, save_png, write_mp4
+from .trajectory import extend_to
+
+
+@dataclass(frozen=True)
+class LoopState:
+    """Where the loop is: the next chunk to make and everything the chunks after it need."""
+
+    settings: object  # PipelineSettings (chunk/context sizes, history stride, seeds, extension)
+    path: Cameras  # [N] the whole camera path, extended past the given one (float64, cpu)
+    starts: tuple[int, ...]  # first frame of every chunk
+    video: Tensor  # [F, H, W, 3] frames so far (uint8 levels); F = 1 before the first chunk
+    next_chunk: int = 0
+    chunks: tuple[dict, ...] = ()  # the finished chunks' records (chunk.json)
+    prev_depth: Tensor | None = None  # [C, H, W] previous cache's depth at the previous chunk's cameras
+    prev_alpha: Tensor | None = None  # [C, H, W] its validity
+    folder: RunFolder | None = None
+    world: WorldModel | None = field(default=None, compare=False)
+    resumed_from: int = 0  # chunks found finished in the run folder
+    finished: LoopState | None = field(default=None, repr=False)  # replay_last: the whole run, returned as it is
+
+    @property
+    def total_chunks(self) -> int:
+        return len(self.starts)
+
+    @property
+    def done(self) -> bool:
+        return self.next_chunk >= len(self.starts)
+
+    @property
+    def frames(self) -> int:
+        """Frames of the whole video when every chunk is made."""
+        return self.starts[-1] + self.settings.chunk_frames
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """Chunk ``index``: the frames ``[start, start + chunk_frames)`` of the video."""
+
+    index: int
+    start: int
+    context: int  # context frames: 1 (the start image) for the first chunk, settings.context_frames after
+    history: Tensor  # [V] video indices of the history frames (geometry, cache, caption)
+    history_frames: Tensor  # [V, H, W, 3]
+    history_cameras: Cameras  # [V]
+    cameras: Cameras  # [C] the chunk's cameras (target of the hints)
+    context_frames: Tensor  # [context, H, W, 3] the last frames of the video, kept exactly
+    cache_seed: int
+    sampler_seed: int
+
+
+def run_path(cameras: Cameras, frames: int, settings) -> Cameras:
+    """The whole path of a ``frames``-frame video: ``cameras`` extended past their end (float64, cpu)."""
+    return extend_to(cameras.to("cpu", torch.float64), frames, settings.extend_mode, settings.extrapolation_window)
+
+
+def history_indices(settings, k: int, start: int) -> Tensor:
+    """Video indices of chunk ``k``'s history: the start image for the first chunk, else the previous
+    chunk's frames every ``history_stride`` frames (always including the newest)."""
+    if k == 0:
+        return torch.tensor([0])
+    ctx = settings.context_frames
+    prev_start = start + ctx - settings.chunk_frames  # the previous chunk covered [prev_start, start + ctx)
+    idx = torch.arange(prev_start, start + ctx, settings.history_stride)
+    if int(idx[-1]) != start + ctx - 1:
+        idx = torch.cat([idx, torch.tensor([start + ctx - 1])])
+    return idx
+
+
+def chunk_seeds(settings, k: int) -> tuple[int, int]:
+    """``(cache seed, sampler seed)`` of chunk ``k``: different per chunk, fixed by the run's seed."""
+    return settings.gs.seed + 1000 * k + settings.seed, settings.seed * 100_003 + k
+
+
+def open_run(image: Tensor, cameras: Cameras, frames: int, settings, out_dir: str | None = None,
+             resume: bool = False, overwrite: bool = False, run_info: dict | None = None) -> LoopState:
+    """The loop's first state: the path, the chunking, the run folder (created, or checked and read
+    back to its last finished chunk when ``resume``).
+
+    ``image [H, W, 3]`` in 0..1 (stored as uint8 levels); ``run_info`` (settings, prompt, ...) is
+    fingerprinted with the image and the path, so resume only continues the same run.
+    """
+    starts = settings.chunk_starts(frames)
+    path = run_path(cameras, frames, settings)
+    image = quantize(image.float().cpu())
+    folder = RunFolder(out_dir) if out_dir else None
+    if folder is not None:
+        info = dict(run_info or {})
+        fp = fingerprint(image, path.viewmats, extra=info)
+        folder.prepare({"fingerprint": fp, **info}, resume, overwrite)
+        path.to_re10k(folder.path("cameras.txt"))
+        path.to_json(folder.path("cameras.json"))
+    state = LoopState(settings, path, tuple(starts), image[None], folder=folder,
+                      world=WorldModel(settings.world_voxel) if settings.world_voxel else None)
+    if folder is not None and resume:
+        state = _read_back(state)
+    return state
+
+
+def _read_back(state: LoopState, limit: int | None = None) -> LoopState:
+    """The state after the run folder's finished chunks (at most ``limit``)."""
+    folder, s = state.folder, state.settings
+    first = min(folder.finished_chunks(), len(state.starts) if limit is None else limit)
+    if not first:
+        return state
+    chunks = []
+    for k in range(first):
+        with open(os.path.join(folder.chunk_dir(k), "chunk.json"), encoding="utf-8") as f:
+            chunks.append(json.load(f))
+    video = folder.read_frames(state.starts[first - 1] + s.chunk_frames)
+    d = np.load(os.path.join(folder.chunk_dir(first - 1), "hint_depth.npy"))
+    if state.world is not None and os.path.isfile(folder.path("world.ply")):
+        from .gscache import load_ply
+
+        state.world.gaussians = load_ply(folder.path("world.ply"))
+    return replace(state, video=video, next_chunk=first, chunks=tuple(chunks), prev_depth=torch.from_numpy(d[0]),
+                   prev_alpha=torch.from_numpy(d[1]), resumed_from=first)
+
+
+def replay_last(state: LoopState) -> LoopState:
+    """A finished run read back from its folder, one chunk before its end: a graph that must run its
+    body once more (the wired loop resumed after its last chunk) plans that chunk again, and ending
+    it returns the finished run unchanged (nothing is written)."""
+    if not state.done or state.folder is None or not state.starts:
+        return state
+    before = _read_back(replace(state, video=state.video[:1], next_chunk=0, chunks=(), prev_depth=None,
+                                prev_alpha=None), limit=len(state.starts) - 1)
+    return replace(before, finished=state, resumed_from=state.resumed_from)
+
+
+def plan_chunk(state: LoopState) -> ChunkPlan:
+    """What the next chunk's stages take (history, cameras, context, seeds)."""
+    s, k = state.settings, state.next_chunk
+    if state.done:
+        raise ValueError(f"all {state.total_chunks} chunks are made; there is no next chunk")
+    start = state.starts[k]
+    ctx = 1 if k == 0 else s.context_frames
+    hist = history_indices(s, k, start)
+    cache_seed, sampler_seed = chunk_seeds(s, k)
+    return ChunkPlan(k, start, ctx, hist, state.video[hist], state.path[hist], state.path[start:start + s.chunk_frames],
+                     state.video[-ctx:], cache_seed, sampler_seed)
+
+
+def align_history_depth(state: LoopState, plan: ChunkPlan, geometry: GeometryResult, depth: Tensor,
+                        alpha_threshold: float | None = None) -> tuple[Tensor, float | None]:
+    """The history's depth ``[V, H, W]`` brought to the scale of the cache it was generated from.
+
+    The previous cache's depth at the previous chunk's cameras is known where it was opaque
+    (alpha > ``alpha_threshold``, the cache's); depth is fitted there. The first chunk and a
+    previous cache with nothing opaque at the history frames keep ``depth``. Returns
+    ``(depth, residual of the fit or None)``.
+    """
+    if plan.index == 0 or state.prev_depth is None:
+        return depth, None
+    thr = state.settings.gs.alpha_threshold if alpha_threshold is None else alpha_threshold
+    sel = plan.history - (plan.start + plan.context - state.settings.chunk_frames)
+    ref_d, ref_a = state.prev_depth[sel], state.prev_alpha[sel]
+    if not bool((ref_a > thr).any()):
+        return depth, None
+    aligned, fit = align_depth_to_cache(replace(geometry, depth=depth), ref_d, ref_a, thr)
+    return aligned, fit.residual
+
+
+def chunk_record(plan: ChunkPlan, chunk_frames: int, prompt: str, residual: float | None, valid: Tensor | None,
+                 sigma_start: float | None, timings: dict | None = None, **extra) -> dict:
+    """The chunk's ``chunk.json``: cameras used, prompt, history, alignment residual, hint coverage, timings."""
+    C, ctx = chunk_frames, plan.context
+    return {"chunk": plan.index, "first_frame": plan.start, "frames": C, "context_frames": ctx,
+            "new_frames": C - ctx, "prompt": prompt, "history_frames": plan.history.tolist(),
+            "depth_fit_residual": residual,
+            "valid_hint_fraction": float(valid[ctx:].float().mean()) if valid is not None and C > ctx else 1.0,
+            "sigma_start": sigma_start, "cameras": plan.cameras.to_dict(), "timings_s": timings if timings is not None else {}, **extra}
+
+
+def end_chunk(state: LoopState, plan: ChunkPlan, decoded: Tensor, hint_depth: Tensor, record: dict,
+              hints: Tensor | None = None, masks: Tensor | None = None, schedule: Tensor | None = None,
+              gaussians=None) -> LoopState:
+    """The chunk's frames appended to the video and saved; the next state.
+
+    ``decoded [C, H, W, 3]``: the chunk's frames (the first ``plan.context`` are the overlap,
+    dropped); ``hint_depth [2, C, H, W]``: the cache's depth and validity at the chunk's cameras
+    (the next chunk aligns its depth to it). ``hints``/``masks``/``schedule`` (what the sampler was
+    given) and ``gaussians`` (merged into the persistent world) are recorded when given.
+    The chunk folder is written under a temporary name and renamed when whole (the resume point).
+    """
+    if state.finished is not None:
+        return state.finished
+    C, ctx = state.settings.chunk_frames, plan.context
+    if plan.index != state.next_chunk:
+        raise ValueError(f"chunk {plan.index} ended but the loop is at chunk {state.next_chunk}")
+    H, W = state.video.shape[1:3]
+    if tuple(decoded.shape) != (C, H, W, 3):
+        raise ValueError(f"chunk {plan.index + 1} has frames {list(decoded.shape)}; the loop needs "
+                         f"[{C}, {H}, {W}, 3] (chunk_frames x the start image's size)")
+    decoded = quantize(decoded.float().cpu())
+    new = decoded[ctx:]
+    video = torch.cat([state.video, new])
+    hint_depth = hint_depth.float().cpu()
+    if state.world is not None and gaussians is not None:
+        state.world.add(gaussians)
+    folder = state.folder
+    if folder is not None:
+        k, start = plan.index, plan.start
+        tmp = folder.begin_chunk(k)
+        if hints is not None and masks is not None:
+            for i in range(C):
+                save_png(os.path.join(tmp, "hints", f"{start + i:05d}.png"), hints[i])
+                save_png(os.path.join(tmp, "masks", f"{start + i:05d}.png"), masks[i])
+        if schedule is not None:
+            save_png(os.path.join(tmp, "schedule.png"), schedule)
+        np.save(os.path.join(tmp, "hint_depth.npy"), hint_depth.numpy())
+        if state.world is not None and state.world.gaussians is not None:
+            save_ply(state.world.gaussians, folder.path("world.ply"))
+        atomic_write_json(os.path.join(tmp, "chunk.json"), record)
+        # chunk 1 writes the start image (kept exactly) with its new frames
+        folder.commit_chunk(k, tmp, new if k > 0 else torch.cat([state.video[:1], new]), start + ctx if k > 0 else 0)
+    return replace(state, video=video, next_chunk=plan.index + 1, chunks=state.chunks + (record,),
+                   prev_depth=hint_depth[0], prev_alpha=hint_depth[1])
+
+
+def finish_run(state: LoopState, gaussians=None) -> None:
+    """video.mp4 and the last cache as scene.ply in the run folder (nothing without one)."""
+    folder = state.folder
+    if folder is None:
+        return
+    write_mp4(folder.path("video.mp4"), state.video, state.settings.fps)
+    if gaussians is not None:
+        save_ply(gaussians, folder.path("scene.ply"))
