@@ -43,14 +43,16 @@ def _make_node(spec: NodeSpec) -> type[io.ComfyNode]:
                          is_output_node=spec.output_node)
 
     def execute(cls, **kwargs):
+        from comfy_api.latest import ui as comfy_ui
+
         outputs = spec.fn(ENV, **kwargs)
         ui = None
         if "ui" in spec.extra:
             ui = spec.extra["ui"](outputs, **kwargs)
         elif spec.node_id == "WorldWarpPreviewSchedule":
-            from comfy_api.latest import ui as comfy_ui
-
             ui = comfy_ui.PreviewImage(outputs[0], cls=cls)
+        elif getattr(outputs, "ui_text", None):  # save nodes: where the files went (web/worldwarp.js shows it)
+            ui = comfy_ui.PreviewText(outputs.ui_text)
         return io.NodeOutput(*outputs, ui=ui)
 
     return type(spec.node_id, (io.ComfyNode,), {"define_schema": classmethod(define_schema),
@@ -149,5 +151,25 @@ def _register_director_routes() -> None:
         route(name, handler)
 
 
+def _register_schedule_route() -> None:
+    """POST /worldwarp/schedule_preview: σ over the steps of context, warped tokens and holes for the
+    Preview Noise Schedule node's live preview (``nodes/schedule_preview.py``)."""
+    try:
+        from aiohttp import web
+        from server import PromptServer
+    except ImportError:
+        return
+
+    from . import schedule_preview
+
+    @PromptServer.instance.routes.post("/worldwarp/schedule_preview")
+    async def schedule_curves(request):
+        if (request.content_length or 0) > schedule_preview.MAX_BODY_BYTES:
+            return web.json_response({"error": "request body too large"}, status=400)
+        status, body = schedule_preview.respond(await request.content.read(schedule_preview.MAX_BODY_BYTES + 1))
+        return web.json_response(body, status=status)
+
+
 _register_routes()
 _register_director_routes()
+_register_schedule_route()

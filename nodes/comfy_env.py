@@ -45,6 +45,18 @@ class ComfyEnv:
             raise ValueError(f"'{relative}' leaves ComfyUI's output folder; give a path inside it")
         return path
 
+    def save_target(self, filename_prefix: str) -> tuple[str, str]:
+        """ComfyUI's counter naming, as its Save nodes do: the folder (created) and the file stem
+        ``<prefix name>_<counter:05>_`` for ``filename_prefix`` under the output folder."""
+        self.output_path(filename_prefix)  # a clear error for a prefix that leaves the output folder
+        folder, name, counter, _, _ = folder_paths.get_save_image_path(filename_prefix,
+                                                                       folder_paths.get_output_directory())
+        os.makedirs(folder, exist_ok=True)
+        return folder, f"{name}_{counter:05}_"
+
+    def output_dir(self) -> str:
+        return os.path.abspath(folder_paths.get_output_directory())
+
     def input_dir(self) -> str:
         return folder_paths.get_input_directory()
 

@@ -189,14 +189,15 @@ def st_diff_sampler(env, model, hints, masks, prompt, negative_prompt, context_f
                          config, callback=_progress_callback(env, steps),
                          scheduler_config=getattr(model, "scheduler_config", None))
     frames = model.decode_video(res.latents)
-    return frames, schedule_picture(res.sigma_map, res.sigmas, cell=4)[None]
+    title = f"{schedule} schedule, tau = {strength:g}, {steps} steps" + (", training-free" if training_free else "")
+    return frames, schedule_picture(res.sigma_map, res.sigmas, title=title)[None]
 
 
 def preview_schedule(env, masks, context_frames, strength, steps, schedule):
     sig = flow_sigmas(steps)
     S = sigma_map(token_mask(masks.float().cpu()), context_latent_count(context_frames), sigma_start(strength, sig),
                   schedule)
-    return (schedule_picture(S, sig, cell=4)[None],)
+    return (schedule_picture(S, sig, title=f"{schedule} schedule, tau = {strength:g}, {steps} steps")[None],)
 
 
 # ----------------------------------------------------------------------------- the whole loop
@@ -223,18 +224,33 @@ def chunk_loop(env, model, geometry_model, image, cameras, frames, prompt, style
 
 
 # ----------------------------------------------------------------------------- saving
+class Saved(tuple):
+    """A save node's outputs, plus the line the node shows in the UI (which files, which folder)."""
+
+    ui_text: str
+
+    def __new__(cls, outputs: tuple, ui_text: str):
+        obj = super().__new__(cls, outputs)
+        obj.ui_text = ui_text
+        return obj
+
+
 def save_cameras(env, cameras, filename_prefix):
-    base = env.output_path(filename_prefix)
-    os.makedirs(os.path.dirname(base), exist_ok=True)
+    """RealEstate10K .txt + JSON named like ComfyUI's saves (``cameras_00001_.txt``: a new counter per
+    run, nothing overwritten); outputs the .txt's absolute path (Camera Trajectory's camera_file reads it)."""
+    folder, stem = env.save_target(filename_prefix)
+    base = os.path.join(folder, stem)
     cameras.to_re10k(base + ".txt")
     cameras.to_json(base + ".json")
-    return (base + ".txt",)
+    return Saved((base + ".txt",), f"{len(cameras)} cameras: {stem}.txt + .json in {folder}")
 
 
 def save_splat(env, cache, filename_prefix):
+    """The 3DGS cache as a standard .ply named like ComfyUI's saves; outputs its path relative to the
+    output folder, which core Preview 3D reads as model_file to show the scene."""
     if cache.gaussians is None:
         raise ValueError(f"a '{cache.mode}' cache has no Gaussians to save; build it with mode '3dgs'")
-    base = env.output_path(filename_prefix)
-    os.makedirs(os.path.dirname(base), exist_ok=True)
-    return (save_ply(cache.gaussians, base + ".ply"),)
-
+    folder, stem = env.save_target(filename_prefix)
+    path = save_ply(cache.gaussians, os.path.join(folder, stem + ".ply"))
+    relative = os.path.relpath(path, env.output_dir()).replace(os.sep, "/")
+    return Saved((relative,), f"{len(cache.gaussians):,} Gaussians: {stem}.ply in {folder}")

@@ -247,14 +247,20 @@ SPECS: tuple[NodeSpec, ...] = (
               In("captioner", CAPTIONER, "Describes each chunk's history (else the prompt is used).", optional=True)),
              (Out("IMAGE", "frames"), Out(CAMERAS, "cameras"))),
     NodeSpec("WorldWarpSaveCameras", "Save Cameras", "WorldWarp/cameras",
-             "Writes the cameras as RealEstate10K .txt and JSON into the output folder.", ops.save_cameras,
+             "Writes the cameras as RealEstate10K .txt and JSON into the output folder, numbered like ComfyUI's "
+             "saves (cameras_00001_.txt, then _00002_, ...). Outputs the .txt's full path (for camera_file).",
+             ops.save_cameras,
              (In("cameras", CAMERAS, "Cameras to save."),
-              In("filename_prefix", "STRING", "Path under ComfyUI's output folder.", "worldwarp/cameras")),
+              In("filename_prefix", "STRING", "Folder and name under ComfyUI's output folder; a counter is "
+                 "appended.", "worldwarp/cameras")),
              (Out("STRING", "path"),), output_node=True),
     NodeSpec("WorldWarpSaveSplat", "Save Splat (.ply)", "WorldWarp/cache",
-             "Writes the cache as a standard 3DGS .ply into the output folder.", ops.save_splat,
+             "Writes the cache as a standard 3DGS .ply into the output folder, numbered like ComfyUI's saves. "
+             "Outputs the path relative to the output folder: connect it to core Preview 3D's model_file to "
+             "look at the scene.", ops.save_splat,
              (In("cache", CACHE, "From Build 3DGS Cache."),
-              In("filename_prefix", "STRING", "Path under ComfyUI's output folder.", "worldwarp/scene")),
+              In("filename_prefix", "STRING", "Folder and name under ComfyUI's output folder; a counter is "
+                 "appended.", "worldwarp/scene")),
              (Out("STRING", "path"),), output_node=True),
     NodeSpec("WorldWarpPreviewSchedule", "Preview Noise Schedule", "WorldWarp/sampling",
              "The σ of every token over the denoising steps (paper Fig. 9) for given masks.", ops.preview_schedule,

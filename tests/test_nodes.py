@@ -47,6 +47,17 @@ class FakeEnv:
     def output_path(self, relative):
         return os.path.join(self.output, relative)
 
+    def output_dir(self):
+        return self.output
+
+    def save_target(self, prefix):
+        """ComfyUI's counter: one more than the highest ``<name>_<n>_`` already in the folder."""
+        folder, name = os.path.split(os.path.join(self.output, prefix))
+        os.makedirs(folder, exist_ok=True)
+        taken = [int(f[len(name) + 1:].split("_")[0]) for f in os.listdir(folder)
+                 if f.startswith(name + "_") and f[len(name) + 1:].split("_")[0].isdigit()]
+        return folder, f"{name}_{max(taken, default=0) + 1:05}_"
+
     def input_dir(self):
         return self.input
 
@@ -142,10 +153,14 @@ def test_every_node_runs_on_tiny_models(env):
     assert out_frames.shape == (17, 32, 48, 3) and len(out_cams) == 17
     assert os.path.isfile(os.path.join(env.output, "worldwarp", "test", "manifest.json"))
     assert env.interrupt_checks > 0
-    (txt,) = ops.save_cameras(env, out_cams, "worldwarp/cams")
-    assert os.path.isfile(txt) and os.path.isfile(txt[:-4] + ".json")
+    saved = ops.save_cameras(env, out_cams, "worldwarp/cams")
+    (txt,) = saved
+    assert txt == os.path.join(env.output, "worldwarp", "cams_00001_.txt") and os.path.isfile(txt[:-4] + ".json")
+    assert saved.ui_text == f"17 cameras: cams_00001_.txt + .json in {os.path.dirname(txt)}"
+    (txt2,) = ops.save_cameras(env, out_cams, "worldwarp/cams")  # a second run never overwrites the first
+    assert txt2.endswith("cams_00002_.txt") and os.path.isfile(txt)
     (ply,) = ops.save_splat(env, cache, "worldwarp/scene")
-    assert os.path.isfile(ply)
+    assert ply == "worldwarp/scene_00001_.ply" and os.path.isfile(os.path.join(env.output, ply))
 
 
 def test_node_errors_are_clear(env):

@@ -4,10 +4,15 @@ import pytest
 import torch
 
 from worldwarp_core.schedule import (
+    GROUP_COLOURS,
+    PICTURE_SIZE,
+    _colormap,
     context_latent_count,
     flow_sigmas,
+    group_sigmas,
     latent_frame_count,
     latent_mask,
+    picture_layout,
     schedule_picture,
     sigma_map,
     sigma_start,
@@ -96,16 +101,90 @@ def test_sigma_map_variants():
         sigma_map(tm, 4, 0.6)
 
 
-def test_schedule_picture_shows_context_warped_and_holes():
-    tm = _mask()
+def _runs(column):
+    """Consecutive runs of equal colours down a pixel column ``[H, 3]`` -> [(colour, length)]."""
+    runs = []
+    for px in column:
+        key = tuple(round(float(c) * 255) for c in px)  # 8-bit colour
+        if runs and runs[-1][0] == key:
+            runs[-1][1] += 1
+        else:
+            runs.append([key, 1])
+    return runs
+
+
+def test_schedule_picture_rows_show_context_holes_and_warped():
+    # frame 0 context, frame 1 all holes, frame 2 all warped
+    tm = torch.stack([torch.ones(2, 3), torch.zeros(2, 3), torch.ones(2, 3)])
     s = flow_sigmas(10)
-    S = sigma_map(tm, 1, sigma_start(0.8, s))
-    img = schedule_picture(S, s, rows="frames", cell=2)
-    assert img.shape == (4 * 2, 11 * 2, 3) and img.min() >= 0 and img.max() <= 1
-    dark = img[0, 0]  # context row: σ = 0 -> dark purple
-    assert dark[2] > dark[1]
-    img_t = schedule_picture(S, s, rows="tokens", cell=1)
-    assert img_t.shape == (4 * 4 + 3, 11, 3)
-    assert torch.allclose(img_t[0, 0], img_t[0, -1])  # context constant over the steps
-    hole_row = img_t[5 + 0]  # frame 1 token (0, 0) is a hole: starts yellow, ends dark
-    assert hole_row[0, 0] > 0.9 and hole_row[-1, 0] < 0.3
+    s0 = sigma_start(0.8, s)
+    S = sigma_map(tm, 1, s0)
+    img = schedule_picture(S, s, rows="frames")
+    assert img.shape == (*PICTURE_SIZE, 3) and img.min() >= 0 and img.max() <= 1
+    colour = {name: tuple(round(float(c) * 255) for c in _colormap(torch.tensor(v))) for name, v in
+              (("context", 0.0), ("holes", 1.0), ("warped", s0))}
+    left, right, top, bot, _, _ = picture_layout(PICTURE_SIZE, False)
+    first = [(c, n) for c, n in _runs(img[top:bot, left + 1]) if n > 1]  # 1-pixel lines separate the frames
+    assert [c for c, _ in first] == [colour["context"], colour["holes"], colour["warped"]]
+    assert min(n for _, n in first) >= 4 and max(n for _, n in first) - min(n for _, n in first) <= 3  # equal bands
+    # the last column is the end of sampling: every token at σ = 0
+    assert [c for c, n in _runs(img[top:bot, right - 1]) if n > 1] == [colour["context"]] * 3
+    # the group strip left of step 0 marks context, holes and warped rows in the legend's colours
+    strip = {rgb: name for name, rgb in GROUP_COLOURS.items()}
+    assert [strip[c] for c, _ in _runs(img[top:bot, left - 6])] == ["context", "holes", "warped"]
+
+
+def test_schedule_picture_token_sample_keeps_each_token_on_its_schedule():
+    tm = torch.stack([torch.ones(2, 2), torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.zeros(2, 2)])
+    s = flow_sigmas(4)
+    img = schedule_picture(sigma_map(tm, 1, sigma_start(0.8, s)), s, rows="tokens")
+    left, _, top, bot, _, _ = picture_layout(PICTURE_SIZE, False)
+    strip = {rgb: name for name, rgb in GROUP_COLOURS.items()}
+    groups = [strip[c] for c, _ in _runs(img[top:bot, left - 6])]
+    # one row per token in (frame, y, x) order: 4 context, then warped/hole/hole/warped, then 4 holes
+    assert groups == ["context", "warped", "holes", "warped", "holes"]
+    lengths = [n for _, n in _runs(img[top:bot, left - 6])]
+    assert abs(lengths[0] - 2 * lengths[2]) <= 2 and abs(lengths[4] - 2 * lengths[2]) <= 2
+
+
+@pytest.mark.parametrize("shape,steps", [((1, 1, 1), 1), ((3, 2, 2), 4), ((13, 30, 45), 50), ((21, 45, 80), 200)])
+@pytest.mark.parametrize("rows", ["frames", "tokens"])
+def test_schedule_picture_has_a_fixed_readable_size(shape, steps, rows):
+    """480x720, 49 frames, 50 steps is 13x30x45 tokens: the picture stays 400x640 (a per-token picture
+    was 204 x 17,562 px there, and 20x20 px at test sizes)."""
+    tm = (torch.rand(shape, generator=torch.Generator().manual_seed(0)) > 0.4).float()
+    s = flow_sigmas(steps)
+    ctx = 1 if shape[0] > 1 else 0
+    img = schedule_picture(sigma_map(tm, ctx, sigma_start(0.8, s)), s, rows=rows, title="t")
+    assert img.shape == (*PICTURE_SIZE, 3)
+    # every latent frame band is at least 4 pixels tall up to 81-frame chunks (21 latent frames)
+    if rows == "frames":
+        left, _, top, bot, _, _ = picture_layout(PICTURE_SIZE, True)
+        separator = (30, 30, 30)
+        bands = [n for c, n in _runs(img[top:bot, left - 6]) if c != separator]  # the group strip: no separators
+        heat = [n for c, n in _runs(img[top:bot, left + 1]) if c != separator]
+        assert sum(bands) == bot - top and min(heat) >= 4 * (shape[0] == 1) + 1
+        assert (bot - top) / shape[0] >= 8  # rows per latent frame
+
+
+def test_schedule_picture_bad_input():
+    s = flow_sigmas(4)
+    S = torch.zeros(2, 2, 2)
+    with pytest.raises(ValueError, match="rows must be 'frames' or 'tokens', got 'pixels'"):
+        schedule_picture(S, s, rows="pixels")
+    with pytest.raises(ValueError, match=r"sigma_map must be \[F_lat, h, w\], got \[2, 2\]"):
+        schedule_picture(S[0], s)
+    with pytest.raises(ValueError, match="schedule picture size must be at least 240x400"):
+        schedule_picture(S, s, size=(100, 100))
+
+
+def test_group_sigmas_follow_the_variant():
+    s = flow_sigmas(10)
+    g = group_sigmas(0.8, s, "spatio-temporal")
+    assert torch.equal(g["holes"], s) and torch.equal(g["context"], torch.zeros(11))
+    assert float(g["warped"][0]) == sigma_start(0.8, s) and torch.equal(g["warped"][3:], s[3:])
+    for variant in ("spatial", "temporal"):  # they regroup tokens, not the curves
+        assert torch.equal(group_sigmas(0.8, s, variant)["warped"], g["warped"])
+    assert torch.equal(group_sigmas(0.8, s, "full")["warped"], s)  # full-sequence noise: every token from 1
+    with pytest.raises(ValueError, match="unknown schedule variant 'tokenwise'"):
+        group_sigmas(0.8, s, "tokenwise")

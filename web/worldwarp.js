@@ -1,8 +1,9 @@
 // WorldWarp frontend extension: live previews drawn on the nodes (plain JS, no build step).
 //  * Camera Trajectory: top (x-z) and side (z-y) views of the camera path and its frusta, recomputed
 //    by the pack's own Python (POST /worldwarp/trajectory_preview) whenever a widget changes.
-//  * Preview Noise Schedule: the noise level of warped tokens and of
-//    holes over the denoising steps for the current strength τ and step count (paper Fig. 9).
+//  * Preview Noise Schedule: the noise level of context, warped tokens and holes over the denoising
+//    steps for the current strength τ, step count and schedule variant (paper Fig. 9), from
+//    POST /worldwarp/schedule_preview.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
@@ -12,46 +13,66 @@ function widget(node, name) {
   return node.widgets?.find((w) => w.name === name);
 }
 
-// Flow-matching sigmas as diffusers' FlowMatchEulerDiscreteScheduler builds them (shift 3, Wan 480p).
-function flowSigmas(steps, shift = 3.0) {
-  const sMin = (shift * 0.001) / (1 + (shift - 1) * 0.001);
-  const out = [];
-  for (let i = 0; i < steps; i++) {
-    const t = steps === 1 ? 1 : 1 - (i * (1 - sMin)) / (steps - 1);
-    out.push((shift * t) / (1 + (shift - 1) * t));
+// σ over the steps of context, warped tokens and holes, from the pack's own Python
+// (POST /worldwarp/schedule_preview, the same core functions as the node): follows steps, τ and the
+// schedule variant ("full" starts every generated token at pure noise).
+const GROUP_COLOURS = { context: "#78aaeb", warped: "#5ac878", holes: "#eb5f50" };
+
+async function refreshSchedule(node) {
+  const body = {};
+  for (const name of ["steps", "strength", "schedule"]) body[name] = widget(node, name)?.value;
+  try {
+    const resp = await api.fetchApi("/worldwarp/schedule_preview", { method: "POST", body: JSON.stringify(body) });
+    node._wwSchedule = await resp.json();
+  } catch (e) {
+    node._wwSchedule = { error: String(e) };
   }
-  out.push(0);
-  return out;
+  node.setDirtyCanvas(true, true);
 }
 
 function drawSchedule(node, ctx) {
-  const steps = Math.max(1, widget(node, "steps")?.value ?? 50);
-  const tau = widget(node, "strength")?.value ?? 0.8;
-  const sig = flowSigmas(steps);
-  const start = steps - Math.floor(steps * tau);
-  const sStart = sig[start];
-  const x0 = 10, y0 = previewTop(node), w = node.size[0] - 20, h = PREVIEW_H - 40;
+  const data = node._wwSchedule;
+  const y0 = previewTop(node), x0 = 34, w = node.size[0] - x0 - 10, h = PREVIEW_H - 52;
   ctx.save();
+  ctx.font = "11px sans-serif";
+  ctx.fillStyle = "#ccc";
+  if (!data || data.error) {
+    ctx.fillText(data?.error ? `schedule: ${data.error}` : "schedule preview…", 10, y0 + 12);
+    ctx.restore();
+    return;
+  }
+  const steps = data.steps;
   ctx.fillStyle = "#1a1a1a";
   ctx.fillRect(x0, y0, w, h);
   const px = (k) => x0 + (k / steps) * w;
   const py = (s) => y0 + (1 - s) * h;
-  const line = (f, color) => {
-    ctx.strokeStyle = color;
+  // axes: σ 0 / 0.5 / 1, steps 0 / half / all
+  ctx.fillStyle = "#ccc";
+  ctx.textAlign = "right";
+  for (const v of [0, 0.5, 1]) ctx.fillText(String(v), x0 - 4, py(v) + 4);
+  ctx.textAlign = "center";
+  for (const k of [0, Math.floor(steps / 2), steps]) ctx.fillText(String(k), px(k), y0 + h + 12);
+  ctx.fillText("step", x0 + w / 2, y0 + h + 24);
+  ctx.textAlign = "left";
+  ctx.fillText("σ", 10, py(0.75) + 4);
+  for (const name of ["holes", "warped", "context"]) {
+    const curve = data[name];
+    ctx.strokeStyle = GROUP_COLOURS[name];
     ctx.lineWidth = 2;
     ctx.beginPath();
-    for (let k = 0; k <= steps; k++) {
-      const s = f(k);
-      k === 0 ? ctx.moveTo(px(k), py(s)) : ctx.lineTo(px(k), py(s));
-    }
+    curve.forEach((s, k) => (k === 0 ? ctx.moveTo(px(k), py(s)) : ctx.lineTo(px(k), py(s))));
     ctx.stroke();
-  };
-  line((k) => sig[k], "#fde725"); // holes: from pure noise
-  line((k) => Math.min(sStart, sig[k]), "#21918c"); // warped tokens: from σ(τ)
-  line(() => 0, "#440154"); // context: fixed
-  ctx.fillStyle = "#ccc";
-  ctx.font = "11px sans-serif";
-  ctx.fillText(`σ over ${steps} steps — holes (yellow), warped from σ=${sStart.toFixed(3)} (teal), context 0`, x0, y0 - 6);
+  }
+  // legend above the plot
+  let x = x0;
+  const start = data.schedule === "full" ? "from 1 (full)" : `from ${data.sigma_start.toFixed(3)}`;
+  for (const [name, text] of [["context", "context 0"], ["warped", `warped ${start}`], ["holes", "holes from 1"]]) {
+    ctx.fillStyle = GROUP_COLOURS[name];
+    ctx.fillRect(x, y0 - 14, 9, 9);
+    ctx.fillStyle = "#ccc";
+    ctx.fillText(text, x + 12, y0 - 6);
+    x += ctx.measureText(text).width + 24;
+  }
   ctx.restore();
 }
 
@@ -144,10 +165,45 @@ function addPreview(node, draw, onChange) {
   onChange?.(node);
 }
 
+// Save nodes: after a run, the line the node returned (which files, which folder) is shown on it.
+const SAVED_H = 44;
+
+function showSaved(node) {
+  node.size[1] += SAVED_H;
+  const prevDraw = node.onDrawForeground;
+  node.onDrawForeground = function (ctx) {
+    prevDraw?.apply(this, arguments);
+    if (this.flags?.collapsed || !this._wwSaved) return;
+    const base = this.computeSize ? this.computeSize()[1] : this.size[1] - SAVED_H;
+    if (this.size[1] < base + SAVED_H) this.size[1] = base + SAVED_H;
+    ctx.save();
+    ctx.font = "11px sans-serif";
+    ctx.fillStyle = "#9c9";
+    // wrap the line to the node's width
+    const words = this._wwSaved.split(" ");
+    const lines = [""];
+    for (const word of words) {
+      const next = lines[lines.length - 1] ? `${lines[lines.length - 1]} ${word}` : word;
+      if (ctx.measureText(next).width > this.size[0] - 20 && lines[lines.length - 1]) lines.push(word);
+      else lines[lines.length - 1] = next;
+    }
+    lines.slice(0, 3).forEach((line, i) => ctx.fillText(line, 10, base + 6 + 13 * i));
+    ctx.restore();
+  };
+  const onExecuted = node.onExecuted;
+  node.onExecuted = function (output) {
+    onExecuted?.apply(this, arguments);
+    const text = output?.text;
+    this._wwSaved = Array.isArray(text) ? text.join(" ") : text ? String(text) : null;
+    this.setDirtyCanvas(true, true);
+  };
+}
+
 app.registerExtension({
   name: "worldwarp.previews",
   async nodeCreated(node) {
     const type = node.comfyClass;
+    if (type === "WorldWarpSaveCameras" || type === "WorldWarpSaveSplat") showSaved(node);
     if (type === "WorldWarpCameraTrajectory") {
       let timer = null;
       addPreview(node, drawPath, (n) => {
@@ -155,7 +211,11 @@ app.registerExtension({
         timer = setTimeout(() => refreshPath(n), 250);
       });
     } else if (type === "WorldWarpPreviewSchedule") {
-      addPreview(node, drawSchedule, null);
+      let timer = null;
+      addPreview(node, drawSchedule, (n) => {
+        clearTimeout(timer);
+        timer = setTimeout(() => refreshSchedule(n), 150);
+      });
     }
   },
 });

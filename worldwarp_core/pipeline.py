@@ -248,7 +248,9 @@ class WorldWarpPipeline:
         hint_depth = torch.stack([hints.depths.float().cpu(),
                                   hints.masks.float().cpu()])  # [2, C, H, W]: depth, validity of the cache
         state = end_chunk(state, plan, decoded, hint_depth, info, chunk_video, pixel_mask,
-                          schedule_picture(result.sigma_map, result.sigmas, cell=4), cache.gaussians)
+                          schedule_picture(result.sigma_map, result.sigmas,
+                                           title=f"chunk {k}: {s.variant} schedule, tau = {s.strength:g}"),
+                          cache.gaussians)
         _stage(timings, "save", t)
         emit({"stage": "chunk_done", "chunk": k, "frames": int(state.video.shape[0])})
         return cache, state

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as Fn
 from torch import Tensor
@@ -167,23 +168,171 @@ def sigma_trace(sigma_map: Tensor, sigmas: Tensor) -> Tensor:
     return torch.minimum(sigma_map.unsqueeze(0), sigmas.view(-1, 1, 1, 1).to(sigma_map))
 
 
-def schedule_picture(sigma_map: Tensor, sigmas: Tensor, rows: Literal["frames", "tokens"] = "tokens",
-                     cell: int = 6) -> Tensor:
-    """The Σ matrix over the denoising steps as an image ``[H, W, 3]`` in 0..1 (paper Fig. 9).
+def group_sigmas(strength: float, sigmas: Tensor, variant: ScheduleVariant = "spatio-temporal") -> dict[str, Tensor]:
+    """σ at every step ``[N+1]`` of each token group under a variant, for previews without masks:
+    context 0; holes from 1; warped tokens from σ_start, or from 1 under ``full`` (every generated
+    token starts at pure noise). ``spatial`` and ``temporal`` only decide which tokens count as
+    warped (per position / per frame), so their curves are the spatio-temporal ones."""
+    if variant not in SCHEDULE_VARIANTS:
+        raise ValueError(f"unknown schedule variant {variant!r}; choose one of {SCHEDULE_VARIANTS}")
+    sig = sigmas.float()
+    start = 1.0 if variant == "full" else sigma_start(strength, sig)
+    return {"context": torch.zeros_like(sig), "warped": sig.clamp(max=start), "holes": sig.clone()}
 
-    Columns are steps (left: first step), colour is σ (viridis-like: 0 dark purple, 1 yellow).
-    ``rows="tokens"``: one row per token, grouped by latent frame (a thin white line between
-    frames); ``rows="frames"``: one row per latent frame showing its mean σ.
+
+PICTURE_SIZE = (400, 640)  # height, width of schedule_picture, whatever the chunk size and step count
+PICTURE_LEFT = 62  # x of the heat map's first column (room for the frame labels and the group strip)
+GROUP_COLOURS = {"context": (120, 170, 235), "warped": (90, 200, 120), "holes": (235, 95, 80)}  # RGB 0..255
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: one bitmap size
+        return ImageFont.load_default()
+
+
+def picture_layout(size: tuple[int, int], titled: bool) -> tuple[int, int, int, int, int, int]:
+    """Pixel boxes of :func:`schedule_picture`: heat map columns ``[left, right)`` and rows
+    ``[heat_top, heat_bot)`` on top, the σ plot rows ``[plot_top, plot_bot]`` below, legend right."""
+    H, W = size
+    top = 30 if titled else 12
+    plot_h = max(70, (H - top - 60) // 3)
+    heat_bot = H - 44 - plot_h - 14
+    return PICTURE_LEFT, W - 150, top, heat_bot, heat_bot + 14, H - 44
+
+
+def schedule_picture(sigma_map: Tensor, sigmas: Tensor, rows: Literal["frames", "tokens"] = "frames",
+                     title: str = "", size: tuple[int, int] = PICTURE_SIZE, max_tokens: int = 48) -> Tensor:
+    """The Σ matrix over the denoising steps as a readable image ``[H, W, 3]`` in 0..1 (paper Fig. 9).
+
+    ``sigma_map`` ``[F_lat, h, w]`` (any grid: token or latent resolution), ``sigmas`` ``[N+1]``.
+    The picture has the fixed ``size`` (height, width) whatever the chunk size and step count:
+      * top: a heat map, columns = steps (left: first step), colour = σ of a token at that step
+        (``min(Σ, s_k)``; a viridis-like ramp, 0 dark purple, 1 yellow, with a colour bar).
+        ``rows="frames"``: one band per latent frame, its tokens sorted by Σ so the band's
+        height splits exactly into the frame's holes (top), warped tokens and context (bottom);
+        ``rows="tokens"``: one row per token of an evenly spaced sample of at most ``max_tokens``.
+        A strip left of step 0 marks each row's group: context (Σ = 0), warped (0 < Σ < 1), holes (Σ = 1).
+      * bottom: σ against the step for each group (every distinct warped Σ), in the group colours;
+      * axes (step, σ, latent frame) and a legend with each group's share of the tokens.
+    Its text is ASCII ('sigma', 'tau'): PIL's default font has no Greek letters.
     """
-    trace = sigma_trace(sigma_map, sigmas)  # [K, F, h, w]
-    K, F = trace.shape[:2]
+    from PIL import Image, ImageDraw
+
+    if sigma_map.ndim != 3:
+        raise ValueError(f"sigma_map must be [F_lat, h, w], got {list(sigma_map.shape)}")
+    if sigmas.ndim != 1 or sigmas.numel() < 2:
+        raise ValueError(f"sigmas must be [N+1] with N >= 1 steps, got {list(sigmas.shape)}")
+    if rows not in ("frames", "tokens"):
+        raise ValueError(f"rows must be 'frames' or 'tokens', got {rows!r}")
+    H, W = size
+    if H < 240 or W < 400:
+        raise ValueError(f"schedule picture size must be at least 240x400 (height x width), got {H}x{W}")
+    S = sigma_map.detach().float().cpu()
+    sig = sigmas.detach().float().cpu()
+    F, K = S.shape[0], sig.numel()  # K = N + 1 columns: the state before each step and the end
+    steps = K - 1
+    tokens = S.flatten(1)  # [F, L]
+
+    left, right, heat_top, heat_bot, plot_top, plot_bot = picture_layout(size, bool(title))
+    width = right - left
+    col = (torch.arange(width) * K // width).clamp(max=K - 1)  # step of each pixel column
+
+    # heat map rows: per pixel row, which frame and which Σ it shows
     if rows == "frames":
-        grid = trace.mean(dim=(2, 3)).T  # [F, K]
-        img = _colormap(grid).repeat_interleave(cell, 0).repeat_interleave(cell, 1)
-        return img
-    per_frame = trace.flatten(2).permute(1, 2, 0)  # [F, h*w, K]
-    parts = []
-    for f in range(F):
-        parts.append(_colormap(per_frame[f]).repeat_interleave(cell, 1))
-        parts.append(torch.ones(1, K * cell, 3))
-    return torch.cat(parts[:-1], dim=0)
+        band = (heat_bot - heat_top) / F
+        pix = torch.arange(heat_bot - heat_top).float() + 0.5
+        frame = (pix / band).long().clamp(max=F - 1)
+        within = pix / band - frame  # 0..1 inside the band, top -> bottom
+        sorted_desc = tokens.sort(dim=1, descending=True).values  # holes first, context last
+        L = tokens.shape[1]
+        row_sigma = sorted_desc[frame, (within * L).long().clamp(max=L - 1)]
+        boundaries = [heat_top + round(f * band) for f in range(1, F)] if band >= 5 else []
+        labels = [(heat_top + (f + 0.5) * band, str(f)) for f in range(F) if band >= 11 or f % max(1, round(11 / band)) == 0]
+        y_name = "frame"
+    else:
+        flat = tokens.flatten()
+        n = min(max_tokens, flat.numel())
+        pick = torch.linspace(0, flat.numel() - 1, n).round().long()  # evenly spaced, in (frame, y, x) order
+        band = (heat_bot - heat_top) / n
+        pix = torch.arange(heat_bot - heat_top).float() + 0.5
+        r = (pix / band).long().clamp(max=n - 1)
+        row_sigma = flat[pick][r]
+        frame_of = pick // tokens.shape[1]
+        starts = [i for i in range(n) if i == 0 or frame_of[i] != frame_of[i - 1]]
+        boundaries = [heat_top + round(i * band) for i in starts[1:]]
+        labels = []
+        for i in starts:  # a label per frame, where there is room for it
+            y = heat_top + (i + 0.5) * band
+            if not labels or y - labels[-1][0] >= 11:
+                labels.append((y, str(int(frame_of[i]))))
+        y_name = "frame"
+    trace = torch.minimum(row_sigma[:, None], sig[col][None, :])  # [rows_px, width]
+
+    img = Image.new("RGB", (W, H), (30, 30, 30))
+    heat = (_colormap(trace) * 255).round().byte().numpy()
+    img.paste(Image.fromarray(heat), (left, heat_top))
+    d = ImageDraw.Draw(img)
+    for y in boundaries:
+        d.line([(left, y), (right - 1, y)], fill=(30, 30, 30))
+    group = torch.where(row_sigma <= 0, 0, torch.where(row_sigma >= 1, 2, 1))
+    names = ("context", "warped", "holes")
+    for y in range(heat_bot - heat_top):
+        d.line([(left - 10, heat_top + y), (left - 3, heat_top + y)], fill=GROUP_COLOURS[names[int(group[y])]])
+    small, font = _font(11), _font(12)
+    text = (215, 215, 215)
+    if title:
+        d.text((left, 8), title, fill=text, font=font)
+    for y, lab in labels:
+        d.text((left - 13, y), lab, fill=text, font=small, anchor="rm")
+    d.text((6, (heat_top + heat_bot) / 2), y_name, fill=text, font=small, anchor="lm")
+
+    # σ curves of each group
+    d.rectangle([left, plot_top, right - 1, plot_bot], outline=(90, 90, 90))
+
+    def px(k: float) -> float:
+        return left + (k + 0.5) * width / K
+
+    def py(v: float) -> float:
+        return plot_bot - v * (plot_bot - plot_top)
+
+    for v in (0.0, 0.5, 1.0):
+        d.line([(left - 3, py(v)), (left, py(v))], fill=text)
+        d.text((left - 6, py(v)), f"{v:g}", fill=text, font=small, anchor="rm")
+    d.text((left + 5, plot_top + 3), "sigma", fill=text, font=small, anchor="lt")
+    values = tokens.flatten()
+    warped_starts = sorted({round(float(v), 4) for v in values[(values > 0) & (values < 1)].unique()[:4]})
+    curves = [("holes", 1.0)] if (values >= 1).any() else []
+    curves += [("warped", v) for v in warped_starts]
+    curves += [("context", 0.0)] if (values <= 0).any() else []
+    for name, start in curves:
+        ys = torch.minimum(torch.tensor(start), sig)
+        d.line([(px(k), py(float(ys[k]))) for k in range(K)], fill=GROUP_COLOURS[name], width=2)
+    # step axis (shared by both panels)
+    for k in sorted({0, steps // 2, steps}):
+        d.line([(px(k), plot_bot), (px(k), plot_bot + 3)], fill=text)
+        d.text((px(k), plot_bot + 5), str(k), fill=text, font=small, anchor="mt")
+    d.text(((left + right) / 2, plot_bot + 20), f"step (of {steps}; the last column is the end)", fill=text,
+           font=small, anchor="mt")
+
+    # legend: groups with their share of tokens, and the σ colour bar
+    lx, ly = right + 14, heat_top
+    total = values.numel()
+    shares = {"context": int((values <= 0).sum()), "warped": int(((values > 0) & (values < 1)).sum()),
+              "holes": int((values >= 1).sum())}
+    starts_txt = {"context": "sigma = 0, fixed", "holes": "from sigma = 1",
+                  "warped": "from sigma = " + ", ".join(f"{v:.3f}" for v in warped_starts) if warped_starts else "none"}
+    for i, name in enumerate(("context", "warped", "holes")):
+        y = ly + 36 * i
+        d.rectangle([lx, y + 2, lx + 10, y + 12], fill=GROUP_COLOURS[name])
+        d.text((lx + 16, y), f"{name} {100 * shares[name] / total:.0f} %", fill=text, font=font)
+        d.text((lx + 16, y + 15), starts_txt[name], fill=(170, 170, 170), font=small)
+    bar_top, bar_bot = ly + 118, min(ly + 118 + 120, heat_bot + 40)
+    ramp = _colormap(torch.linspace(1, 0, bar_bot - bar_top))[:, None, :].expand(-1, 14, 3)
+    img.paste(Image.fromarray((ramp * 255).round().byte().numpy()), (lx, bar_top))
+    d.text((lx + 20, bar_top), "sigma = 1", fill=text, font=small, anchor="lt")
+    d.text((lx + 20, bar_bot), "sigma = 0", fill=text, font=small, anchor="lb")
+    return torch.from_numpy(np.asarray(img).copy()).float() / 255
