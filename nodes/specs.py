@@ -16,6 +16,7 @@ from worldwarp_core.schedule import SCHEDULE_VARIANTS
 from worldwarp_core.trajectory import MAX_FRAMES, list_presets
 
 from . import director, ops
+from .model_kinds import folder_kinds
 
 # custom socket types (values are worldwarp_core dataclasses)
 POSE_SOURCES = ("requested", "estimated")
@@ -65,8 +66,19 @@ def _files(folder: str, none: bool = False):
     return options
 
 
+def _folders(kind: str, none: bool = False):
+    """Folders of models/worldwarp the loader for ``kind`` can load (``nodes/model_kinds.py``)."""
+    def options(env):
+        names = [n for n in env.models_list("worldwarp") if kind in folder_kinds(env.full_path("worldwarp", n))]
+        return ([ops.NONE] if none else []) + names if (names or none) else [ops.NONE]
+
+    return options
+
+
 def _transformers(env):
-    return list(env.models_list("diffusion_models")) + [ops.DIFFUSERS]
+    """Wan transformer files (.safetensors); the official WorldWarp .ckpt has its own dropdown."""
+    names = [n for n in env.models_list("diffusion_models") if n.lower().endswith((".safetensors", ".sft"))]
+    return names + [ops.DIFFUSERS]
 
 
 SEED = In("seed", "INT", "Random seed; the same seed gives the same result.", 0, min=0, max=2**31 - 1)
@@ -91,7 +103,7 @@ SPECS: tuple[NodeSpec, ...] = (
               In("vae", "COMBO", "Wan2.1 VAE in models/vae (wan_2.1_vae.safetensors).", options=_files("vae")),
               In("text_encoder", "COMBO", "UMT5-XXL encoder in models/text_encoders.", options=_files("text_encoders")),
               In("tokenizer", "COMBO", "UMT5 tokenizer folder (or the diffusers model folder) in models/worldwarp.",
-                 options=_files("worldwarp")),
+                 options=_folders("tokenizer")),
               In("worldwarp_checkpoint", "COMBO", "The official worldwarp_latest.ckpt in models/diffusion_models; "
                  "(none) = base Wan2.1 weights (use training_free on the sampler).", ops.NONE,
                  options=_files("diffusion_models", none=True)),
@@ -104,14 +116,15 @@ SPECS: tuple[NodeSpec, ...] = (
              "Loads a depth/pose estimator from a folder in models/worldwarp.", ops.load_geometry_model,
              (In("backend", "COMBO", "Geometry backend.", "depth-anything-v2", options=tuple(list_estimators())),
               In("folder", "COMBO", "Model folder in models/worldwarp (e.g. depth-pro-hf).", ops.NONE,
-                 options=_files("worldwarp", none=True)),
+                 options=_folders("geometry", none=True)),
               In("fov_degrees", "FLOAT", "Horizontal field of view assumed by models that do not estimate it.", 60.0,
                  min=10.0, max=170.0, step=0.5)),
              (Out(GEOMODEL, "geometry_model"),)),
     NodeSpec("WorldWarpLoadCaptioner", "Load Captioner", "WorldWarp/loaders",
              "A VLM that describes the history frames, or a fixed prompt.", ops.load_captioner_node,
              (In("captioner", "COMBO", "'fixed' never loads a model.", "fixed", options=tuple(list_captioners())),
-              In("folder", "COMBO", "VLM folder in models/worldwarp.", ops.NONE, options=_files("worldwarp", none=True)),
+              In("folder", "COMBO", "VLM folder in models/worldwarp.", ops.NONE,
+                 options=_folders("captioner", none=True)),
               In("fixed_prompt", "STRING", "The prompt of the 'fixed' captioner.", "", multiline=True)),
              (Out(CAPTIONER, "captioner"),)),
     NodeSpec("WorldWarpCameraTrajectory", "Camera Trajectory", "WorldWarp/cameras",
