@@ -226,7 +226,7 @@ def handle_fit(body) -> dict:
         if not state["keyframes"].strip():
             seeds = part_end_frames(state["preset"], state["frames"])
     path, err = fit_keyframes(cams, start, scale, ease=state["easing"], seed_frames=seeds)
-    return {"keyframes": path.to_json(), "frames": path.frames, "count": len(path.keys), "error": err}
+    return {"keyframes": path.to_json(), "frames": path.frames, "count": len(path.keys), "fit_error": err}
 
 
 def handle_coverage(body) -> dict:

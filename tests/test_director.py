@@ -213,7 +213,7 @@ def test_preset_and_dropped_files_become_keyframes_with_the_same_path(scene_geom
     body = {"preset": "dolly_in@0.5 + pan_left", "frames": 25, "scene": scene, "width": 48, "height": 32}
     preset_path = srv.handle_path(body)
     fit = srv.handle_fit(body)
-    assert fit["count"] == 2 and fit["error"] <= 1.0
+    assert fit["count"] == 2 and fit["fit_error"] <= 1.0
     edited = srv.handle_path(dict(body, keyframes=fit["keyframes"]))
     assert edited["mode"] == "keyframes"
     a = torch.tensor(preset_path["c2w"]).reshape(-1, 4, 4)
@@ -225,7 +225,7 @@ def test_preset_and_dropped_files_become_keyframes_with_the_same_path(scene_geom
                                                           intrinsics_from_fov(50.0, 48, 32), 48, 32), scene_scale=3.0)
     text = other.to_re10k_text()
     fit = srv.handle_fit(dict(body, file_text=text, file_name="walk.txt"))
-    assert fit["error"] <= 1.0
+    assert fit["fit_error"] <= 1.0
     drawn = torch.tensor(srv.handle_path(dict(body, keyframes=fit["keyframes"]))["c2w"]).reshape(-1, 4, 4)
     want = other.c2w[:1].double().inverse() @ other.c2w.double()
     want[:, :3, 3] /= srv.SCENES.get(scene).median
