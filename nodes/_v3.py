@@ -85,70 +85,29 @@ def _register_routes() -> None:
 
     @PromptServer.instance.routes.post("/worldwarp/trajectory_preview")
     async def trajectory_preview(request):
-        size = request.content_length
-        if size is not None and size > preview.MAX_BODY_BYTES:  # refused unread
-            return web.json_response({"error": f"request body is {size} bytes; the limit is "
+        raw = await preview.read_body(request, preview.MAX_BODY_BYTES)
+        if raw is None:  # refused unread
+            return web.json_response({"error": f"request body is {request.content_length} bytes; the limit is "
                                                f"{preview.MAX_BODY_BYTES}"}, status=400)
-        raw = b""
-        while len(raw) <= preview.MAX_BODY_BYTES:  # a body without a length: read at most the limit + 1
-            block = await request.content.read(preview.MAX_BODY_BYTES + 1 - len(raw))
-            if not block:
-                break
-            raw += block
         status, text = await preview.respond(raw)
         return web.Response(text=text, status=status, content_type="application/json")
 
+    # the Camera Director's editor: the same body checks and off-loop worker (nodes/director.py)
+    from . import director
 
-_DIRECTOR_POOL = None
-DIRECTOR_BUDGET_S = 20.0
-DIRECTOR_MAX_BODY = 5_000_000
-
-
-def _register_director_routes() -> None:
-    """POST /worldwarp/director/{path,fit,coverage,scene,export}: the Camera Director editor's
-    questions, answered by ``nodes/director.py`` in a worker thread (never on the event loop) within
-    a time budget; a bad body gets a 400 with one line saying what to fix."""
-    try:
-        from aiohttp import web
-        from server import PromptServer
-    except ImportError:
-        return
-    import asyncio
-    import json
-    from concurrent.futures import ThreadPoolExecutor
-
-    from .director import HANDLERS
-
-    def route(name, handler):
+    def director_route(name):
         async def answer(request):
-            global _DIRECTOR_POOL
-            if request.content_length is not None and request.content_length > DIRECTOR_MAX_BODY:
-                return web.json_response({"error": f"request body over {DIRECTOR_MAX_BODY} bytes"}, status=413)
-            try:
-                raw = await request.content.read(DIRECTOR_MAX_BODY + 1)
-                if len(raw) > DIRECTOR_MAX_BODY:
-                    return web.json_response({"error": f"request body over {DIRECTOR_MAX_BODY} bytes"}, status=413)
-                body = json.loads(raw or b"{}")
-            except (ValueError, UnicodeDecodeError) as e:
-                return web.json_response({"error": f"the body is not JSON ({e})"}, status=400)
-            if _DIRECTOR_POOL is None:
-                _DIRECTOR_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="worldwarp-director")
-            loop = asyncio.get_running_loop()
-            try:
-                result = await asyncio.wait_for(loop.run_in_executor(_DIRECTOR_POOL, handler, body),
-                                                timeout=DIRECTOR_BUDGET_S)
-            except (ValueError, KeyError) as e:
-                msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-                return web.json_response({"error": str(msg)}, status=400 if isinstance(e, ValueError) else 404)
-            except asyncio.TimeoutError:
-                return web.json_response({"error": f"{name} took longer than {DIRECTOR_BUDGET_S:g} s; use fewer "
-                                          "frames or keyframes"}, status=503)
-            return web.json_response(result)
+            raw = await preview.read_body(request, director.MAX_BODY_BYTES)
+            if raw is None:
+                return web.json_response({"error": f"request body is {request.content_length} bytes; the limit "
+                                                   f"is {director.MAX_BODY_BYTES}"}, status=400)
+            status, text = await director.respond(name, raw)
+            return web.Response(text=text, status=status, content_type="application/json")
 
         PromptServer.instance.routes.post(f"/worldwarp/director/{name}")(answer)
 
-    for name, handler in HANDLERS.items():
-        route(name, handler)
+    for name in director.HANDLERS:
+        director_route(name)
 
 
 def _register_schedule_route() -> None:
@@ -171,5 +130,4 @@ def _register_schedule_route() -> None:
 
 
 _register_routes()
-_register_director_routes()
 _register_schedule_route()

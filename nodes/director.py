@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import math
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -33,6 +35,8 @@ from worldwarp_core.director import (
     scene_points,
 )
 from worldwarp_core.trajectory import EASES, median_depth, part_end_frames
+
+from .preview import decode_body, run_off_loop
 
 SCENE_SLOTS = 8
 MAX_POINTS = 40_000
@@ -153,8 +157,6 @@ def _state(body) -> dict:
         "width": _get(body, "width", int, 64, 1, 16384),
         "height": _get(body, "height", int, 48, 1, 16384),
     }
-    if len(state["preset"]) > 4000:
-        raise ValueError(f"'preset' has {len(state['preset'])} characters; the limit is 4000")
     if state["easing"] not in EASES:
         raise ValueError(f"'easing' must be one of {', '.join(EASES)}, got {state['easing']!r}")
     return state
@@ -257,8 +259,6 @@ def handle_scene(body) -> dict:
 def handle_export(body) -> dict:
     """The path as a camera file's content: RealEstate10K .txt, the pack's JSON or a nerfstudio
     transforms.json."""
-    import json
-
     state = _state(body)
     fmt = body.get("format", "re10k")
     if fmt not in EXPORT_FORMATS:
@@ -276,3 +276,21 @@ def handle_export(body) -> dict:
 
 HANDLERS = {"path": handle_path, "fit": handle_fit, "coverage": handle_coverage, "scene": handle_scene,
             "export": handle_export}
+MAX_BODY_BYTES = MAX_FILE_CHARS + 64 * 1024  # a dropped camera file and the widget values
+BUDGET_S = 20.0  # a fit of a 10000-frame path on a loaded 2-core machine stays well under it
+FIELDS = "preset, strength, frames, fov_degrees, scene_scale, easing, keyframes (+ width, height, scene)"
+# two workers (the editor asks for the path, its keyframes and the coverage together); a flood
+# queues here instead of taking every thread of the process
+_EXECUTOR = ThreadPoolExecutor(max_workers=2, thread_name_prefix="worldwarp-director")
+
+
+async def respond(name: str, raw: bytes, executor=None, budget_s: float = BUDGET_S) -> tuple[int, str]:
+    """``(HTTP status, JSON text)`` of ``POST /worldwarp/director/<name>``: the body is checked on the
+    caller's loop, the work runs on a worker thread (``preview.run_off_loop``)."""
+    try:
+        body = decode_body(raw, MAX_BODY_BYTES, FIELDS)
+    except ValueError as e:
+        return 400, json.dumps({"error": str(e)})
+    handler = HANDLERS[name]
+    return await run_off_loop(lambda b: json.dumps(handler(b)), body, executor or _EXECUTOR, budget_s,
+                              f"the director's {name}")

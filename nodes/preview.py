@@ -47,19 +47,56 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not a number JSON allows; send finite numbers")
 
 
-def parse_request(raw: bytes) -> dict:
-    """The request body -> ``make_trajectory`` arguments, or a ``ValueError`` naming the field."""
-    if len(raw) > MAX_BODY_BYTES:
-        raise ValueError(f"request body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")
+def decode_body(raw: bytes, limit: int, fields: str) -> dict:
+    """A request body -> its JSON object, or a one-line ``ValueError`` (too large, not JSON, NaN or
+    Infinity, nested too deeply, not an object: ``fields`` says what to send)."""
+    if len(raw) > limit:
+        raise ValueError(f"request body is {len(raw)} bytes; the limit is {limit}")
     try:
         body = json.loads(raw, parse_constant=_reject_constant)
     except RecursionError:
-        raise ValueError("request body nests too deeply; send a JSON object with " + FIELDS) from None
+        raise ValueError("request body nests too deeply; send a JSON object with " + fields) from None
     except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, NaN/Infinity
         msg = str(e) if "JSON allows" in str(e) else f"request body is not JSON ({str(e)[:80]})"
         raise ValueError(msg) from None
     if not isinstance(body, dict):
-        raise ValueError(f"request body must be a JSON object with {FIELDS}; got a JSON {type(body).__name__}")
+        raise ValueError(f"request body must be a JSON object with {fields}; got a JSON {type(body).__name__}")
+    return body
+
+
+async def read_body(request, limit: int) -> bytes | None:
+    """At most ``limit + 1`` bytes of an aiohttp request's body (``None``: its declared length is over
+    the limit, so it is refused unread)."""
+    size = request.content_length
+    if size is not None and size > limit:
+        return None
+    raw = b""
+    while len(raw) <= limit:  # a body without a length: read at most the limit + 1
+        block = await request.content.read(limit + 1 - len(raw))
+        if not block:
+            break
+        raw += block
+    return raw
+
+
+async def run_off_loop(work, arg, executor: Executor, budget_s: float, what: str) -> tuple[int, str]:
+    """``(HTTP status, JSON text)`` of ``work(arg) -> JSON text`` run on ``executor``, never on the event
+    loop: 200, 400 for a ``ValueError``, 404 for a ``LookupError`` (something asked for is gone), 503
+    when it takes longer than ``budget_s``."""
+    future = asyncio.get_running_loop().run_in_executor(executor, work, arg)
+    try:
+        return 200, await asyncio.wait_for(future, budget_s)
+    except asyncio.TimeoutError:
+        return 503, json.dumps({"error": f"{what} took longer than {budget_s:g} s; try again or use fewer frames"})
+    except ValueError as e:
+        return 400, json.dumps({"error": str(e)})
+    except LookupError as e:
+        return 404, json.dumps({"error": str(e.args[0] if e.args else e)})
+
+
+def parse_request(raw: bytes) -> dict:
+    """The request body -> ``make_trajectory`` arguments, or a ``ValueError`` naming the field."""
+    body = decode_body(raw, MAX_BODY_BYTES, FIELDS)
     preset = body.get("preset")
     if preset is None or preset == "":
         preset = "static"
@@ -107,11 +144,4 @@ async def respond(raw: bytes, executor: Executor | None = None, budget_s: float 
         args = parse_request(raw)
     except ValueError as e:
         return 400, json.dumps({"error": str(e)})
-    future = asyncio.get_running_loop().run_in_executor(executor or _EXECUTOR, _compute_json, args)
-    try:
-        return 200, await asyncio.wait_for(future, budget_s)
-    except asyncio.TimeoutError:
-        return 503, json.dumps({"error": f"the path preview took longer than {budget_s:g} s; try again or use "
-                                         "fewer frames"})
-    except ValueError as e:
-        return 400, json.dumps({"error": str(e)})
+    return await run_off_loop(_compute_json, args, executor or _EXECUTOR, budget_s, "the path preview")

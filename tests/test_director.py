@@ -286,9 +286,52 @@ def test_bad_bodies_are_one_line_errors():
                           ({"frames": 2.5}, "'frames' must be a whole number"),
                           ({"preset": 7}, "'preset' must be a string"),
                           ({"easing": "fast"}, "'easing' must be one of"),
-                          ({"preset": "dolly_in+" * 600}, "'preset' has 5400 characters"),
+                          ({"preset": "dolly_in+" * 600}, "the limit is 1000"),
                           ({"preset": "warp_speed"}, "unknown camera preset 'warp_speed'"),
                           ({"keyframes": "{"}, "keyframes: not valid JSON"),
                           ({"format": "fbx"}, "'format' must be one of")):
         with pytest.raises(ValueError, match=message):
             (srv.handle_export if "format" in body else srv.handle_path)(body)
+
+
+def test_routes_check_bodies_and_never_block_the_event_loop(scene_geometry):
+    import asyncio
+
+    rgb, geometry = scene_geometry
+    scene = srv.remember_scene(rgb[:1], geometry)
+    hostile = [(b"{", 400, "request body is not JSON"), (b"[1]", 400, "must be a JSON object with preset"),
+               (b'{"frames": Infinity}', 400, "Infinity is not a number JSON allows"),
+               (b"[" * 15000, 400, "nests too deeply"),
+               (b"x" * (srv.MAX_BODY_BYTES + 1), 400, "the limit is"),
+               (json.dumps({"keyframes": "{"}).encode(), 400, "keyframes: not valid JSON"),
+               (json.dumps({"scene": "feedfacefeedface"}).encode(), 404, "run the Camera Director node again")]
+    heavy = json.dumps({"preset": "spiral * orbit_left", "frames": 2000, "scene": scene}).encode()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        worst, stop = 0.0, asyncio.Event()
+
+        async def pinger():  # how late does the loop run a ready callback?
+            nonlocal worst
+            while not stop.is_set():
+                t = loop.time()
+                await asyncio.sleep(0)
+                worst = max(worst, loop.time() - t)
+                await asyncio.sleep(0.01)
+
+        task = asyncio.create_task(pinger())
+        routes = ["coverage" if b"feedface" in raw else "path" for raw, _, _ in hostile] + ["fit", "coverage"]
+        answers = await asyncio.gather(*(srv.respond(r, raw) for r, raw in zip(routes, [h[0] for h in hostile]
+                                                                                 + [heavy, heavy])))
+        slow = await srv.respond("fit", heavy, budget_s=1e-4)
+        stop.set()
+        await task
+        return worst, answers, slow
+
+    worst, answers, slow = asyncio.run(main())
+    for (status, text), (_, want_status, message) in zip(answers, hostile):
+        assert status == want_status and message in json.loads(text)["error"], (status, text)
+    assert [a[0] for a in answers[len(hostile):]] == [200, 200]
+    assert len(json.loads(answers[-1][1])["coverage"]) == 2000
+    assert slow[0] == 503 and "took longer than" in json.loads(slow[1])["error"]
+    assert worst < 0.1, f"the loop stalled {worst * 1000:.0f} ms"

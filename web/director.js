@@ -41,7 +41,7 @@ function quatToMat([w, x, y, z]) { // rows of a 3x3 rotation
   ];
 }
 
-function matToQuat(R) { // (w, x, y, z), w >= 0 (same construction as trajectory.matrix_to_quat)
+function matToQuat(R) { // (w, x, y, z), w >= 0; R is orthonormal here (built by quatToMat and axisAngle)
   const s = (v) => Math.sqrt(Math.max(0, v)) / 2;
   const w = s(1 + R[0][0] + R[1][1] + R[2][2]);
   let x = s(1 + R[0][0] - R[1][1] - R[2][2]);
