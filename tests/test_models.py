@@ -231,3 +231,36 @@ def test_original_layout_vae_file_loads_through_the_diffusers_key_converter(tmp_
     save_file({"something.weight": torch.zeros(2)}, junk)
     with pytest.raises(ValueError, match="neither a diffusers AutoencoderKLWan file nor the original Wan2.1 VAE"):
         load_vae(junk)
+
+
+def test_bf16_loads_keep_the_fp32_modules_as_from_pretrained_does_and_warn_nothing(tmp_path):
+    """Single files cast to bf16 give exactly the dtypes of diffusers' from_pretrained(torch_dtype=bf16)
+    (Wan's norms, rope, time embedder and scale-shift tables stay float32), with no cast warning."""
+    import logging
+
+    from diffusers import WanTransformer3DModel
+
+    folder = save_tiny_diffusers_folder(str(tmp_path / "wan"), seed=0)
+    reference = WanTransformer3DModel.from_pretrained(os.path.join(folder, "transformer"), torch_dtype=torch.bfloat16)
+    messages = []
+
+    class _Catch(logging.Handler):
+        def emit(self, record):
+            messages.append(record.getMessage())
+
+    catch = _Catch()
+    logging.getLogger("diffusers").addHandler(catch)
+    try:
+        save_transformer_file(tiny_model(0).transformer, str(tmp_path / "t.safetensors"), "comfyui")
+        ours = load_transformer(str(tmp_path / "t.safetensors"), torch.bfloat16, models.TINY_TRANSFORMER_CONFIG)
+        vae = load_vae(os.path.join(folder, "vae"))  # a folder: from_pretrained
+        _, tiny_vae, _ = tiny_components(0)
+        save_file({k: v.contiguous() for k, v in tiny_vae.state_dict().items()}, str(tmp_path / "vae.safetensors"))
+        vae_file = load_vae(str(tmp_path / "vae.safetensors"), config=models.TINY_VAE_CONFIG)
+    finally:
+        logging.getLogger("diffusers").removeHandler(catch)
+    assert not [m for m in messages if "should be kept in float32" in m], messages
+    want = {n: p.dtype for n, p in reference.named_parameters()}
+    got = {n: p.dtype for n, p in ours.named_parameters()}
+    assert got == want and {torch.float32, torch.bfloat16} == set(got.values())
+    assert all(p.dtype == torch.float32 for p in (*vae.parameters(), *vae_file.parameters()))

@@ -19,6 +19,7 @@ latents_std`` per channel, and back before decoding.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import pickle
@@ -192,13 +193,27 @@ def _read_safetensors(path: str) -> dict[str, Tensor]:
         raise ValueError(f"{path}: not a readable .safetensors file ({e}); the file may be incomplete or corrupt") from None
 
 
+def cast_floats(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """Cast floating parameters and buffers to ``dtype`` in place, keeping the model's
+    ``_keep_in_fp32_modules`` (Wan: rope, time_embedder, scale_shift_table, norms) in float32: the
+    dtypes diffusers' ``from_pretrained(torch_dtype=dtype)`` gives, for models built from a config
+    (``ModelMixin.to(dtype)`` would cast those modules too, and warns that it does)."""
+    keep = set(getattr(module, "_keep_in_fp32_modules", None) or ())
+    for name, t in itertools.chain(module.named_parameters(), module.named_buffers()):
+        if t.is_floating_point():
+            target = torch.float32 if keep & set(name.split(".")) else dtype
+            if t.dtype != target:
+                t.data = t.data.to(target)
+    return module
+
+
 def _apply_dtype(module, dtype: torch.dtype):
     if dtype == torch.float8_e4m3fn:
         # fp8 storage, bf16 compute (diffusers' layerwise casting upcasts each layer when it runs)
-        module.to(torch.bfloat16)
+        cast_floats(module, torch.bfloat16)
         module.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.bfloat16)
         return module
-    return module.to(dtype)
+    return cast_floats(module, dtype)
 
 
 def load_transformer(path: str, dtype: torch.dtype = torch.float32, config: dict | None = None):
@@ -293,7 +308,7 @@ def load_vae(path: str, dtype: torch.dtype = torch.float32, config: dict | None 
         state = convert_wan_vae_to_diffusers(state)
     model = AutoencoderKLWan.from_config(config or _embedded_config(path) or _config("vae"))
     _load_exact(model, state, path)
-    return model.to(dtype).eval()
+    return cast_floats(model, dtype).eval()
 
 
 def load_text_encoder(path: str, dtype: torch.dtype = torch.float32):
