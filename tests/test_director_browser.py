@@ -160,7 +160,8 @@ def test_drag_reload_queue_gives_the_dragged_cameras(server):
     assert report["reloaded"]["keyframes"] == after["keyframes"]
     assert report["reloaded"]["viewmats"] == after["viewmats"]
     assert all(s["status_str"] == "success" for s in report["history"]), report["history"]
-    saved = json.loads((out / "director_test" / "cams.json").read_text())
+    files = sorted((out / "director_test").glob("cams*.json"))  # ComfyUI's counter naming: one per run
+    saved = json.loads(files[-1].read_text())
     got = torch.tensor([f["viewmat"] for f in saved["frames"]], dtype=torch.float64)
     drawn = torch.tensor(after["viewmats"], dtype=torch.float64).reshape(-1, 4, 4)
     torch.testing.assert_close(got, drawn, atol=1e-9, rtol=0)
