@@ -9,6 +9,7 @@ node gains an input); a workflow only states what it changes. Run after changing
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 
@@ -96,7 +97,18 @@ class Graph:
                 "extra": {"info": {"description": note}, "ds": {"scale": 0.8, "offset": [0, 0]}}, "version": 0.4}
 
 
-def _start(g: Graph, width=720, height=480):
+def _yaw(degrees: float) -> list[float]:  # a turn about the camera's vertical axis as (w, x, y, z)
+    return [math.cos(math.radians(degrees) / 2), 0.0, math.sin(math.radians(degrees) / 2), 0.0]
+
+
+# a keyframed path as the Camera Director writes it: forward, then a curve to the right while turning
+DIRECTOR_KEYFRAMES = json.dumps({"frames": 93, "interpolation": "spline", "keyframes": [
+    {"frame": 30, "position": [0.0, 0.0, 0.3], "rotation": _yaw(0.0), "focal": 1.0, "ease": "ease-in"},
+    {"frame": 60, "position": [0.12, 0.0, 0.55], "rotation": _yaw(12.0), "focal": 1.0, "ease": "linear"},
+    {"frame": 92, "position": [0.35, -0.03, 0.7], "rotation": _yaw(28.0), "focal": 1.0, "ease": "ease-out"}]})
+
+
+def _start(g: Graph, width=720, height=480, director: bool = False):
     img = g.add("LoadImage", (0, 0), {"image": "example.png", "upload": "image"})
     scale = g.add("ImageScale", (0, 360), {"upscale_method": "lanczos", "width": width, "height": height,
                                            "crop": "center"})
@@ -105,15 +117,20 @@ def _start(g: Graph, width=720, height=480):
     geo = g.add("WorldWarpEstimateGeometry", (720, 0))
     g.link(geo_model, "geometry_model", geo, "geometry_model")
     g.link(scale, "IMAGE", geo, "images")
-    cams = g.add("WorldWarpCameraTrajectory", (720, 260), {"preset": "dolly_in@0.6 + pan_left@0.5", "frames": 49})
+    if director:  # the path drawn over the scene in the Camera Director's 3D editor
+        cams = g.add("WorldWarpCameraDirector", (720, 260), {"frames": 93, "keyframes": DIRECTOR_KEYFRAMES})
+    else:
+        cams = g.add("WorldWarpCameraTrajectory", (720, 260), {"preset": "dolly_in@0.6 + pan_left@0.5",
+                                                               "frames": 49})
     g.link(scale, "IMAGE", cams, "image")
     g.link(geo, "geometry", cams, "geometry")
     return scale, geo_model, geo, cams
 
 
-def full_generator(style: str = "", training_free: bool = False, captioned: bool = False) -> Graph:
+def full_generator(style: str = "", training_free: bool = False, captioned: bool = False,
+                   director: bool = False) -> Graph:
     g = Graph()
-    scale, geo_model, _, cams = _start(g)
+    scale, geo_model, _, cams = _start(g, director=director)
     model = g.add("WorldWarpLoadModel", (360, 300),
                   {"worldwarp_checkpoint": "(none)"} if training_free else {})
     loop = g.add("WorldWarpChunkLoop", (1100, 0), {
@@ -181,6 +198,10 @@ def one_chunk(edit_hints: bool = False) -> Graph:
 
 
 WORKFLOWS = {
+    "worldwarp_camera_director.json": (full_generator(director=True), "The camera path drawn in 3D: queue once (or "
+                                       "only the Camera Director) to see the start image's point cloud, drag the "
+                                       "keyframes, watch the coverage strip, then generate 93 frames along exactly "
+                                       "that path."),
     "worldwarp_full_generator.json": (full_generator(), "The whole autoregressive generator: image + camera path -> "
                                       "93 frames (2 chunks), cameras saved. Needs the Wan2.1 files, the WorldWarp "
                                       "fine-tune and Depth Pro."),

@@ -37,6 +37,7 @@ FAST = {
     "RenderSplat": {"width": 48, "height": 32},
     "WorldWarpCameraInfo": {"frame": 8},
     "WorldWarpCameraTrajectory": {"frames": 9},
+    "WorldWarpCameraDirector": {"frames": 9},
     "WorldWarpBuildCache": {"iterations": 3, "stride": 4},
     "WorldWarpSTDiffSampler": {"steps": 2},
     "WorldWarpPreviewSchedule": {"steps": 4},
