@@ -8,6 +8,7 @@ ComfyUI tree / harness is available (CI has none).
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -34,7 +35,7 @@ pytestmark = pytest.mark.skipif(
 # small sizes and few steps so every workflow runs in seconds on CPU with tiny models
 FAST = {
     "ImageScale": {"width": 48, "height": 32},
-    "RenderSplat": {"width": 48, "height": 32},
+    "RenderSplat": {"width": 64, "height": 64},  # its minimum: smaller values drop the node at validation
     "WorldWarpCameraInfo": {"frame": 8},
     "WorldWarpCameraTrajectory": {"frames": 9},
     "WorldWarpCameraDirector": {"frames": 9},
@@ -96,9 +97,9 @@ def comfy_setup(tmp_path_factory):
         f"  {f}: {f}/\n" for f in ("diffusion_models", "vae", "text_encoders", "worldwarp")))
     scene = default_scene()
     rgb, _ = scene.render(scene.default_camera(96, 64))
-    input_dir = os.path.join(COMFYUI_DIR, "input")
-    os.makedirs(input_dir, exist_ok=True)
-    Image.fromarray((rgb[0].numpy() * 255).astype("uint8")).save(os.path.join(input_dir, "example.png"))
+    input_dir = tmp / "input"  # the server's --input-directory: ComfyUI's own input folder is left alone
+    input_dir.mkdir()
+    Image.fromarray((rgb[0].numpy() * 255).astype("uint8")).save(str(input_dir / "example.png"))
     fast = tmp / "workflows"
     fast.mkdir()
     for w in WORKFLOWS:
@@ -114,9 +115,19 @@ def test_every_workflow_runs_in_the_real_server(comfy_setup):
            "--timeout", "600", "--json-report", str(report), "--expect-node", "WorldWarpChunkLoop",
            "--url", URL, "--output-dir", str(out), f"--server-arg=--output-directory={out}",
            f"--server-arg=--extra-model-paths-config={cfg}", "--server-arg=--cpu"]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
+    comfy_input = os.path.join(COMFYUI_DIR, "input")
+    before = sorted(os.listdir(comfy_input)) if os.path.isdir(comfy_input) else None
+    r = subprocess.run(cmd + [f"--server-arg=--input-directory={tmp / 'input'}"], capture_output=True, text=True,
+                       timeout=1500)
     assert r.returncode == 0, (r.stdout[-4000:], r.stderr[-4000:])
     assert "worldwarp_full_generator.json" in r.stdout
+    # a node whose inputs fail validation is dropped from the prompt while the rest runs: none may be
+    log = r.stdout + r.stderr
+    assert not re.search(r"^\s+node \S+ \(\w+\):$", log, re.M), log[-4000:]
+    assert (sorted(os.listdir(comfy_input)) if os.path.isdir(comfy_input) else None) == before
+    # save nodes number their files like ComfyUI's own saves
+    saved = [f for f in os.listdir(out / "worldwarp") if f.endswith((".ply", ".txt"))]  # run folders are subfolders
+    assert saved and all(re.search(r"_\d{5}_\.(ply|txt)$", f) for f in saved), saved
 
 
 def test_every_workflow_loads_in_the_real_frontend(comfy_setup, tmp_path):
