@@ -263,4 +263,14 @@ def test_bf16_loads_keep_the_fp32_modules_as_from_pretrained_does_and_warn_nothi
     want = {n: p.dtype for n, p in reference.named_parameters()}
     got = {n: p.dtype for n, p in ours.named_parameters()}
     assert got == want and {torch.float32, torch.bfloat16} == set(got.values())
+    # the sampler feeds the compute dtype (bf16), not the first parameter's (a float32-kept table)
+    assert models.compute_dtype(ours) == torch.bfloat16 == models.compute_dtype(reference)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 16, 2, 4, 4, generator=g).to(torch.bfloat16)
+    e = torch.randn(1, 7, models.TINY_TEXT_DIM, generator=g).to(torch.bfloat16)
+    with torch.no_grad():
+        v = ours(hidden_states=x, timestep=torch.full((1, 8), 500.0), encoder_hidden_states=e, return_dict=False)[0]
+        v_ref = reference(hidden_states=x, timestep=torch.full((1, 8), 500.0), encoder_hidden_states=e,
+                          return_dict=False)[0]
+    assert torch.equal(v, v_ref)
     assert all(p.dtype == torch.float32 for p in (*vae.parameters(), *vae_file.parameters()))

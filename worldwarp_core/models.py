@@ -207,6 +207,16 @@ def cast_floats(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
     return module
 
 
+def compute_dtype(module: torch.nn.Module) -> torch.dtype:
+    """The dtype a module computes in: diffusers' ``ModelMixin.dtype`` (skips the float32-kept modules,
+    reads fp8 layerwise casting's compute dtype), else the first floating parameter's."""
+    dtype = getattr(module, "dtype", None)
+    if isinstance(dtype, torch.dtype):
+        return torch.bfloat16 if dtype == torch.float8_e4m3fn else dtype
+    first = next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)
+    return torch.bfloat16 if first == torch.float8_e4m3fn else first
+
+
 def _apply_dtype(module, dtype: torch.dtype):
     if dtype == torch.float8_e4m3fn:
         # fp8 storage, bf16 compute (diffusers' layerwise casting upcasts each layer when it runs)
@@ -358,8 +368,7 @@ class WorldWarpModel:
 
     @property
     def compute_dtype(self) -> torch.dtype:
-        dtype = next(self.transformer.parameters()).dtype
-        return torch.bfloat16 if dtype == torch.float8_e4m3fn else dtype
+        return compute_dtype(self.transformer)
 
     def _use(self, module):
         if self.offload != "none":

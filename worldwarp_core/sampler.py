@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .models import compute_dtype
 from .schedule import PATCH, ScheduleVariant, flow_sigmas, sigma_map, sigma_start, start_index
 
 DenoiseFn = Callable[[Tensor, Tensor], Tensor]
@@ -162,8 +163,7 @@ def transformer_denoiser(
     cfg = guidance_scale > 1.0
     if cfg and negative_embeds is None:
         raise ValueError("classifier-free guidance needs negative prompt embeddings (or guidance_scale = 1)")
-    param = next(transformer.parameters())
-    dtype, device = param.dtype, param.device
+    dtype, device = compute_dtype(transformer), next(transformer.parameters()).device
     embeds = torch.cat([negative_embeds, prompt_embeds]) if cfg else prompt_embeds
     embeds = embeds.to(device, dtype)
 

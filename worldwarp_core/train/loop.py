@@ -107,7 +107,9 @@ def st_diff_loss(transformer, batch: dict[str, Tensor], noise_cfg: NoiseConfig, 
     z_c = torch.where(ctx_mask[:, None, :, None, None], z_gt, z_c)
     z_noisy = noisy_latents(z_c, tokens_to_latent(S_tok), eps)  # eq. (7)
     timestep = (1000.0 * S_tok).reshape(B, -1)  # [B, L]: one timestep per token
-    dtype = next(transformer.parameters()).dtype
+    from ..models import compute_dtype
+
+    dtype = compute_dtype(transformer)
     v = transformer(hidden_states=z_noisy.to(dtype), timestep=timestep.to(dtype),
                     encoder_hidden_states=emb.to(dtype), return_dict=False)[0]
     target = velocity_target(eps, z_gt)  # eq. (8): towards the ground truth
