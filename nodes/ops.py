@@ -98,8 +98,8 @@ def camera_director(env, image, preset, strength, frames, fov_degrees, scene_sca
     return (director_cameras(preset, strength, frames, easing, keyframes, start, scale),)
 
 
-def extrapolate_trajectory(env, cameras, total_frames, mode, window, damping):
-    return (extend_to(cameras, total_frames, mode, window, damping),)
+def extrapolate_trajectory(env, cameras, total_frames, mode, window, damping, method="auto"):
+    return (extend_to(cameras, total_frames, mode, window or None, damping, method),)
 
 
 def cameras_to_camera_info(env, cameras, frame):
@@ -203,11 +203,12 @@ def preview_schedule(env, masks, context_frames, strength, steps, schedule):
 # ----------------------------------------------------------------------------- the whole loop
 def chunk_loop(env, model, geometry_model, image, cameras, frames, prompt, style, chunk_frames, context_frames,
                strength, steps, cfg, seed, schedule, cache_mode, gs_iterations, extend_mode, training_free,
-               output_folder, resume, pose_source="requested", captioner=None):
+               output_folder, resume, pose_source="requested", extrapolation="auto", captioner=None):
     settings = PipelineSettings(chunk_frames=chunk_frames, context_frames=context_frames, strength=strength,
                                 steps=steps, guidance_scale=cfg, seed=seed, variant=schedule, cache_mode=cache_mode,
                                 gs=GSConfig(iterations=gs_iterations), extend_mode=extend_mode,
-                                training_free=training_free, pose_source=pose_source)
+                                training_free=training_free, pose_source=pose_source,
+                                extrapolation=extrapolation)
     out_dir = env.output_path(output_folder)
     total_chunks = len(settings.chunk_starts(frames))
     bar = env.progress(total_chunks * steps)

@@ -13,7 +13,7 @@ from worldwarp_core.caption import DEFAULT_NEGATIVE, list_captioners
 from worldwarp_core.geometry import list_estimators
 from worldwarp_core.gscache import CACHE_MODES
 from worldwarp_core.schedule import SCHEDULE_VARIANTS
-from worldwarp_core.trajectory import MAX_FRAMES, list_presets
+from worldwarp_core.trajectory import EXTRAPOLATION_METHODS, MAX_FRAMES, list_presets
 
 from . import director, ops
 from .model_kinds import folder_kinds
@@ -172,13 +172,18 @@ SPECS: tuple[NodeSpec, ...] = (
                  "the intrinsics and the coverage preview.", optional=True)),
              (Out(CAMERAS, "cameras"),), output_node=True, extra={"ui": director.scene_ui}),
     NodeSpec("WorldWarpExtrapolateTrajectory", "Extrapolate Trajectory", "WorldWarp/cameras",
-             "Extends a path: velocity + SLERP over the last frames (paper supp. §7), loop or ping-pong.",
+             "Extends a path: continues its motion (auto: the best of the paper's velocity + SLERP and the official "
+             "body-frame momentum on the path's own last frames), loops or ping-pongs.",
              ops.extrapolate_trajectory,
              (In("cameras", CAMERAS, "The given path."),
               In("total_frames", "INT", "Frames of the whole path after extending.", 200, min=1, max=MAX_FRAMES),
               In("mode", "COMBO", "How to go past the end.", "extrapolate", options=("extrapolate", "loop", "pingpong")),
-              In("window", "INT", "Smoothing window of the velocity (paper: 20).", 20, min=1, max=1000),
-              In("damping", "FLOAT", "0 keeps the speed; >0 eases to a stop.", 0.0, min=0.0, max=0.99, step=0.01)),
+              In("window", "INT", "Smoothing window in frames; 0 = the method's (paper 20, official 10, auto: "
+                 "chosen by backtesting).", 0, min=0, max=1000),
+              In("damping", "FLOAT", "0 keeps the speed; >0 eases to a stop.", 0.0, min=0.0, max=0.99, step=0.01),
+              In("method", "COMBO", "How 'extrapolate' continues: auto (backtested on the path), paper (world "
+                 "velocity + SLERP) or official (body-frame momentum, follows turns).", "auto",
+                 options=EXTRAPOLATION_METHODS)),
              (Out(CAMERAS, "cameras"),)),
     NodeSpec("WorldWarpCameraInfo", "WorldWarp Camera To Camera Info", "WorldWarp/cameras",
              "One camera of a path as core camera_info, e.g. to render the exported splat with Render Splat.",
@@ -257,6 +262,9 @@ SPECS: tuple[NodeSpec, ...] = (
               In("resume", "BOOLEAN", "Continue the run in output_folder from its last finished chunk.", False),
               In("pose_source", "COMBO", "History poses: the requested path, or the geometry model's own (TTT3R, "
                  "as in the paper) Sim(3)-aligned to it.", "requested", options=POSE_SOURCES),
+              In("extrapolation", "COMBO", "How extend_mode 'extrapolate' continues the path: auto (backtested on "
+                 "the path), paper (world velocity + SLERP) or official (body-frame momentum).", "auto",
+                 options=EXTRAPOLATION_METHODS),
               In("captioner", CAPTIONER, "Describes each chunk's history (else the prompt is used).", optional=True)),
              (Out("IMAGE", "frames"), Out(CAMERAS, "cameras"))),
     NodeSpec("WorldWarpSaveCameras", "Save Cameras", "WorldWarp/cameras",

@@ -149,7 +149,7 @@ def test_every_node_runs_on_tiny_models(env):
     assert pic.shape[0] == 1
     out_frames, out_cams = ops.chunk_loop(env, model, geo_model, image, cams, 17, "a room", "", 9, 1, 0.8, 2, 2.0,
                                           0, "spatio-temporal", "3dgs", 2, "extrapolate", False, "worldwarp/test",
-                                          False, "requested", captioner)
+                                          False, "requested", "auto", captioner)
     assert out_frames.shape == (17, 32, 48, 3) and len(out_cams) == 17
     assert os.path.isfile(os.path.join(env.output, "worldwarp", "test", "manifest.json"))
     assert env.interrupt_checks > 0

@@ -120,6 +120,7 @@ def cmd_generate(args) -> int:
         chunk_frames=args.chunk, context_frames=args.context, strength=args.tau, steps=args.steps,
         guidance_scale=args.cfg, variant=args.schedule, training_free=args.training_free, cache_mode=args.cache,
         gs=GSConfig(iterations=args.gs_iterations), extend_mode=args.extend, seed=args.seed,
+        extrapolation=args.extrapolation, extrapolation_window=args.extrapolation_window,
         world_voxel=args.world_voxel, pose_source=args.pose_source)
     model = _load_model(args.models, args)
     captioner = None
@@ -199,6 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--cache", default="3dgs", choices=["3dgs", "pointcloud", "none"])
     g.add_argument("--gs-iterations", type=int, default=500)
     g.add_argument("--extend", default="extrapolate", choices=["extrapolate", "loop", "pingpong"])
+    g.add_argument("--extrapolation", default="auto", choices=["auto", "paper", "official"],
+                   help="how --extend extrapolate continues the path: auto (backtested), paper (world velocity "
+                        "+ SLERP) or official (body-frame momentum); docs/EXTRAPOLATION.md")
+    g.add_argument("--extrapolation-window", type=int, help="smoothing window in frames (default: the method's)")
     g.add_argument("--pose-source", default="requested", choices=["requested", "estimated"])
     g.add_argument("--world-voxel", type=float, help="keep a persistent world merged at this voxel size")
     g.add_argument("--training-free", action="store_true", help="base Wan2.1 weights without the WorldWarp fine-tune")

@@ -86,7 +86,8 @@ class ChunkPlan:
 
 def run_path(cameras: Cameras, frames: int, settings) -> Cameras:
     """The whole path of a ``frames``-frame video: ``cameras`` extended past their end (float64, cpu)."""
-    return extend_to(cameras.to("cpu", torch.float64), frames, settings.extend_mode, settings.extrapolation_window)
+    return extend_to(cameras.to("cpu", torch.float64), frames, settings.extend_mode, settings.extrapolation_window,
+                     method=settings.extrapolation)
 
 
 def history_indices(settings, k: int, start: int) -> Tensor:

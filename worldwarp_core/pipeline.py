@@ -37,6 +37,7 @@ from .loop import LoopState, align_history_depth, chunk_record, end_chunk, finis
 from .outputs import RunFolder, atomic_write_json, sha256_file
 from .sampler import SamplerConfig, st_diff_sample
 from .schedule import ScheduleVariant, context_latent_count, latent_frame_count, schedule_picture, token_mask
+from .trajectory import EXTRAPOLATION_METHODS, ExtrapolationMethod
 
 ExtendMode = Literal["extrapolate", "loop", "pingpong"]
 Event = dict
@@ -59,7 +60,8 @@ class PipelineSettings:
     history_stride: int = 1  # use every n-th history frame for geometry and the cache
     pose_source: PoseSource = "requested"
     extend_mode: ExtendMode = "extrapolate"
-    extrapolation_window: int = 20
+    extrapolation: ExtrapolationMethod = "auto"  # how extend_mode "extrapolate" continues the path
+    extrapolation_window: int | None = None  # frames; None = the method's own (auto: chosen)
     world_voxel: float | None = None  # persistent world merge (None: off)
     seed: int = 0
     fps: int = 16
@@ -68,6 +70,9 @@ class PipelineSettings:
 
     def __post_init__(self) -> None:
         latent_frame_count(self.chunk_frames)  # 4k+1 check with its message
+        if self.extrapolation not in EXTRAPOLATION_METHODS:
+            raise ValueError(f"unknown extrapolation method {self.extrapolation!r}; "
+                             f"use one of {', '.join(EXTRAPOLATION_METHODS)}")
         if self.context_frames < 1 or (self.context_frames - 1) % 4 or self.context_frames >= self.chunk_frames:
             raise ValueError(f"context frames must be 4j+1 and fewer than the chunk's {self.chunk_frames} frames "
                              f"(e.g. 1 or 5), got {self.context_frames}")

@@ -17,12 +17,23 @@ or by weights ``"dolly_in:2 + pan_left:1"``), each starting where the previous e
 ``"dolly_in * orbit_left"`` blends them (both motions at once). Strength per part:
 ``"dolly_in@0.5 + pan_left@2"``.
 
-Extrapolation past a given path (paper supp. §7): linear velocity for translation and SLERP for
-rotation from a smoothing window of the last 20 frames::
+Extrapolation past a given path, three methods (``extrapolate``). ``paper`` (supp. §7): linear
+velocity for translation and SLERP for rotation, in the world frame, over a smoothing window
+(20 frames)::
 
     given:  c_{F-n} … c_{F-1}           v = (c_{F-1} - c_{F-n}) / (n-1)      (mean step)
                                         ω = (R_{F-1} R_{F-n}^T)^(1/(n-1))   (mean turn, SLERP)
     new:    c_{F-1+k} = c_{F-1} + k·v,  R_{F-1+k} = ω^k R_{F-1}     (camera-to-world rotations)
+
+``official`` (the official code's body-frame momentum, window 10): the mean step and turn in the
+camera's own frame, so the velocity turns with the camera::
+
+    v_b = mean_i R_i^T (c_{i+1} - c_i),   ω_b = mean_i log(R_i^T R_{i+1})
+    new:    c ← c + R v_b,   R ← R exp(ω_b)
+
+``auto`` (default): the one of both, with a window of 2-10 frames, that best predicts the path's
+own last frames (``choose_extrapolation``). A straight line (even while the camera pans) and a
+constant-turn arc each continue exactly. Measured on real paths: docs/EXTRAPOLATION.md.
 
 With ``damping`` d in [0, 1) step k moves by ``(1-d)^k`` of the mean step (and turns by the
 same fraction of ω), so the camera eases to a stop. A single given frame extrapolates to a
@@ -535,41 +546,196 @@ def interpolate_poses(c2w: Tensor, Ks: Tensor, key_times: Tensor, times: Tensor,
 # ----------------------------------------------------------------------------- extrapolation
 
 
-def extrapolate(cameras: Cameras, extra: int, window: int = 20, damping: float = 0.0) -> Cameras:
-    """``extra`` new cameras continuing the path (module docstring; paper supp. §7)."""
+ExtrapolationMethod = Literal["auto", "paper", "official"]
+EXTRAPOLATION_METHODS: tuple[str, ...] = ("auto", "paper", "official")
+
+# The models "auto" chooses from by backtesting: (model, window in frames). Window 2 is "repeat
+# the last step" (in the world frame for "paper", as a relative pose for "official").
+# The first candidate is the fallback for paths too short to test and wins ties.
+_AUTO_CANDIDATES: tuple[tuple[str, int], ...] = (
+    ("official", 2), ("official", 3), ("official", 5), ("official", 10),
+    ("paper", 2), ("paper", 3), ("paper", 5), ("paper", 10),
+)
+_BACKTEST_CUTS = 8  # how many of the path's own last frames auto predicts to score a model
+_BACKTEST_HORIZON = 6  # frames ahead auto predicts from each cut (at most the frames asked for)
+
+
+def rotation_log(R: Tensor) -> Tensor:
+    """Rotation vectors ``[..., 3]`` (axis times angle in radians, angle in [0, pi]) of ``R [..., 3, 3]``."""
+    q = matrix_to_quat(R)
+    v = q[..., 1:]
+    n = v.norm(dim=-1, keepdim=True)
+    angle = 2 * torch.atan2(n, q[..., :1])
+    # angle / n -> 2 / w as n -> 0 (w = cos(angle / 2) > 0 there)
+    scale = torch.where(n > 1e-12, angle / n.clamp_min(1e-300), 2 / q[..., :1])
+    return v * scale
+
+
+def rotation_exp(rotvec: Tensor) -> Tensor:
+    """Rotation matrices ``[..., 3, 3]`` of rotation vectors ``[..., 3]`` (inverse of ``rotation_log``)."""
+    rotvec = rotvec.double()
+    angle = rotvec.norm(dim=-1, keepdim=True)
+    # sin(angle / 2) / angle -> 1/2 - angle^2 / 48 as angle -> 0
+    s = torch.where(angle > 1e-6, torch.sin(angle / 2) / angle.clamp_min(1e-300), 0.5 - angle**2 / 48)
+    q = torch.cat([torch.cos(angle / 2), rotvec * s], dim=-1)
+    return quat_to_matrix(q)
+
+
+def _progress(extra: int, damping: float) -> Tensor:
+    """``S [extra + 1]``: how many mean steps the path has advanced after k new frames (S_0 = 0);
+    step k is ``(1-d)^(k-1)`` of a mean step."""
+    frac = torch.full((extra,), 1.0 - damping, dtype=torch.float64).pow(torch.arange(extra, dtype=torch.float64))
+    return torch.cat([torch.zeros(1, dtype=torch.float64), frac.cumsum(0)])
+
+
+def _motion_paper(c2w: Tensor, given: Tensor, window: int) -> tuple[Tensor, Tensor]:
+    """Paper supp. §7 (module docstring): the world-frame mean step ``v [C, 3]`` and mean turn
+    ``omega [C, 3]`` (rotation vector; SLERP by its fraction) of the last ``window`` of the first
+    ``given[c]`` frames of ``c2w [F, 4, 4]``, for each of ``C`` prefixes at once."""
+    n = given.clamp(max=window)
+    last, first = c2w[given - 1], c2w[given - n]
+    steps = (n - 1).clamp(min=1).to(torch.float64)[:, None]
+    v = (last[:, :3, 3] - first[:, :3, 3]) / steps
+    omega = rotation_log(last[:, :3, :3] @ first[:, :3, :3].transpose(1, 2)) / steps
+    return v, omega  # a 1-frame prefix gives zeros: last == first
+
+
+def _motion_official(c2w: Tensor, given: Tensor, window: int) -> tuple[Tensor, Tensor]:
+    """The official WorldWarp code's "local momentum" (``extrapolate_camera_path`` in its
+    ``pose_control.py``, re-derived here): over the last ``window`` frames, the mean step in the
+    camera's own frame ``mean_i R_i^T (t_{i+1} - t_i)`` and the mean body-frame turn
+    ``mean_i log(R_i^T R_{i+1})``. As there, the window is ``max(2, min(F - 1, window))`` frames
+    of an F-frame prefix. Shapes as ``_motion_paper``."""
+    R, t = c2w[:, :3, :3], c2w[:, :3, 3]
+    zero = torch.zeros(1, 3, dtype=torch.float64)
+    body = (R[:-1].transpose(1, 2) @ (t[1:] - t[:-1]).unsqueeze(-1)).squeeze(-1)  # [F-1, 3]
+    turn = rotation_log(R[:-1].transpose(1, 2) @ R[1:]) if c2w.shape[0] > 1 else zero[:0]
+    cum_body = torch.cat([zero, body.cumsum(0)])  # prefix sums: window means in O(1)
+    cum_turn = torch.cat([zero, turn.cumsum(0)])
+    n = (given - 1).clamp(max=window).clamp(min=2)  # frames in the window
+    hi = given - 1  # steps i in [given - n, given - 2]
+    lo = (given - n).clamp(min=0)
+    count = (hi - lo).clamp(min=1).to(torch.float64)[:, None]
+    v = (cum_body[hi] - cum_body[lo]) / count
+    omega = (cum_turn[hi] - cum_turn[lo]) / count
+    return v, omega  # a 1-frame prefix gives zeros: hi == lo
+
+
+def _rollout_paper(last: Tensor, v: Tensor, omega: Tensor, S: Tensor) -> Tensor:
+    """New camera-to-world poses ``[C, K, 4, 4]`` after ``S [K]`` mean steps of world-frame velocity
+    ``v [C, 3]`` and turn ``omega [C, 3]`` from ``last [C, 4, 4]``: all turns share omega's axis, so
+    ``S_k`` steps of it are one turn by ``S_k omega``."""
+    R = rotation_exp(S[None, :, None] * omega[:, None]) @ last[:, None, :3, :3]
+    t = last[:, None, :3, 3] + S[None, :, None] * v[:, None]
+    return _poses(R, t)
+
+
+def _rollout_official(last: Tensor, v: Tensor, omega: Tensor, S: Tensor) -> Tensor:
+    """As ``_rollout_paper`` for the body-frame momentum: each step moves by ``v`` in the current
+    camera's frame, then turns by ``omega`` on the right (``R <- R exp(omega)``); ``S [K]`` starts
+    at 0 (the last given pose), the output leaves it out (``[C, K - 1, 4, 4]``)."""
+    rots = last[:, None, :3, :3] @ rotation_exp(S[None, :, None] * omega[:, None])  # [C, K, 3, 3]
+    frac = (S[1:] - S[:-1])[None, :, None]  # length of step k
+    steps = frac * (rots[:, :-1] @ v[:, None, :, None]).squeeze(-1)  # step k in the frame before turn k
+    return _poses(rots[:, 1:], last[:, None, :3, 3] + steps.cumsum(1))
+
+
+def _poses(R: Tensor, t: Tensor) -> Tensor:
+    out = torch.zeros(*R.shape[:-2], 4, 4, dtype=torch.float64)
+    out[..., :3, :3], out[..., :3, 3] = R, t
+    out[..., 3, 3] = 1.0
+    return out
+
+
+def _extrapolate_batch(model: str, c2w: Tensor, given: Tensor, window: int, S: Tensor) -> Tensor:
+    """``[C, K, 4, 4]``: ``model`` continues each prefix ``c2w[:given[c]]`` by the steps ``S`` (with S_0 = 0)."""
+    last = c2w[given - 1]
+    if model == "paper":
+        v, omega = _motion_paper(c2w, given, window)
+        return _rollout_paper(last, v, omega, S[1:])
+    v, omega = _motion_official(c2w, given, window)
+    return _rollout_official(last, v, omega, S)
+
+
+def pose_errors(pred_c2w: Tensor, true_c2w: Tensor) -> tuple[Tensor, Tensor]:
+    """Centre distances and rotation angles (radians) between camera-to-world poses ``[..., 4, 4]``."""
+    centre = (pred_c2w[..., :3, 3] - true_c2w[..., :3, 3]).norm(dim=-1)
+    d = pred_c2w[..., :3, :3] - true_c2w[..., :3, :3]
+    # ||A - B||_F = 2 sqrt(2) sin(angle / 2): well conditioned at small angles
+    angle = 2 * torch.asin((d.flatten(-2).norm(dim=-1) / (2 * math.sqrt(2))).clamp(max=1.0))
+    return centre, angle
+
+
+def choose_extrapolation(c2w: Tensor, horizon: int, window: int | None = None) -> tuple[str, int]:
+    """The ``(model, window)`` that ``auto`` uses: the candidate that best predicts the path's own
+    last frames. From each of the last ``_BACKTEST_CUTS`` cut points, every candidate extrapolates
+    up to ``min(horizon, 6)`` frames from the frames before the cut; its score is the sum over
+    those predictions of (centre error / mean step length + rotation error / mean turn per step)
+    / j for the j-th frame ahead (errors in units of the path's own motion; the 1/j weight keeps
+    the near frames, whose errors are smaller, from being drowned by the far ones). Ties go to
+    the earlier candidate. Paths too short to test (< 3 frames) repeat the last relative pose
+    (``official`` with window 2)."""
+    c2w = c2w.double()
+    F = c2w.shape[0]
+    candidates = [(m, w) for m, w in _AUTO_CANDIDATES if window is None or w == window]
+    if window is not None and not candidates:
+        candidates = [("official", window), ("paper", window)]
+    if F < 3:
+        return candidates[0]
+    steps, turns = pose_errors(c2w[1:], c2w[:-1])
+    step_unit = float(steps.mean()) if float(steps.mean()) > 0 else 1.0
+    turn_unit = max(float(turns.mean()), 1e-9)
+    H = max(1, min(horizon, _BACKTEST_HORIZON))
+    given = torch.arange(max(2, F - _BACKTEST_CUTS), F)  # [C] frames before each cut
+    target = given[:, None] + torch.arange(H)[None, :]  # [C, H] frames predicted
+    weight = (target < F) / torch.arange(1, H + 1, dtype=torch.float64)  # frames past the path count 0
+    truth = c2w[target.clamp(max=F - 1)]
+    S = _progress(H, 0.0)
+    best, best_score = candidates[0], math.inf
+    for model, w in candidates:
+        centre, angle = pose_errors(_extrapolate_batch(model, c2w, given, w, S), truth)
+        score = float((weight * (centre / step_unit + angle / turn_unit)).sum())
+        if score < best_score * (1 - 1e-9):
+            best, best_score = (model, w), score
+    return best
+
+
+def extrapolate(cameras: Cameras, extra: int, window: int | None = None, damping: float = 0.0,
+                method: ExtrapolationMethod = "auto") -> Cameras:
+    """``extra`` new cameras continuing the path (module docstring).
+
+    Args:
+        method: ``"paper"`` (world-frame mean velocity + SLERP, paper supp. §7; window 20),
+            ``"official"`` (body-frame momentum of the official code; window 10) or ``"auto"``
+            (the default: whichever of both, with a window of 2-10 frames, best predicts the
+            path's own last frames; ``choose_extrapolation``). Constant-velocity lines and
+            constant-turn arcs continue exactly.
+        window: frames of the smoothing window; ``None`` takes the method's default (for
+            ``auto``: restricts the windows tried to this one).
+        damping: ``d`` in [0, 1): step k moves and turns by ``(1-d)^(k-1)`` of the mean step.
+    """
     extra = check_frames(extra, "extra frames")
-    if window < 1:
+    if method not in EXTRAPOLATION_METHODS:
+        raise ValueError(f"unknown extrapolation method {method!r}; use one of {', '.join(EXTRAPOLATION_METHODS)}")
+    if window is not None and window < 1:
         raise ValueError(f"smoothing window must be >= 1 frame, got {window}")
     if not 0.0 <= damping < 1.0:
         raise ValueError(f"damping must be in [0, 1), got {damping}")
     c2w = cameras.c2w.double()
-    n = min(window, len(cameras))
-    last = c2w[-1]
-    if n == 1:
-        v = torch.zeros(3, dtype=torch.float64)
-        omega = torch.eye(3, dtype=torch.float64)
+    if method == "auto":
+        model, w = choose_extrapolation(c2w, extra, window)
     else:
-        first = c2w[-n]
-        v = (last[:3, 3] - first[:3, 3]) / (n - 1)
-        omega = rotation_power(last[:3, :3] @ first[:3, :3].T, 1.0 / (n - 1))
-    out = []
-    pos, R = last[:3, 3].clone(), last[:3, :3].clone()
-    for k in range(1, extra + 1):
-        frac = (1 - damping) ** (k - 1) if damping > 0 else 1.0
-        pos = pos + frac * v
-        R = (omega if damping == 0 else rotation_power(omega, frac)) @ R
-        M = torch.eye(4, dtype=torch.float64)
-        M[:3, :3], M[:3, 3] = R, pos
-        out.append(M)
+        model, w = method, window if window is not None else (20 if method == "paper" else 10)
+    out = _extrapolate_batch(model, c2w, torch.tensor([c2w.shape[0]]), w, _progress(extra, damping))[0]
     Ks = cameras.Ks[-1:].double().expand(extra, 3, 3).clone()
-    return Cameras.from_c2w(torch.stack(out), Ks, cameras.width, cameras.height)
+    return Cameras.from_c2w(out, Ks, cameras.width, cameras.height)
 
 
 def extend_to(cameras: Cameras, total: int, mode: Literal["extrapolate", "loop", "pingpong"] = "extrapolate",
-              window: int = 20, damping: float = 0.0) -> Cameras:
+              window: int | None = None, damping: float = 0.0, method: ExtrapolationMethod = "auto") -> Cameras:
     """The whole path with ``total`` frames: the given cameras, then ``mode`` past the end.
 
-    ``extrapolate``: velocity + SLERP continuation; ``loop``: travel back to the start camera
+    ``extrapolate``: continue the motion (``extrapolate`` with ``method``, ``window``, ``damping``); ``loop``: travel back to the start camera
     (SLERP + linear over a quarter of the path's length) and play the path again;
     ``pingpong``: play the path backwards, then forwards, and so on.
     """
@@ -578,7 +744,7 @@ def extend_to(cameras: Cameras, total: int, mode: Literal["extrapolate", "loop",
     if total <= F:
         return cameras[:total]
     if mode == "extrapolate":
-        return Cameras.cat([cameras, extrapolate(cameras, total - F, window, damping)])
+        return Cameras.cat([cameras, extrapolate(cameras, total - F, window, damping, method)])
     if mode == "pingpong":
         if F == 1:
             return Cameras.cat([cameras] * total)
