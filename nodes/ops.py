@@ -13,11 +13,19 @@ from dataclasses import replace
 
 import torch
 
-from worldwarp_core.cameras import Cameras
 from worldwarp_core.caption import FixedCaptioner, compose_prompt, load_captioner
 from worldwarp_core.director import director_cameras
 from worldwarp_core.geometry import align_poses, load_estimator
 from worldwarp_core.gscache import GSConfig, build_cache, save_ply, to_comfy_splat
+from worldwarp_core.inputs import (
+    check_float,
+    check_image,
+    check_int,
+    check_output_folder,
+    check_seed,
+    check_video,
+    load_camera_file,
+)
 from worldwarp_core.models import load_components, load_diffusers_folder, load_worldwarp_checkpoint
 from worldwarp_core.pipeline import PipelineSettings, WorldWarpPipeline
 from worldwarp_core.sampler import SamplerConfig, st_diff_sample
@@ -65,7 +73,19 @@ def load_model(env, transformer, vae, text_encoder, tokenizer, worldwarp_checkpo
     return (model,)
 
 
+def _start_image(image, what: str = "image"):
+    """The one start image of an ``IMAGE`` batch ``[1, H, W, 3]`` (a longer batch is refused, not cut)."""
+    if not isinstance(image, torch.Tensor) or image.ndim != 4:
+        raise ValueError(f"{what} must be an IMAGE batch [1, H, W, 3], got "
+                         f"{list(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__}")
+    if image.shape[0] != 1:
+        raise ValueError(f"{what} holds {image.shape[0]} images; this node starts from one: pick it with "
+                         "an ImageFromBatch node")
+    return check_image(image[0].float().cpu(), what)
+
+
 def load_geometry_model(env, backend, folder, fov_degrees):
+    check_float(fov_degrees, "fov_degrees", 0.0, 180.0, lo_open=True, hi_open=True, example=60.0)
     kwargs = {"fov_deg": fov_degrees} if backend == "depth-anything-v2" else {}
     path = None if folder == NONE else env.full_path("worldwarp", folder)
     return (load_estimator(backend, path, device=env.device(), **kwargs),)
@@ -81,12 +101,12 @@ def load_captioner_node(env, captioner, folder, fixed_prompt):
 def camera_trajectory(env, image, preset, strength, frames, fov_degrees, scene_scale, easing, camera_file,
                       geometry=None):
     H, W = int(image.shape[1]), int(image.shape[2])
+    check_int(frames, "frames", 1)
     if camera_file.strip():
         path = camera_file.strip()
         if not os.path.isabs(path):
             path = os.path.join(env.input_dir(), path)
-        cams = Cameras.load(path, W, H)
-        return (cams if (cams.width, cams.height) == (W, H) else cams.resize(W, H),)
+        return (load_camera_file(path, W, H, "camera_file"),)
     start, scale = start_and_scale(W, H, fov_degrees, scene_scale, geometry)
     return (make_trajectory(preset, frames, start, scene_scale=scale, strength=strength, ease=easing),)
 
@@ -134,6 +154,7 @@ def cameras_to_camera_info(env, cameras, frame):
 
 # ----------------------------------------------------------------------------- geometry, cache, hints
 def estimate_geometry(env, geometry_model, images, pose_source="requested", cameras=None):
+    check_video(images.float().cpu(), "images")
     result = geometry_model.estimate(images.float().cpu(), cameras)
     if cameras is not None:  # into the given cameras' frame (kept, or the estimate Sim(3)-aligned to them)
         cams, depth, _ = align_poses(result, cameras, pose_source)
@@ -144,6 +165,10 @@ def estimate_geometry(env, geometry_model, images, pose_source="requested", came
 
 
 def build_cache_node(env, images, geometry, mode, iterations, learning_rate, stride, alpha_threshold, seed):
+    check_video(images.float().cpu(), "images")
+    if tuple(geometry.depth.shape) != tuple(images.shape[:3]):
+        raise ValueError(f"images are {list(images.shape[:3])} but the geometry is for {list(geometry.depth.shape)} "
+                         "(frames, height, width); estimate the geometry of these images")
     cfg = GSConfig(iterations=iterations, lr=learning_rate, stride=stride, alpha_threshold=alpha_threshold, seed=seed)
     cache = build_cache(images.float().cpu(), geometry.depth, geometry.cameras, mode, cfg,
                         callback=_progress_callback(env, max(iterations, 1)))
@@ -172,12 +197,23 @@ def _embeds(model, text, conditioning):
 
 def st_diff_sampler(env, model, hints, masks, prompt, negative_prompt, context_frames, strength, steps, cfg, seed,
                     schedule, training_free, context=None, conditioning=None, negative_conditioning=None):
+    check_video(hints, "hints", masks)
+    check_seed(seed)
+    F = int(hints.shape[0])
+    if (F - 1) % 4:
+        raise ValueError(f"hints hold {F} frames; the Wan VAE needs 4k+1 frames: use {F - (F - 1) % 4} or "
+                         f"{F - (F - 1) % 4 + 4}")
+    check_int(context_frames, "context_frames", 1, F)
     video = hints.float().cpu().clone()
     mask = masks.float().cpu().clone()
     if context is not None:
         n = context.shape[0]
         if n != context_frames:
             raise ValueError(f"context has {n} frames but context_frames is {context_frames}; they must agree")
+        if tuple(context.shape[1:]) != tuple(hints.shape[1:]):
+            raise ValueError(f"context frames are {list(context.shape[1:])}, the hints {list(hints.shape[1:])}; "
+                             "they must be the same size")
+        check_video(context.float().cpu(), "context")
         video[:n] = context.float().cpu()
         mask[:n] = 1.0
     z = model.encode_video(video)
@@ -204,13 +240,18 @@ def preview_schedule(env, masks, context_frames, strength, steps, schedule):
 def chunk_loop(env, model, geometry_model, image, cameras, frames, prompt, style, chunk_frames, context_frames,
                strength, steps, cfg, seed, schedule, cache_mode, gs_iterations, extend_mode, training_free,
                output_folder, resume, pose_source="requested", extrapolation="auto", captioner=None):
+    # every input is checked before the run folder is touched
+    start = _start_image(image)
     settings = PipelineSettings(chunk_frames=chunk_frames, context_frames=context_frames, strength=strength,
                                 steps=steps, guidance_scale=cfg, seed=seed, variant=schedule, cache_mode=cache_mode,
                                 gs=GSConfig(iterations=gs_iterations), extend_mode=extend_mode,
                                 training_free=training_free, pose_source=pose_source,
                                 extrapolation=extrapolation)
-    out_dir = env.output_path(output_folder)
     total_chunks = len(settings.chunk_starts(frames))
+    if not output_folder.strip():
+        raise ValueError("output_folder is empty; give a folder name under ComfyUI's output folder")
+    out_dir = env.output_path(output_folder)
+    check_output_folder(out_dir, resume, not resume, "resume", "overwrite", "output_folder")
     bar = env.progress(total_chunks * steps)
 
     def on_event(e):
@@ -219,7 +260,7 @@ def chunk_loop(env, model, geometry_model, image, cameras, frames, prompt, style
             bar.update_absolute(e["chunk"] * steps + e["step"], total_chunks * steps, env.latent_preview(e.get("x0")))
 
     pipe = WorldWarpPipeline(model, geometry_model, captioner, settings)
-    result = pipe(image[0].float().cpu(), cameras, frames, prompt=prompt, style=style, out_dir=out_dir,
+    result = pipe(start, cameras, frames, prompt=prompt, style=style, out_dir=out_dir,
                   resume=resume, overwrite=not resume, callback=on_event)
     return result.frames, result.cameras
 

@@ -93,6 +93,23 @@ def test_resume_after_interrupt_is_identical(full_run, inputs, tmp_path):
         _pipe()(rgb, path, 17, prompt="another prompt", out_dir=out, start_depth=depth, resume=True)
 
 
+def test_resume_names_a_damaged_chunk_record(full_run, inputs, tmp_path):
+    """A corrupt chunk.json or a truncated hint_depth.npy is named, with what to do, not a decoder traceback."""
+    import shutil
+
+    rgb, depth, path = inputs
+    _, out = full_run
+    for name, damage in [("chunk.json", lambda p: open(p, "w").write('{"chunk": 0, "fir')),
+                         ("hint_depth.npy", lambda p: open(p, "r+b").truncate(300))]:
+        copy = str(tmp_path / name)
+        shutil.copytree(out, copy)
+        shutil.rmtree(os.path.join(copy, "chunks", "chunk_001"))  # resume will continue after chunk 1
+        damage(os.path.join(copy, "chunks", "chunk_000", name))
+        with pytest.raises(ValueError, match=rf"resume: .*chunk_000/{name} is (corrupt|truncated or corrupt) "
+                                             r"\(.*\); delete that chunk folder to redo it, or run with --overwrite"):
+            _pipe()(rgb, path, 17, prompt="a room", out_dir=copy, start_depth=depth, resume=True)
+
+
 def test_bad_input(inputs, tmp_path):
     rgb, depth, path = inputs
     with pytest.raises(ValueError, match=r"20 frames cannot be chunked into 9-frame chunks .* use 17 or 25"):
@@ -103,6 +120,15 @@ def test_bad_input(inputs, tmp_path):
         PipelineSettings(chunk_frames=9, context_frames=2)
     with pytest.raises(ValueError, match=r"frame count must be 4k\+1"):
         PipelineSettings(chunk_frames=10)
+    with pytest.raises(ValueError, match=r"frames must be a whole number, got 17.0"):
+        _pipe()(rgb, path, 17.0, out_dir=None, start_depth=depth, prompt="x")
+    with pytest.raises(ValueError, match=r"start image values must be in 0..1, got .*; it looks like 0..255"):
+        _pipe()(rgb * 255, path, 17, out_dir=str(tmp_path / "never"), start_depth=depth, prompt="x")
+    nan = rgb.clone()
+    nan[0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"start image has 1 NaN/inf values"):
+        _pipe()(nan, path, 17, out_dir=str(tmp_path / "never"), start_depth=depth, prompt="x")
+    assert not (tmp_path / "never").exists()  # refused before the run folder was made
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match="is not empty and holds no WorldWarp run"):
@@ -121,9 +147,10 @@ def test_cli_check_models_and_missing_files(tmp_path, capsys):
 
     Image.new("RGB", (48, 32)).save(img)
     code = main(["generate", "--image", str(img), "--trajectory", "dolly_in", "--frames", "49", "--models",
-                 str(tmp_path), "--out", str(tmp_path / "o"), "--geometry", "depth-anything-v2"])
+                 str(tmp_path), "--out", str(tmp_path / "o"), "--geometry", "depth-anything-v2", "--prompt", "x",
+                 "--device", "cpu"])
     err = capsys.readouterr().err
-    assert code == 2 and "model folder not found" in err
+    assert code == 2 and "missing model files" in err and "depth-anything-v2-small-hf not found in" in err
     assert main(["presets"]) == 0 and "orbit_left" in capsys.readouterr().out
 
 

@@ -4,7 +4,10 @@
     python -m worldwarp_core generate --image photo.png --trajectory "dolly_in + pan_left" --frames 93 \\
         --models ComfyUI/models --out output/run1 [--style "Van Gogh style"] [--resume]
     python -m worldwarp_core presets
-    python -m worldwarp_core check-models ComfyUI/models
+    python -m worldwarp_core check-models ComfyUI/models [--geometry ttt3r --captioner florence-2 ...]
+
+``generate`` checks every argument and every model file it will need first (milliseconds), and
+only then loads models: a typo surfaces at once, not after minutes of loading.
 """
 
 from __future__ import annotations
@@ -16,120 +19,185 @@ import time
 
 import torch
 
+from .model_files import DEFAULT_FOLDERS  # noqa: F401 - re-exported (older imports)
+
+RESUME_FLAGS = ("--resume", "--overwrite")
+
 
 class Progress:
-    """A one-line progress printer per chunk and per step (no tqdm needed)."""
+    """One line per chunk (``chunk k/n``, with an ETA) and per stage, bars for the 3DGS and ST-Diff steps."""
 
-    def __init__(self, stream=None) -> None:
+    def __init__(self, chunks: int = 0, stream=None) -> None:
         self.stream = stream or sys.stderr
+        self.chunks = chunks
         self.t0 = time.perf_counter()
-        self.chunks = 0
+        self.done_here = 0  # chunks finished by this process (the ETA's basis; resumed ones cost nothing)
+        self.t_first = None
+        self.open_bar = False
+
+    def eta(self, finished: int) -> str:
+        if not self.done_here or not self.chunks or self.t_first is None:
+            return ""
+        per = (time.perf_counter() - self.t_first) / self.done_here
+        left = max(self.chunks - finished, 0) * per
+        return f", ETA {_duration(left)}" if left > 0 else ""
+
+    def _end_bar(self) -> None:
+        if self.open_bar:
+            self.stream.write("\n")
+            self.open_bar = False
 
     def __call__(self, e: dict) -> None:
         stage = e["stage"]
         if stage == "chunk":
-            self.stream.write(f"\nchunk {e['chunk'] + 1}/{self.chunks or '?'} (from frame {e['first_frame']})\n")
+            self._end_bar()
+            if self.t_first is None:
+                self.t_first = time.perf_counter()
+            self.stream.write(f"\nchunk {e['chunk'] + 1}/{self.chunks or '?'} (from frame {e['first_frame']})"
+                              f"{self.eta(e['chunk'])}\n")
         elif stage in ("3dgs", "st-diff"):
             n, i = e["total"], e["step"]
             bar = "#" * int(20 * i / max(n, 1))
             self.stream.write(f"\r  {stage:8s} [{bar:20s}] {i}/{n}")
+            self.open_bar = i < n
             if i == n:
                 self.stream.write("\n")
+        elif stage == "stage":
+            self._end_bar()
+            self.stream.write(f"  {e['name']}\n")
         elif stage == "chunk_done":
-            self.stream.write(f"  done: {e['frames']} frames ({time.perf_counter() - self.t0:.1f} s)\n")
+            self._end_bar()
+            self.done_here += 1
+            k = e["chunk"] + 1
+            self.stream.write(f"  done: chunk {k}/{self.chunks or '?'}, {e['frames']} frames "
+                              f"({_duration(time.perf_counter() - self.t0)} so far{self.eta(k)})\n")
         elif stage == "resume":
-            self.stream.write(f"resuming after chunk {e['chunk']} ({e['frames']} frames on disk)\n")
+            self.stream.write(f"resuming after chunk {e['chunk']}/{self.chunks or '?'} "
+                              f"({e['frames']} frames on disk)\n")
         self.stream.flush()
 
 
-def _load_image(path: str, resize: str | None) -> torch.Tensor:
-    import numpy as np
-    from PIL import Image
-
-    if not os.path.isfile(path):
-        raise ValueError(f"image not found: {path}")
-    img = Image.open(path).convert("RGB")
-    if resize:
-        try:
-            w, h = (int(v) for v in resize.lower().split("x"))
-        except ValueError:
-            raise ValueError(f"--resize takes WIDTHxHEIGHT (e.g. 720x480), got {resize!r}") from None
-        img = img.resize((w, h), Image.BICUBIC)
-    W, H = img.size
-    if W % 16 or H % 16:
-        raise ValueError(f"{path} is {W}x{H}: width and height must be multiples of 16; pass --resize "
-                         f"{W - W % 16}x{H - H % 16} (or another size) to resize it")
-    return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0)
+def _duration(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
-def _load_model(models: str, args):
+# ----------------------------------------------------------------------------- argument checks
+def _camera_file(spec: str) -> bool:
+    return os.path.isfile(spec) or spec.lower().endswith((".txt", ".json"))
+
+
+def check_trajectory_spec(spec: str, strength: float = 1.0) -> None:
+    """A preset composition parses (on a unit camera, two frames: no model, no scene needed)."""
+    from .cameras import Cameras, intrinsics_from_fov
+    from .trajectory import make_trajectory
+
+    unit = Cameras(torch.eye(4)[None], intrinsics_from_fov(60.0, 32, 32), 32, 32)
+    try:
+        make_trajectory(spec, 2, unit, 1.0, strength=strength)
+    except ValueError as e:
+        raise ValueError(f"--trajectory {spec!r}: {e} (presets: `python -m worldwarp_core presets`; or give a "
+                         "camera file)") from None
+
+
+def check_generate_args(args) -> dict:
+    """Every cheap check of ``generate`` (numbers, device, output folder, image, trajectory, model
+    files), before anything loads. Returns the loaded image, the settings, the chunk starts and
+    the model paths."""
+    from .gscache import GSConfig
+    from .inputs import (
+        check_device,
+        check_float,
+        check_int,
+        check_output_folder,
+        check_seed,
+        load_camera_file,
+        load_image,
+    )
+    from .model_files import require, run_needs
+    from .pipeline import PipelineSettings
+
+    check_device(args.device)
+    check_int(args.frames, "--frames", 1)
+    if args.path_frames is not None:
+        check_int(args.path_frames, "--path-frames", 1)
+    check_float(args.strength_scale, "--strength-scale", 0.0, lo_open=True, example=1.0)
+    if args.fov is not None:
+        check_float(args.fov, "--fov", 0.0, 180.0, lo_open=True, hi_open=True, example=60.0)
+    check_float(args.tau, "--tau", 0.0, 1.0)
+    check_int(args.steps, "--steps", 1)
+    check_float(args.cfg, "--cfg", 1.0, example=5.0)
+    check_int(args.gs_iterations, "--gs-iterations", 0)
+    if args.world_voxel is not None:
+        check_float(args.world_voxel, "--world-voxel", 0.0, lo_open=True, example=0.05)
+    check_seed(args.seed, "--seed")
+    try:
+        settings = PipelineSettings(
+            chunk_frames=args.chunk, context_frames=args.context, strength=args.tau, steps=args.steps,
+            guidance_scale=args.cfg, variant=args.schedule, training_free=args.training_free, cache_mode=args.cache,
+            gs=GSConfig(iterations=args.gs_iterations), extend_mode=args.extend, seed=args.seed,
+            extrapolation=args.extrapolation, extrapolation_window=args.extrapolation_window,
+            world_voxel=args.world_voxel, pose_source=args.pose_source)
+        starts = settings.chunk_starts(args.frames)
+    except ValueError as e:
+        raise ValueError(f"--chunk {args.chunk} / --context {args.context} / --frames {args.frames}: {e}") from None
+    if args.captioner == "fixed" and not args.prompt.strip() and not args.style.strip():
+        raise ValueError("--prompt is empty: give --prompt (and/or --style), or a --captioner that describes the frames")
+    check_output_folder(args.out, args.resume, args.overwrite, *RESUME_FLAGS)
+    image = load_image(args.image, args.resize, args.alpha)
+    H, W = image.shape[:2]
+    cameras = None
+    if _camera_file(args.trajectory):
+        cameras = load_camera_file(args.trajectory, W, H)
+    else:
+        check_trajectory_spec(args.trajectory, args.strength_scale)
+    needs = run_needs(args.models, args.geometry, args.captioner, args.pose_source, args.training_free,
+                      args.geometry_path, args.captioner_path, args.worldwarp_ckpt)
+    return {"image": image, "cameras": cameras, "settings": settings, "starts": starts, "paths": require(needs)}
+
+
+def _load_model(paths: dict, args):
     from . import models as M
 
-    dtype = args.dtype
-    device = args.device
-    if os.path.isdir(os.path.join(models, "transformer")):
-        model = M.load_diffusers_folder(models, dtype, device, args.offload)
-        if args.worldwarp_ckpt:
-            M.load_worldwarp_checkpoint(args.worldwarp_ckpt, model.transformer)
+    ckpt = paths.get("worldwarp") if (args.worldwarp_ckpt or not args.training_free) else None
+    if "diffusers" in paths or os.path.isdir(paths["transformer"]):
+        model = M.load_diffusers_folder(args.models, args.dtype, args.device, args.offload)
+        if ckpt:
+            M.load_worldwarp_checkpoint(ckpt, model.transformer)
+            model.files["worldwarp"] = ckpt
         return model
-    found = M.find_components(models)
-    missing = [c for c in ("transformer", "vae", "text_encoder", "tokenizer") if found[c] is None]
-    if missing:
-        report = "\n".join(f"  {r['component']}: {r['hint']}" for r in M.check_models(models) if r["component"] in missing)
-        raise ValueError(f"model files missing under {models}:\n{report}")
-    ckpt = args.worldwarp_ckpt or found["worldwarp"]
-    return M.load_components(found["transformer"], found["vae"], found["text_encoder"], found["tokenizer"],
-                             ckpt, dtype, device, args.offload)
+    return M.load_components(paths["transformer"], paths["vae"], paths["text_encoder"], paths["tokenizer"],
+                             ckpt, args.dtype, args.device, args.offload)
 
 
-# folder names under models/worldwarp/ when --geometry-path / --captioner-path are not given (README table)
-DEFAULT_FOLDERS = {"depth-pro": "depth-pro-hf", "depth-anything-v2": "depth-anything-v2-small-hf", "ttt3r": "TTT3R",
-                   "florence-2": "Florence-2-large", "qwen2.5-vl": "Qwen2.5-VL-3B-Instruct"}
-
-
+# ----------------------------------------------------------------------------- commands
 def cmd_generate(args) -> int:
     from .cameras import Cameras, intrinsics_from_fov
     from .caption import load_captioner
     from .geometry import load_estimator
-    from .gscache import GSConfig
-    from .pipeline import PipelineSettings, WorldWarpPipeline
-    from .trajectory import PRESETS, make_trajectory, median_depth
+    from .pipeline import WorldWarpPipeline
+    from .trajectory import make_trajectory, median_depth
 
-    image = _load_image(args.image, args.resize)
+    checked = check_generate_args(args)  # nothing is loaded before every cheap check passed
+    image, paths, settings = checked["image"], checked["paths"], checked["settings"]
     H, W = image.shape[:2]
-    geo_path = args.geometry_path or os.path.join(args.models, "worldwarp", DEFAULT_FOLDERS.get(args.geometry,
-                                                                                                args.geometry))
-    geometry = load_estimator(args.geometry, geo_path, device=args.device)
+    print(f"loading the {args.geometry} geometry model from {paths['geometry']}", file=sys.stderr)
+    geometry = load_estimator(args.geometry, paths["geometry"], device=args.device)
     given_K = None if args.fov is None else intrinsics_from_fov(args.fov, W, H)
     first = geometry.estimate(image[None], None if given_K is None else Cameras(torch.eye(4)[None], given_K, W, H))
     # a given FoV wins over a backend that estimates its own intrinsics (TTT3R)
     start = Cameras(torch.eye(4)[None], (first.cameras.Ks[:1] if given_K is None else given_K).float(), W, H)
-    spec = args.trajectory
-    if os.path.isfile(spec):
-        path = Cameras.load(spec, W, H)
-        if (path.width, path.height) != (W, H):
-            path = path.resize(W, H)
-    else:
-        names = [p.split("@")[0].split(":")[0].strip() for p in spec.replace("*", "+").split("+")]
-        if not all(n in PRESETS for n in names):
-            raise ValueError(f"--trajectory {spec!r} is neither a camera file nor presets; "
-                             f"run `python -m worldwarp_core presets`")
-        path = make_trajectory(spec, args.path_frames or args.frames, start, median_depth(first.depth[0]),
-                               strength=args.strength_scale)
-    settings = PipelineSettings(
-        chunk_frames=args.chunk, context_frames=args.context, strength=args.tau, steps=args.steps,
-        guidance_scale=args.cfg, variant=args.schedule, training_free=args.training_free, cache_mode=args.cache,
-        gs=GSConfig(iterations=args.gs_iterations), extend_mode=args.extend, seed=args.seed,
-        extrapolation=args.extrapolation, extrapolation_window=args.extrapolation_window,
-        world_voxel=args.world_voxel, pose_source=args.pose_source)
-    model = _load_model(args.models, args)
+    path = checked["cameras"]
+    if path is None:
+        path = make_trajectory(args.trajectory, args.frames if args.path_frames is None else args.path_frames, start,
+                               median_depth(first.depth[0]), strength=args.strength_scale)
+    print("loading the ST-Diff models (transformer, VAE, text encoder)", file=sys.stderr)
+    model = _load_model(paths, args)
     captioner = None
     if args.captioner != "fixed":
-        captioner = load_captioner(args.captioner, args.captioner_path or os.path.join(
-            args.models, "worldwarp", DEFAULT_FOLDERS.get(args.captioner, args.captioner)), device=args.device)
+        captioner = load_captioner(args.captioner, paths["captioner"], device=args.device)
     pipe = WorldWarpPipeline(model, geometry, captioner, settings)
-    progress = Progress()
-    progress.chunks = len(settings.chunk_starts(args.frames))
+    progress = Progress(len(checked["starts"]))
     try:
         result = pipe(image, path, args.frames, prompt=args.prompt, style=args.style, out_dir=args.out,
                       resume=args.resume, overwrite=args.overwrite, start_depth=first.depth[0], callback=progress)
@@ -140,13 +208,19 @@ def cmd_generate(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .demo import run_demo
+    from .demo import DEMO_SETTINGS, run_demo
+    from .inputs import check_int, check_output_folder
 
-    progress = Progress()
-    progress.chunks = 3
+    check_int(args.frames, "--frames", 1)
+    try:
+        chunks = len(DEMO_SETTINGS.chunk_starts(args.frames))
+    except ValueError as e:
+        raise ValueError(f"--frames: {e}") from None
+    check_output_folder(args.out, args.resume, args.overwrite, *RESUME_FLAGS)
     print("WorldWarp demo: a PIPELINE CHECK with tiny random-weight models on a synthetic room.\n"
           "The frames the diffusion model fills are noise; everything else is the real loop.")
-    result = run_demo(args.out, frames=args.frames, resume=args.resume, overwrite=args.overwrite, callback=progress)
+    result = run_demo(args.out, frames=args.frames, resume=args.resume, overwrite=args.overwrite,
+                      callback=Progress(chunks))
     print(f"\nwrote {result.frames.shape[0]} frames and every output to {result.out_dir}")
     return 0
 
@@ -162,71 +236,142 @@ def cmd_presets(args) -> int:
 
 
 def cmd_check_models(args) -> int:
-    from .models import check_models
+    """The same decision as ``generate``'s (``model_files.run_needs``) for the same options."""
+    from .model_files import run_needs
 
     ok = True
-    for r in check_models(args.models):
-        if r["found"]:
-            print(f"found    {r['component']:13s} {r['found']}")
+    for n in run_needs(args.models, args.geometry, args.captioner, args.pose_source, args.training_free,
+                       args.geometry_path, args.captioner_path, args.worldwarp_ckpt):
+        if n.ok:
+            print(f"found    {n.component:13s} {n.found}")
+            continue
+        ok = ok and not n.required
+        label = "MISSING " if n.required else "optional"
+        if n.problem:
+            print(f"{'PROBLEM ' if n.required else 'optional'} {n.component:13s} {n.problem}; get it from {n.source}")
         else:
-            ok = ok and r["component"] != "worldwarp"
-            print(f"MISSING  {r['component']:13s} in {r['folder']} (one of {', '.join(r['expected'])}): {r['hint']}")
+            print(f"{label} {n.component:13s} in {n.looked_in} (one of {', '.join(n.expected)}): get it from {n.source}")
+    print("\nall files this run needs are present" if ok else "\nsome files this run needs are missing (above)")
     return 0 if ok else 1
 
 
+# ----------------------------------------------------------------------------- the parser
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Every option's help ends with its choices and its default."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.help is argparse.SUPPRESS or action.option_strings == ["-h", "--help"]:
+            return text
+        if action.choices and "%(choices)" not in text:
+            text += " (choices: %(choices)s)"
+        if action.required:
+            text += " [required]"
+        elif isinstance(action, argparse._StoreTrueAction):
+            text += " [default: off]"
+        elif action.default == "":
+            text += ' [default: ""]'
+        elif action.default is not None and "%(default)" not in text:
+            text += " [default: %(default)s]"
+        elif action.default is None and action.option_strings:
+            text += " [default: none]"
+        return text
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    """The options that decide which model files a run needs (``generate`` and ``check-models``)."""
+    from .caption import list_captioners
+    from .geometry import list_estimators
+
+    p.add_argument("--geometry", default="depth-pro", choices=list_estimators(),
+                   help="geometry (depth/pose) model; its folder is models/worldwarp/<default folder> unless "
+                        "--geometry-path is given")
+    p.add_argument("--geometry-path", help="the geometry model's folder (a transformers folder, or a TTT3R checkout)")
+    p.add_argument("--captioner", default="fixed", choices=list_captioners(),
+                   help="VLM that writes each chunk's prompt; 'fixed' uses --prompt and loads nothing")
+    p.add_argument("--captioner-path", help="the captioner's model folder")
+    p.add_argument("--pose-source", default="requested", choices=["requested", "estimated"],
+                   help="cameras of the history: the requested path, or the geometry model's estimate aligned "
+                        "to it (needs ttt3r or depth-anything-3)")
+    p.add_argument("--training-free", action="store_true",
+                   help="base Wan2.1 weights without the WorldWarp fine-tune (worldwarp_latest.ckpt not needed)")
+    p.add_argument("--worldwarp-ckpt", help="the official worldwarp_latest.ckpt (else found in diffusion_models/)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m worldwarp_core", description="WorldWarp: 3D-consistent long video")
-    sub = p.add_subparsers(dest="command", required=True)
-    g = sub.add_parser("generate", help="generate a video from an image and a camera path")
-    g.add_argument("--image", required=True)
-    g.add_argument("--trajectory", required=True, help="preset spec (see `presets`) or a RealEstate10K/JSON camera file")
-    g.add_argument("--frames", type=int, required=True, help="total frames: chunk + k*(chunk - context), e.g. 49, 93")
+    from .inputs import ALPHA_CHOICES, MAX_PIXELS, MAX_SIDE, MIN_SIDE, SEED_MAX
+
+    p = argparse.ArgumentParser(prog="python -m worldwarp_core", description="WorldWarp: 3D-consistent long video",
+                                formatter_class=_Formatter)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    g = sub.add_parser("generate", help="generate a video from an image and a camera path", formatter_class=_Formatter,
+                       description="Generate a video from one image along a camera path. Every argument and "
+                                   "model file is checked before any model loads.")
+    g.add_argument("--image", required=True,
+                   help=f"start image (PNG/JPEG/WebP, 8 or 16 bit); sides multiples of 16, {MIN_SIDE}..{MAX_SIDE} "
+                        f"pixels, at most {MAX_PIXELS} pixels (else use --resize)")
+    g.add_argument("--trajectory", required=True,
+                   help="preset spec (see `presets`), e.g. \"dolly_in + pan_left\", or a RealEstate10K .txt / "
+                        "JSON camera file")
+    g.add_argument("--frames", type=int, required=True,
+                   help="total frames: chunk + k*(chunk - context), e.g. 49, 93, 137 with the default chunking")
     g.add_argument("--models", required=True, help="ComfyUI models/ folder or a Wan2.1 diffusers folder")
     g.add_argument("--out", required=True, help="output folder (refused if it holds another run)")
-    g.add_argument("--prompt", default="")
+    g.add_argument("--prompt", default="", help="the scene description (with --captioner fixed)")
     g.add_argument("--style", default="", help='style text appended to the prompt, e.g. "Van Gogh style"')
-    g.add_argument("--resume", action="store_true")
-    g.add_argument("--overwrite", action="store_true")
-    g.add_argument("--resize", help="resize the image to WIDTHxHEIGHT (multiples of 16)")
-    g.add_argument("--fov", type=float, help="horizontal field of view in degrees (else the geometry model's)")
-    g.add_argument("--path-frames", type=int, help="frames of the preset path (extrapolated past its end)")
-    g.add_argument("--strength-scale", type=float, default=1.0, help="multiplies the preset strengths")
-    g.add_argument("--chunk", type=int, default=49)
-    g.add_argument("--context", type=int, default=5)
-    g.add_argument("--tau", type=float, default=0.8, help="strength τ of the warped tokens")
-    g.add_argument("--steps", type=int, default=50)
-    g.add_argument("--cfg", type=float, default=5.0)
-    g.add_argument("--schedule", default="spatio-temporal", choices=["spatio-temporal", "spatial", "temporal", "full"])
-    g.add_argument("--cache", default="3dgs", choices=["3dgs", "pointcloud", "none"])
-    g.add_argument("--gs-iterations", type=int, default=500)
-    g.add_argument("--extend", default="extrapolate", choices=["extrapolate", "loop", "pingpong"])
+    g.add_argument("--resume", action="store_true", help="continue the run in --out after its last finished chunk")
+    g.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    g.add_argument("--resize", help="resize the image to WIDTHxHEIGHT first (multiples of 16), e.g. 832x480")
+    g.add_argument("--alpha", default="refuse", choices=list(ALPHA_CHOICES),
+                   help="images with transparent pixels: refuse them, or composite over white or black")
+    g.add_argument("--fov", type=float,
+                   help="horizontal field of view in degrees, 0..180 (else the geometry model's estimate)")
+    g.add_argument("--path-frames", type=int,
+                   help="frames of the preset path, extrapolated past its end (else --frames)")
+    g.add_argument("--strength-scale", type=float, default=1.0, help="multiplies the preset strengths (> 0)")
+    g.add_argument("--chunk", type=int, default=49, help="frames per chunk, 4k+1 (paper: 49)")
+    g.add_argument("--context", type=int, default=5,
+                   help="context frames re-used from the previous chunk, 4j+1 and < --chunk (paper: 5)")
+    g.add_argument("--tau", type=float, default=0.8, help="strength τ of the warped tokens, 0..1 (paper: 0.8)")
+    g.add_argument("--steps", type=int, default=50, help="flow-matching Euler steps (paper: 50)")
+    g.add_argument("--cfg", type=float, default=5.0, help="classifier-free guidance scale, >= 1 (1: off)")
+    g.add_argument("--schedule", default="spatio-temporal", choices=["spatio-temporal", "spatial", "temporal", "full"],
+                   help="noise schedule variant (paper Table 3 ablations)")
+    g.add_argument("--cache", default="3dgs", choices=["3dgs", "pointcloud", "none"],
+                   help="geometry cache the hints are rendered from")
+    g.add_argument("--gs-iterations", type=int, default=500, help="3DGS optimisation iterations per chunk (paper: 500)")
+    g.add_argument("--extend", default="extrapolate", choices=["extrapolate", "loop", "pingpong"],
+                   help="how the path continues past its last camera")
     g.add_argument("--extrapolation", default="auto", choices=["auto", "paper", "official"],
                    help="how --extend extrapolate continues the path: auto (backtested), paper (world velocity "
                         "+ SLERP) or official (body-frame momentum); docs/EXTRAPOLATION.md")
-    g.add_argument("--extrapolation-window", type=int, help="smoothing window in frames (default: the method's)")
-    g.add_argument("--pose-source", default="requested", choices=["requested", "estimated"])
-    g.add_argument("--world-voxel", type=float, help="keep a persistent world merged at this voxel size")
-    g.add_argument("--training-free", action="store_true", help="base Wan2.1 weights without the WorldWarp fine-tune")
-    g.add_argument("--geometry", default="depth-pro")
-    g.add_argument("--geometry-path")
-    g.add_argument("--captioner", default="fixed")
-    g.add_argument("--captioner-path")
-    g.add_argument("--worldwarp-ckpt", help="the official worldwarp_latest.ckpt (default: found in diffusion_models/)")
-    g.add_argument("--dtype", default="bf16", choices=["fp32", "bf16", "fp16", "fp8"])
-    g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    g.add_argument("--offload", default="none", choices=["none", "model"])
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--extrapolation-window", type=int, help="smoothing window in frames (none: the method's own)")
+    g.add_argument("--world-voxel", type=float,
+                   help="keep a persistent world.ply merged at this voxel size (> 0, e.g. 0.05; off when not given)")
+    _add_model_options(g)
+    g.add_argument("--dtype", default="bf16", choices=["fp32", "bf16", "fp16", "fp8"],
+                   help="weights' dtype of the transformer (fp8: stored in fp8, computed in bf16)")
+    g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="torch device: cpu, cuda, cuda:N or mps")
+    g.add_argument("--offload", default="none", choices=["none", "model"],
+                   help="'model' keeps each model on the CPU until it is used (less GPU memory, slower)")
+    g.add_argument("--seed", type=int, default=0, help=f"random seed, 0..{SEED_MAX}")
     g.set_defaults(func=cmd_generate)
-    d = sub.add_parser("demo", help="pipeline check with tiny random models (no weights needed)")
-    d.add_argument("--out", required=True)
-    d.add_argument("--frames", type=int, default=41)
-    d.add_argument("--resume", action="store_true")
-    d.add_argument("--overwrite", action="store_true")
+    d = sub.add_parser("demo", help="pipeline check with tiny random models (no weights needed)",
+                       formatter_class=_Formatter)
+    d.add_argument("--out", required=True, help="output folder")
+    d.add_argument("--frames", type=int, default=41, help="total frames: 17 + k*12 (17, 29, 41, 53, ...)")
+    d.add_argument("--resume", action="store_true", help="continue the demo run in --out")
+    d.add_argument("--overwrite", action="store_true", help="replace the demo run in --out")
     d.set_defaults(func=cmd_demo)
-    pr = sub.add_parser("presets", help="list the camera presets")
+    pr = sub.add_parser("presets", help="list the camera presets", formatter_class=_Formatter)
     pr.set_defaults(func=cmd_presets)
-    c = sub.add_parser("check-models", help="which model files are found / missing")
-    c.add_argument("models")
+    c = sub.add_parser("check-models", formatter_class=_Formatter,
+                       help="which model files a run with these options needs, found or missing",
+                       description="Which model files `generate` with the same options needs, and where to get "
+                                   "the missing ones (exit status 1 when a needed file is missing).")
+    c.add_argument("models", help="ComfyUI models/ folder or a Wan2.1 diffusers folder (as generate's --models)")
+    _add_model_options(c)
     c.set_defaults(func=cmd_check_models)
     return p
 
@@ -237,6 +382,11 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # disk full, read-only folder: one line, finished chunks are kept
+        from .inputs import os_error_message
+
+        print(f"error: {os_error_message(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted: finished chunks are saved; run again with --resume to continue", file=sys.stderr)

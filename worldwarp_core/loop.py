@@ -22,7 +22,6 @@ again on the same input state gives the same result.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field, replace
 
@@ -33,6 +32,7 @@ from torch import Tensor
 from .cameras import Cameras
 from .geometry import GeometryResult, align_depth_to_cache
 from .gscache import WorldModel, save_ply
+from .inputs import read_json, read_npy
 from .outputs import RunFolder, atomic_write_json, fingerprint, quantize, save_png, write_mp4
 from .trajectory import extend_to
 
@@ -140,11 +140,11 @@ def _read_back(state: LoopState, limit: int | None = None) -> LoopState:
     if not first:
         return state
     chunks = []
-    for k in range(first):
-        with open(os.path.join(folder.chunk_dir(k), "chunk.json"), encoding="utf-8") as f:
-            chunks.append(json.load(f))
+    for k in range(first):  # damaged records are named, with what to do
+        chunks.append(read_json(os.path.join(folder.chunk_dir(k), "chunk.json"), "resume: chunk record"))
     video = folder.read_frames(state.starts[first - 1] + s.chunk_frames)
-    d = np.load(os.path.join(folder.chunk_dir(first - 1), "hint_depth.npy"))
+    d = read_npy(os.path.join(folder.chunk_dir(first - 1), "hint_depth.npy"), "resume: cache depth",
+                 (2, s.chunk_frames, *video.shape[1:3]))
     if state.world is not None and os.path.isfile(folder.path("world.ply")):
         from .gscache import load_ply
 

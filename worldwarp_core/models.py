@@ -29,17 +29,20 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from .model_files import SOURCES
+
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "wan2.1_t2v_1.3b")
 Offload = Literal["none", "model"]
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "fp8": torch.float8_e4m3fn}
 
 WHERE = {
-    "transformer": "put wan2.1_t2v_1.3B_fp16.safetensors (or a diffusers transformer/ folder) in models/diffusion_models",
-    "worldwarp": "put the official worldwarp_latest.ckpt in models/diffusion_models",
-    "vae": "put wan_2.1_vae.safetensors in models/vae",
-    "text_encoder": "put umt5_xxl_fp16.safetensors in models/text_encoders",
-    "tokenizer": "put the umt5-xxl tokenizer folder (tokenizer.json / spiece.model from "
-                 "Wan2.1-T2V-1.3B-Diffusers/tokenizer) in models/worldwarp/umt5-xxl-tokenizer",
+    "transformer": "put wan2.1_t2v_1.3B_fp16.safetensors (or a diffusers transformer/ folder) in models/diffusion_models "
+                   f"(from {SOURCES['transformer']})",
+    "worldwarp": f"put the official worldwarp_latest.ckpt in models/diffusion_models (from {SOURCES['worldwarp']})",
+    "vae": f"put wan_2.1_vae.safetensors in models/vae (from {SOURCES['vae']})",
+    "text_encoder": f"put umt5_xxl_fp16.safetensors in models/text_encoders (from {SOURCES['text_encoder']})",
+    "tokenizer": "put the umt5-xxl tokenizer folder (tokenizer.json / spiece.model) in "
+                 f"models/worldwarp/umt5-xxl-tokenizer (from {SOURCES['tokenizer']})",
 }
 
 
@@ -217,6 +220,30 @@ def compute_dtype(module: torch.nn.Module) -> torch.dtype:
     return torch.bfloat16 if first == torch.float8_e4m3fn else first
 
 
+def from_pretrained_local(cls, path: str, what: str, **kwargs):
+    """``cls.from_pretrained(path, local_files_only=True)`` with a one-line error naming the folder
+    (a missing config or weights file, a truncated download)."""
+    from .model_files import _weights_problem
+
+    problem = _weights_problem(path, what)
+    if problem:
+        raise ValueError(f"{what}: {problem}")
+    try:
+        model, info = cls.from_pretrained(path, local_files_only=True, output_loading_info=True, **kwargs)
+    except (OSError, ValueError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{what}: {path} could not be loaded ({first}); the folder may be incomplete: "
+                         "download it again") from None
+    # transformers/diffusers fill weights missing from the files with random values and only warn
+    bad = [(k, list(info.get(k) or [])) for k in ("missing_keys", "mismatched_keys")]
+    bad = [(k, v) for k, v in bad if v]
+    if bad:
+        detail = "; ".join(f"{len(v)} {k.replace('_', ' ')} (e.g. {v[0]})" for k, v in bad)
+        raise ValueError(f"{what}: {path} could not be loaded ({detail}); the weights do not match the config: "
+                         "download the folder again")
+    return model
+
+
 def _apply_dtype(module, dtype: torch.dtype):
     if dtype == torch.float8_e4m3fn:
         # fp8 storage, bf16 compute (diffusers' layerwise casting upcasts each layer when it runs)
@@ -234,7 +261,7 @@ def load_transformer(path: str, dtype: torch.dtype = torch.float32, config: dict
     if os.path.isdir(path):
         if not os.path.isfile(os.path.join(path, "config.json")):
             raise ValueError(f"{path}: no config.json; a diffusers transformer/ folder holds config.json and weights")
-        model = WanTransformer3DModel.from_pretrained(path, local_files_only=True, torch_dtype=torch.float32)
+        model = from_pretrained_local(WanTransformer3DModel, path, "transformer", torch_dtype=torch.float32)
         return _apply_dtype(model.eval(), dtype)
     if path.endswith((".ckpt", ".pt", ".pth", ".bin")):
         state = to_diffusers_state_dict(read_checkpoint(path))
@@ -305,7 +332,7 @@ def load_vae(path: str, dtype: torch.dtype = torch.float32, config: dict | None 
 
     _require(path, "vae")
     if os.path.isdir(path):
-        return AutoencoderKLWan.from_pretrained(path, local_files_only=True, torch_dtype=dtype).eval()
+        return from_pretrained_local(AutoencoderKLWan, path, "vae", torch_dtype=dtype).eval()
     state = _read_safetensors(path)
     if not any(k.startswith(("encoder.down_blocks", "encoder.conv_in", "quant_conv")) for k in state):
         if not any(k.startswith(("encoder.conv1.", "decoder.upsamples.")) for k in state):
@@ -326,12 +353,20 @@ def load_text_encoder(path: str, dtype: torch.dtype = torch.float32):
 
     _require(path, "text_encoder")
     if os.path.isdir(path):
-        return UMT5EncoderModel.from_pretrained(path, local_files_only=True, torch_dtype=dtype).eval()
+        return from_pretrained_local(UMT5EncoderModel, path, "text_encoder", torch_dtype=dtype).eval()
     state = _read_safetensors(path)
     state = {k: v for k, v in state.items() if k != "spiece_model"}  # ComfyUI may embed the tokenizer
     if "shared.weight" not in state and "encoder.embed_tokens.weight" in state:
         state["shared.weight"] = state["encoder.embed_tokens.weight"]
-    state.setdefault("encoder.embed_tokens.weight", state.get("shared.weight"))
+    # the keys the architecture is read from; a file without them is not a UMT5 encoder
+    need = ["shared.weight", "encoder.block.0.layer.1.DenseReluDense.wi_0.weight",
+            "encoder.block.0.layer.0.SelfAttention.q.weight",
+            "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"]
+    missing = [k for k in need if k not in state]
+    if missing:
+        raise ValueError(f"text_encoder: {path} is not a UMT5 encoder file (missing {', '.join(missing)}); "
+                         f"{WHERE['text_encoder']}")
+    state.setdefault("encoder.embed_tokens.weight", state["shared.weight"])
     cfg = _config("text_encoder")
     cfg["vocab_size"], cfg["d_model"] = state["shared.weight"].shape
     cfg["num_layers"] = 1 + max(int(k.split(".")[2]) for k in state if k.startswith("encoder.block."))
@@ -349,7 +384,11 @@ def load_tokenizer(path: str):
     from transformers import AutoTokenizer
 
     _require(path, "tokenizer")
-    return AutoTokenizer.from_pretrained(path, local_files_only=True)
+    try:
+        return AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError, TypeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"tokenizer: {path} could not be loaded ({first}); {WHERE['tokenizer']}") from None
 
 
 # ----------------------------------------------------------------------------- the bundle

@@ -28,6 +28,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from .inputs import read_json
+
 
 def atomic_write_text(path: str, text: str) -> None:
     tmp = f"{path}.tmp"
@@ -114,15 +116,14 @@ class RunFolder:
         """Create the folder, or check it holds this run (resume), or clear it (overwrite)."""
         existing = self.path("run.json")
         if os.path.isfile(existing):
-            with open(existing, encoding="utf-8") as f:
-                old = json.load(f)
             if overwrite:
                 for sub in ("frames", "chunks"):
                     shutil.rmtree(self.path(sub), ignore_errors=True)
             elif not resume:
-                raise ValueError(f"{self.root} already holds a run; pass resume (to continue it) or overwrite "
-                                 "(to replace it), or choose another output folder")
-            elif old.get("fingerprint") != run_info.get("fingerprint"):
+                raise ValueError(f"{self.root} already holds a run; pass resume=True (CLI: --resume) to continue it "
+                                 "or overwrite=True (--overwrite) to replace it, or choose another output folder")
+            elif read_json(existing, "run record", "pass overwrite=True (CLI: --overwrite) to replace the run, or "
+                           "choose another output folder").get("fingerprint") != run_info.get("fingerprint"):
                 raise ValueError(f"{self.root} holds a different run (other inputs or settings); resume needs the "
                                  "same image, cameras and settings, or choose another output folder")
         elif os.path.isdir(self.root) and os.listdir(self.root) and not overwrite:

@@ -24,7 +24,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
@@ -33,6 +33,7 @@ from .cameras import Cameras
 from .caption import DEFAULT_NEGATIVE, Captioner, FixedCaptioner, compose_prompt
 from .geometry import GeometryEstimator, GeometryResult, PoseSource, align_poses
 from .gscache import CacheMode, GSConfig, build_cache
+from .inputs import check_choice, check_float, check_image, check_int, check_seed
 from .loop import LoopState, align_history_depth, chunk_record, end_chunk, finish_run, open_run, plan_chunk
 from .outputs import RunFolder, atomic_write_json, sha256_file
 from .sampler import SamplerConfig, st_diff_sample
@@ -69,6 +70,7 @@ class PipelineSettings:
     deterministic: bool = True  # torch deterministic algorithms: a resumed run equals an uninterrupted one
 
     def __post_init__(self) -> None:
+        check_settings(self)
         latent_frame_count(self.chunk_frames)  # 4k+1 check with its message
         if self.extrapolation not in EXTRAPOLATION_METHODS:
             raise ValueError(f"unknown extrapolation method {self.extrapolation!r}; "
@@ -82,6 +84,7 @@ class PipelineSettings:
     def chunk_starts(self, total: int, start_frames: int = 1) -> list[int]:
         """First frame index of every chunk for a ``total``-frame video (errors say the nearest valid totals)."""
         C, ctx = self.chunk_frames, self.context_frames
+        total = check_int(total, "frames", 1)
         if start_frames != 1:
             raise ValueError(f"{start_frames} start frames: this version starts from one image")
         step = C - ctx
@@ -90,6 +93,27 @@ class PipelineSettings:
             raise ValueError(f"{total} frames cannot be chunked into {C}-frame chunks with {ctx} context frames: "
                              f"totals are {C} + k*{step}; use {lo} or {lo + step}")
         return [0] + [C + i * step - ctx for i in range((total - C) // step)]
+
+
+def check_settings(s: PipelineSettings) -> None:
+    """Every setting a finite number in its range or one of its choices (one line naming it)."""
+    check_int(s.chunk_frames, "chunk_frames", 5)
+    check_int(s.context_frames, "context_frames", 1)
+    check_float(s.strength, "strength (tau)", 0.0, 1.0)
+    check_int(s.steps, "steps", 1)
+    check_float(s.guidance_scale, "guidance_scale (cfg)", 1.0, example=5.0)
+    check_choice(s.variant, "schedule variant", get_args(ScheduleVariant))
+    check_float(s.coverage, "coverage", 0.0, 1.0, lo_open=True)
+    check_choice(s.cache_mode, "cache mode", get_args(CacheMode))
+    check_int(s.history_stride, "history_stride", 1)
+    check_choice(s.pose_source, "pose_source", get_args(PoseSource))
+    check_choice(s.extend_mode, "extend mode", get_args(ExtendMode))
+    if s.extrapolation_window is not None:
+        check_int(s.extrapolation_window, "extrapolation_window", 1)
+    if s.world_voxel is not None:  # 0 would silently switch the world merge off
+        check_float(s.world_voxel, "world_voxel", 0.0, lo_open=True, example=0.05)
+    check_seed(s.seed, "seed")
+    check_int(s.fps, "fps", 1)
 
 
 @dataclass
@@ -118,12 +142,10 @@ class WorldWarpPipeline:
 
     # ------------------------------------------------------------------ validation
     def _check_inputs(self, image: Tensor, cameras: Cameras) -> None:
-        if image.ndim != 3 or image.shape[-1] != 3:
-            raise ValueError(f"start image must be [H, W, 3] in 0..1, got {list(image.shape)}")
+        check_image(image, "start image")  # shape, 0..1, finite, size limits
         H, W = image.shape[:2]
-        if H % 16 or W % 16:
-            raise ValueError(f"start image is {W}x{H}: width and height must be multiples of 16 "
-                             f"(e.g. {W - W % 16}x{H - H % 16}); resize or crop it first")
+        if not isinstance(cameras, Cameras):
+            raise ValueError(f"cameras must be a Cameras path, got {type(cameras).__name__}")
         if (cameras.width, cameras.height) != (W, H):
             raise ValueError(f"cameras are for {cameras.width}x{cameras.height} images but the start image is "
                              f"{W}x{H}; use Cameras.resize")

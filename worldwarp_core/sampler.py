@@ -51,7 +51,7 @@ class SamplerConfig:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if not 0.0 <= self.strength <= 1.0:
             raise ValueError(f"strength τ must be in [0, 1], got {self.strength}")
-        if self.guidance_scale < 1.0:
+        if not self.guidance_scale >= 1.0 or self.guidance_scale == float("inf"):  # NaN fails >= too
             raise ValueError(f"guidance scale must be >= 1 (1 disables CFG), got {self.guidance_scale}")
 
 

@@ -10,6 +10,7 @@ API (0.1.x): images as uint8 arrays, optional known ``extrinsics`` (world-to-cam
 from __future__ import annotations
 
 import importlib
+import os
 
 import torch
 
@@ -31,7 +32,15 @@ class DepthAnything3Estimator:
                  model=None) -> None:
         if model is None:
             api = importlib.import_module("depth_anything_3.api")
-            model = api.DepthAnything3.from_pretrained(path)
+            if not os.path.isdir(path):
+                raise ValueError(f"depth-anything-3: model folder not found: {path}; put a DA3 model folder "
+                                 "(e.g. depth-anything/DA3-BASE) there")
+            try:  # a local folder only: never a hub download
+                model = api.DepthAnything3.from_pretrained(path, local_files_only=True)
+            except (OSError, ValueError, RuntimeError) as e:
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise ValueError(f"depth-anything-3: {path} could not be loaded ({first}); the folder may be "
+                                 "incomplete") from None
         self.model, self.device, self.process_res = model, device, process_res
 
     @torch.no_grad()

@@ -55,9 +55,11 @@ class _Transformers:
 
 
 def _from_pretrained(cls, path: str | None, what: str):
-    if path is None:
+    from ..models import from_pretrained_local
+
+    if path is None or not str(path).strip():
         raise ValueError(f"{what}: give the local model folder (e.g. models/worldwarp/{what})")
-    return cls.from_pretrained(path, local_files_only=True)
+    return from_pretrained_local(cls, path, what)
 
 
 class DepthPro(_Transformers):

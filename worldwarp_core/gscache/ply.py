@@ -53,15 +53,20 @@ def load_ply(path: str) -> Gaussians:
             raise ValueError(f"{path} is not a PLY file")
         names, count, fmt = [], None, None
         while True:
-            line = f.readline()
-            if not line:
+            line = f.readline(1024)
+            if not line or f.tell() > 1 << 16:  # 64 KB of header is far more than any splat needs
                 raise ValueError(f"{path}: PLY header has no end_header")
             words = line.decode("ascii", "replace").split()
             if words[:1] == ["format"]:
                 fmt = words[1]
             elif words[:2] == ["element", "vertex"]:
-                count = int(words[2])
+                try:
+                    count = int(words[2])
+                except (IndexError, ValueError):
+                    raise ValueError(f"{path}: unreadable PLY header line {line.strip()!r}") from None
             elif words[:1] == ["property"]:
+                if len(words) < 3:
+                    raise ValueError(f"{path}: unreadable PLY header line {line.strip()!r}")
                 if words[1] != "float":
                     raise ValueError(f"{path}: property {words[-1]} is {words[1]}; a 3DGS .ply stores floats")
                 names.append(words[2])
@@ -69,7 +74,12 @@ def load_ply(path: str) -> Gaussians:
                 break
         if fmt != "binary_little_endian" or count is None:
             raise ValueError(f"{path}: expected a binary_little_endian PLY with a vertex element (got {fmt})")
-        data = np.frombuffer(f.read(4 * len(names) * count), dtype="<f4").reshape(count, len(names))
+        # the header's vertex count is checked against the file's size before anything is allocated
+        need, have = 4 * len(names) * count, os.path.getsize(path) - f.tell()
+        if count < 0 or need > have:
+            raise ValueError(f"{path}: the header claims {count} vertices ({need} bytes) but the file holds {have} "
+                             "bytes after it; the file is truncated or corrupt")
+        data = np.frombuffer(f.read(need), dtype="<f4").reshape(count, len(names))
     col = {n: i for i, n in enumerate(names)}
     need = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
             "rot_0", "rot_1", "rot_2", "rot_3"]
