@@ -137,7 +137,7 @@ def test_every_cheap_argument_is_checked_before_any_model_loads(setup, no_loadin
         (dict(out=str(held)), r"held already holds a run; pass --resume to continue it or --overwrite to replace it"),
         (dict(image=str(text)), r"notes.png is not an image this program can read"),
         (dict(image=str(one)), r"one.png is 1x1: .*; pass --resize 32x32"),
-        (dict(image=str(wide)), r"wide.png is 4096x32: each side must be 32..2048 pixels; pass --resize 2048x32"),
+        (dict(image=str(wide)), r"wide.png is 4096x32: .* at most 4x the shorter; pass --resize 2048x512"),
         (dict(image=str(tmp / "rgba.png")), r"rgba.png has transparent pixels \(100.0 % of the image\)"),
         (dict(prompt=""), r"--prompt is empty"),
         (dict(geometry_path=""), r"--geometry-path is empty"),

@@ -106,7 +106,8 @@ def test_unreadable_and_badly_sized_images_name_the_file_and_the_fix(tmp_path):
     assert load_image(str(odd), "48x32").shape == (32, 48, 3)
     wide = tmp_path / "wide.png"
     Image.new("RGB", (4096, 32)).save(wide)
-    with pytest.raises(ValueError, match=rf"4096x32: each side must be 32..{MAX_SIDE} pixels; pass --resize 2048x32"):
+    with pytest.raises(ValueError, match=rf"4096x32: each side must be 32..{MAX_SIDE} pixels and the longer side may "
+                                         r"be at most 4x the shorter; pass --resize 2048x512"):
         load_image(str(wide))
     with pytest.raises(ValueError, match=r"--resize takes WIDTHxHEIGHT"):
         load_image(str(odd), "48by32")
@@ -116,11 +117,16 @@ def test_unreadable_and_badly_sized_images_name_the_file_and_the_fix(tmp_path):
 
 
 def test_nearest_size_is_valid():
+    import random
+
     from worldwarp_core.inputs import size_problem
 
-    for w, h in [(1, 1), (50, 40), (4096, 32), (5000, 5000), (3000, 2000), (832, 480)]:
-        assert size_problem(*nearest_size(w, h)) is None
-    assert nearest_size(832, 480) == (832, 480)
+    rng = random.Random(0)
+    sizes = [(1, 1), (50, 40), (4096, 32), (5000, 5000), (3000, 2000), (832, 480), (469, 78)]
+    sizes += [(rng.randint(1, 20000), rng.randint(1, 20000)) for _ in range(2000)]
+    for w, h in sizes:
+        assert size_problem(*nearest_size(w, h)) is None, (w, h)
+    assert nearest_size(832, 480) == (832, 480) and nearest_size(3000, 2000) == (1888, 1248)  # aspect kept
 
 
 # ----------------------------------------------------------------------------- tensors and numbers

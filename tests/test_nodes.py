@@ -171,6 +171,42 @@ def test_node_errors_are_clear(env):
         ops.camera_trajectory(env, torch.zeros(1, 32, 48, 3), "dolly_in", 1.0, 9, 60.0, 0.0, "linear", "nope.txt")
 
 
+def test_node_inputs_are_checked_before_anything_runs(env):
+    """Every cheap input of the nodes is refused by name, with the nearest valid value, before a model
+    runs or the output folder is made (the models passed are None: nothing may use them)."""
+    from worldwarp_core.cameras import Cameras, intrinsics_from_fov
+
+    img = torch.rand(1, 32, 48, 3)
+    cams = Cameras(torch.eye(4).repeat(17, 1, 1), intrinsics_from_fov(60.0, 48, 32, 17), 48, 32)
+
+    def loop(image=img, frames=17, cfg=2.0, seed=0, folder="worldwarp/never"):
+        return ops.chunk_loop(env, None, None, image, cams, frames, "a room", "", 9, 1, 0.8, 2, cfg, seed,
+                              "spatio-temporal", "3dgs", 2, "extrapolate", False, folder, False)
+
+    cases = [
+        (lambda: loop(image=torch.rand(2, 32, 48, 3)), r"image holds 2 images; this node starts from one"),
+        (lambda: loop(image=img * 255), r"image values must be in 0..1, got .*; it looks like 0..255: divide by 255"),
+        (lambda: loop(image=torch.rand(1, 30, 48, 3)), r"image is 48x30: width and height must be multiples of 16; "
+                                                       r"resize or crop it to 48x32"),
+        (lambda: loop(frames=20), r"20 frames cannot be chunked into 9-frame chunks .* use 17 or 25"),
+        (lambda: loop(cfg=float("nan")), r"guidance_scale \(cfg\) must be a finite number >= 1, got nan"),
+        (lambda: loop(seed=2**40), r"seed must be in 0..2147483647, got 1099511627776; use 2147483647"),
+        (lambda: loop(folder="  "), r"output_folder is empty"),
+        (lambda: ops.st_diff_sampler(env, None, torch.rand(10, 32, 48, 3), torch.ones(10, 32, 48), "", "", 1, 0.8, 2,
+                                     2.0, 0, "spatio-temporal", False), r"hints hold 10 frames; .* use 9 or 13"),
+        (lambda: ops.st_diff_sampler(env, None, torch.rand(9, 32, 48, 3), torch.ones(9, 32, 40), "", "", 1, 0.8, 2,
+                                     2.0, 0, "spatio-temporal", False), r"masks must be \[F, H, W\] = \[9, 32, 48\]"),
+        (lambda: ops.camera_trajectory(env, img, "dolly_in", 1.0, 0, 60.0, 0.0, "linear", ""),
+         r"frames must be >= 1, got 0; use 1"),
+        (lambda: ops.load_geometry_model(env, "depth-anything-v2", "tiny-depth-anything", 0.0),
+         r"fov_degrees must be a finite number > 0 and < 180, got 0.0; use e.g. 60"),
+    ]
+    for run, pattern in cases:
+        with pytest.raises(ValueError, match=pattern):
+            run()
+    assert not os.path.exists(os.path.join(env.output, "worldwarp", "never"))
+
+
 def test_camera_info_uses_core_splat_convention(env):
     """camera_info is in a three.js world (Y up, looking down local -Z), related to the splat's (= our)
     coordinates by (x, y, z) -> (x, -y, -z), as core Render Splat reads it. Checked end to end against

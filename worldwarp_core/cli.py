@@ -299,7 +299,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .inputs import ALPHA_CHOICES, MAX_PIXELS, MAX_SIDE, MIN_SIDE, SEED_MAX
+    from .inputs import ALPHA_CHOICES, MAX_ASPECT, MAX_PIXELS, MAX_SIDE, MIN_SIDE, SEED_MAX
 
     p = argparse.ArgumentParser(prog="python -m worldwarp_core", description="WorldWarp: 3D-consistent long video",
                                 formatter_class=_Formatter)
@@ -309,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "model file is checked before any model loads.")
     g.add_argument("--image", required=True,
                    help=f"start image (PNG/JPEG/WebP, 8 or 16 bit); sides multiples of 16, {MIN_SIDE}..{MAX_SIDE} "
-                        f"pixels, at most {MAX_PIXELS} pixels (else use --resize)")
+                        f"pixels, at most {MAX_PIXELS} pixels, aspect ratio at most {MAX_ASPECT}:1 (else use --resize)")
     g.add_argument("--trajectory", required=True,
                    help="preset spec (see `presets`), e.g. \"dolly_in + pan_left\", or a RealEstate10K .txt / "
                         "JSON camera file")

@@ -7,7 +7,9 @@ model loads or any file is written or deleted.
 Limits (stated in the README, enforced here):
 
 * image: width and height multiples of 16, each side from ``MIN_SIDE`` (32) to ``MAX_SIDE``
-  (2048) pixels, at most ``MAX_PIXELS`` (2048·1152) pixels, values in 0..1 and finite.
+  (2048) pixels, at most ``MAX_PIXELS`` (2048·1152) pixels, an aspect ratio of at most
+  ``MAX_ASPECT`` (4:1: the depth models scale the shorter side to ~518 pixels, so a 64:1 strip
+  would become a 33k-pixel-wide input), values in 0..1 and finite.
   Wan 2.1 was trained at 480x832 (1.3B) and up to 1280x720 (14B); larger frames mostly cost memory:
   one 49-frame chunk at 2048x1152 holds 13x72x128 latents and 30k tokens per frame batch.
 * image files: 8- or 16-bit (16-bit values are scaled by 65535, not clipped); an alpha channel
@@ -31,6 +33,7 @@ from torch import Tensor
 MIN_SIDE = 32
 MAX_SIDE = 2048
 MAX_PIXELS = 2048 * 1152
+MAX_ASPECT = 4  # longer side / shorter side: depth models scale the shorter side to ~518 px
 SEED_MAX = 2**31 - 1
 Alpha = Literal["refuse", "white", "black"]
 ALPHA_CHOICES = ("refuse", "white", "black")
@@ -89,15 +92,26 @@ def check_choice(value, option: str, choices) -> str:
 
 # ----------------------------------------------------------------------------- sizes and images
 def nearest_size(width: int, height: int) -> tuple[int, int]:
-    """The valid frame size nearest to ``width x height`` (multiples of 16 within the limits)."""
-    def side(v: float) -> int:
-        return int(min(MAX_SIDE, max(MIN_SIDE, 16 * round(v / 16))))
+    """The valid frame size nearest to ``width x height``: the aspect ratio clamped to ``MAX_ASPECT``,
+    one scale for both sides to meet the side and pixel limits, then multiples of 16."""
+    w, h = float(max(width, 1)), float(max(height, 1))
+    if w > MAX_ASPECT * h:
+        h = w / MAX_ASPECT
+    elif h > MAX_ASPECT * w:
+        w = h / MAX_ASPECT
+    f = min(1.0, MAX_SIDE / max(w, h), math.sqrt(MAX_PIXELS / (w * h)))
+    f = max(f, MIN_SIDE / min(w, h))
+    w, h = w * f, h * f
 
-    w, h = side(width), side(height)
-    if w * h > MAX_PIXELS:  # shrink both sides by the same factor
-        f = math.sqrt(MAX_PIXELS / (width * height))
-        w, h = side(16 * math.floor(width * f / 16)), side(16 * math.floor(height * f / 16))
-    return w, h
+    def side(v: float, rounding=round) -> int:
+        return int(min(MAX_SIDE, max(MIN_SIDE, 16 * rounding(v / 16))))
+
+    W, H = side(w), side(h)
+    if W * H > MAX_PIXELS:
+        W, H = side(w, math.floor), side(h, math.floor)
+    while max(W, H) > MAX_ASPECT * min(W, H):  # rounding tipped the ratio: shorten the longer side
+        W, H = (W - 16, H) if W > H else (W, H - 16)
+    return W, H
 
 
 def size_problem(width: int, height: int) -> str | None:
@@ -109,6 +123,8 @@ def size_problem(width: int, height: int) -> str | None:
         problems.append(f"each side must be {MIN_SIDE}..{MAX_SIDE} pixels")
     elif width * height > MAX_PIXELS:
         problems.append(f"at most {MAX_PIXELS} pixels (e.g. 2048x1152)")
+    if max(width, height) > MAX_ASPECT * max(min(width, height), 1):
+        problems.append(f"the longer side may be at most {MAX_ASPECT}x the shorter")
     return " and ".join(problems) or None
 
 
@@ -343,7 +359,7 @@ def read_npy(path: str, what: str, shape: tuple[int | None, ...] | None = None) 
 
 
 __all__ = [
-    "ALPHA_CHOICES", "MAX_PIXELS", "MAX_SIDE", "MIN_SIDE", "SEED_MAX", "check_choice", "check_device", "check_float",
+    "ALPHA_CHOICES", "MAX_ASPECT", "MAX_PIXELS", "MAX_SIDE", "MIN_SIDE", "SEED_MAX", "check_choice", "check_device", "check_float",
     "check_image", "check_int", "check_video", "load_camera_file", "check_output_folder", "check_seed", "check_size", "load_image", "nearest_size",
     "os_error_message", "parse_size", "read_json", "read_npy", "size_problem",
 ]
