@@ -122,6 +122,7 @@ def test_every_cheap_argument_is_checked_before_any_model_loads(setup, no_loadin
     cams.write_text(json.dumps({"width": "abc", "height": 32, "frames": []}))
     cases = [
         (dict(frames="100"), r"100 frames cannot be chunked .* use 93 or 137"),
+        (dict(frames="2000001"), r"--frames must be in 1..10000, got 2000001; use 10000"),
         (dict(frames="49", chunk="10"), r"frame count must be 4k\+1"),
         (dict(trajectory="dolly_inn"), r"--trajectory 'dolly_inn': unknown camera preset 'dolly_inn'"),
         (dict(trajectory=str(tmp / "path.txt")), r"camera file not found: .*path.txt"),

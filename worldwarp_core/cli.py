@@ -116,11 +116,12 @@ def check_generate_args(args) -> dict:
     )
     from .model_files import require, run_needs
     from .pipeline import PipelineSettings
+    from .trajectory import MAX_FRAMES
 
     check_device(args.device)
-    check_int(args.frames, "--frames", 1)
+    check_int(args.frames, "--frames", 1, MAX_FRAMES)
     if args.path_frames is not None:
-        check_int(args.path_frames, "--path-frames", 1)
+        check_int(args.path_frames, "--path-frames", 1, MAX_FRAMES)
     check_float(args.strength_scale, "--strength-scale", 0.0, lo_open=True, example=1.0)
     if args.fov is not None:
         check_float(args.fov, "--fov", 0.0, 180.0, lo_open=True, hi_open=True, example=60.0)

@@ -38,7 +38,7 @@ from .loop import LoopState, align_history_depth, chunk_record, end_chunk, finis
 from .outputs import RunFolder, atomic_write_json, sha256_file
 from .sampler import SamplerConfig, st_diff_sample
 from .schedule import ScheduleVariant, context_latent_count, latent_frame_count, schedule_picture, token_mask
-from .trajectory import EXTRAPOLATION_METHODS, ExtrapolationMethod
+from .trajectory import EXTRAPOLATION_METHODS, MAX_FRAMES, ExtrapolationMethod
 
 ExtendMode = Literal["extrapolate", "loop", "pingpong"]
 Event = dict
@@ -84,7 +84,7 @@ class PipelineSettings:
     def chunk_starts(self, total: int, start_frames: int = 1) -> list[int]:
         """First frame index of every chunk for a ``total``-frame video (errors say the nearest valid totals)."""
         C, ctx = self.chunk_frames, self.context_frames
-        total = check_int(total, "frames", 1)
+        total = check_int(total, "frames", 1, MAX_FRAMES)
         if start_frames != 1:
             raise ValueError(f"{start_frames} start frames: this version starts from one image")
         step = C - ctx
