@@ -186,7 +186,7 @@ def test_node_inputs_are_checked_before_anything_runs(env):
     cases = [
         (lambda: loop(image=torch.rand(2, 32, 48, 3)), r"image holds 2 images; this node starts from one"),
         (lambda: loop(image=img * 255), r"image values must be in 0..1, got .*; it looks like 0..255: divide by 255"),
-        (lambda: loop(image=torch.rand(1, 30, 48, 3)), r"image is 48x30: width and height must be multiples of 16; "
+        (lambda: loop(image=torch.rand(1, 32, 50, 3)), r"image is 50x32: width and height must be multiples of 16; "
                                                        r"resize or crop it to 48x32"),
         (lambda: loop(frames=20), r"20 frames cannot be chunked into 9-frame chunks .* use 17 or 25"),
         (lambda: loop(cfg=float("nan")), r"guidance_scale \(cfg\) must be a finite number >= 1, got nan"),
