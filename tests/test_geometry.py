@@ -195,8 +195,8 @@ def test_depth_anything_3_adapter_against_a_stand_in_package(tmp_path, monkeypat
         "class _P: pass\n"
         "class DepthAnything3:\n"
         "    @classmethod\n"
-        "    def from_pretrained(cls, path):\n"
-        "        m = cls(); m.path = path; return m\n"
+        "    def from_pretrained(cls, path, local_files_only=False):\n"
+        "        m = cls(); m.path = path; m.local_only = local_files_only; return m\n"
         "    def to(self, device): return self\n"
         "    def inference(self, images, process_res=504, extrinsics=None, intrinsics=None):\n"
         "        n = len(images); p = _P()\n"
@@ -209,6 +209,7 @@ def test_depth_anything_3_adapter_against_a_stand_in_package(tmp_path, monkeypat
     monkeypatch.syspath_prepend(str(tmp_path))
     (tmp_path / "model").mkdir()
     est = load_estimator("depth-anything-3", str(tmp_path / "model"))
+    assert est.model.local_only  # never a hub download
     r = est.estimate(torch.rand(3, 32, 48, 3))
     assert r.depth.shape == (3, 32, 48) and torch.allclose(r.depth, torch.full((3, 32, 48), 2.0))
     assert float(r.cameras.Ks[0, 0, 0]) == pytest.approx(40.0) and float(r.cameras.Ks[0, 1, 2]) == pytest.approx(16.0)
