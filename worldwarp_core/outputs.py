@@ -32,10 +32,16 @@ from .inputs import read_json
 
 
 def atomic_write_text(path: str, text: str) -> None:
+    """Write to ``path.tmp``, then rename: ``path`` is the old or the new text, never half of one; a
+    failed write (disk full) leaves no ``.tmp`` behind."""
     tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def atomic_write_json(path: str, data) -> None:
@@ -60,26 +66,56 @@ def load_png(path: str) -> Tensor:
     return torch.from_numpy(np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0)
 
 
+def rgb_to_yuv420p(img: np.ndarray) -> np.ndarray:
+    """``[H, W, 3]`` uint8 RGB (H, W even) -> I420 planes ``[H * 3 / 2, W]`` uint8 (Y, then U, then V).
+
+    ITU-R BT.601 limited range in the usual 8-bit integer form (``Y = ((66 R + 129 G + 25 B + 128)
+    >> 8) + 16``, ...), chroma from each 2x2 block's mean colour: plain integer maths, so the
+    encoder's input is the same bytes on every machine (swscale's SIMD paths may round differently).
+    """
+    H, W, _ = img.shape
+    x = img.astype(np.int32)
+    R, G, B = x[..., 0], x[..., 1], x[..., 2]
+    Y = ((66 * R + 129 * G + 25 * B + 128) >> 8) + 16
+    blocks = x.reshape(H // 2, 2, W // 2, 2, 3).sum(axis=(1, 3))
+    r, g, b = [(blocks[..., i] + 2) >> 2 for i in range(3)]
+    U = ((-38 * r - 74 * g + 112 * b + 128) >> 8) + 128
+    V = ((112 * r - 94 * g - 18 * b + 128) >> 8) + 128
+    return np.concatenate([Y.reshape(H, W), U.reshape(H // 4, W), V.reshape(H // 4, W)]).astype(np.uint8)
+
+
 def write_mp4(path: str, frames: Tensor, fps: int = 16) -> str:
-    """Encode ``[F, H, W, 3]`` to MP4 with PyAV (H.264 when available, else MPEG-4 Part 2)."""
+    """Encode ``[F, H, W, 3]`` to MP4 with PyAV (H.264 when available, else MPEG-4 Part 2).
+
+    Byte-reproducible for a given PyAV/FFmpeg build: the colour conversion is our own integer
+    maths (``rgb_to_yuv420p``), the encoder runs on one thread (x264's threaded rate control
+    depends on which frame finishes first) and the muxer writes no version strings or times.
+    Odd widths/heights lose their last column/row (4:2:0 needs even sizes).
+    """
     import av
 
     F, H, W, _ = frames.shape
+    h, w = H - H % 2, W - W % 2
     tmp = f"{path}.tmp.mp4"
-    with av.open(tmp, "w") as container:
-        codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-        stream = container.add_stream(codec, rate=fps)
-        stream.width, stream.height = W - W % 2, H - H % 2
-        stream.pix_fmt = "yuv420p"
-        if codec == "libx264":
-            stream.options = {"crf": "18"}
-        for i in range(F):
-            img = to_uint8(frames[i])[: stream.height, : stream.width]
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):
+    try:
+        with av.open(tmp, "w", container_options={"fflags": "+bitexact"}) as container:
+            codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+            stream = container.add_stream(codec, rate=fps)
+            stream.width, stream.height = w, h
+            stream.pix_fmt = "yuv420p"
+            stream.codec_context.thread_count = 1
+            stream.options = {"crf": "18", "threads": "1"} if codec == "libx264" else {"threads": "1"}
+            stream.codec_context.flags |= av.codec.context.Flags.bitexact
+            for i in range(F):
+                planes = rgb_to_yuv420p(to_uint8(frames[i])[:h, :w])
+                for packet in stream.encode(av.VideoFrame.from_ndarray(planes, format="yuv420p")):
+                    container.mux(packet)
+            for packet in stream.encode():
                 container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    os.replace(tmp, path)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):  # a failed encode leaves nothing beside the outputs
+            os.remove(tmp)
     return path
 
 
@@ -100,6 +136,133 @@ def fingerprint(*tensors: Tensor, extra: dict | None = None) -> str:
     return h.hexdigest()
 
 
+def tensor_digest(t: Tensor) -> str:
+    """sha256 of a tensor's dtype, shape and exact bytes."""
+    t = t.detach().cpu().contiguous()
+    h = hashlib.sha256(f"{t.dtype} {list(t.shape)}".encode())
+    h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+IDENTITY_BLOCK = 1 << 16  # 64 KiB
+IDENTITY_SAMPLES = 16
+
+
+def file_identity(path: str) -> str:
+    """What identifies a model file without reading all of it: its size and the sha256 of its first
+    and last MiB and of ``IDENTITY_SAMPLES`` evenly spaced 64 KiB blocks (the header with every
+    tensor's name, dtype and offset, and weights from the whole file); a file under 2 MiB is hashed
+    whole. Not the modification time: a copied or re-downloaded file is the same model. A folder
+    (diffusers layout, a tokenizer) is the identity of each file under it, by relative path."""
+    if os.path.isdir(path):
+        h = hashlib.sha256(b"folder")
+        for root, dirs, files in os.walk(path):
+            dirs.sort()
+            for name in sorted(files):
+                p = os.path.join(root, name)
+                h.update(f"{os.path.relpath(p, path)}={file_identity(p)};".encode())
+        return h.hexdigest()
+    size = os.path.getsize(path)
+    h = hashlib.sha256(f"{size};".encode())
+    with open(path, "rb") as f:
+        if size <= 2 << 20:
+            h.update(f.read())
+        else:
+            h.update(f.read(1 << 20))
+            for i in range(IDENTITY_SAMPLES):
+                f.seek((1 << 20) + (size - (3 << 20)) * i // IDENTITY_SAMPLES)
+                h.update(f.read(IDENTITY_BLOCK))
+            f.seek(size - (1 << 20))
+            h.update(f.read())
+    return h.hexdigest()
+
+
+def weights_digest(module, per_tensor: int = 256) -> str | None:
+    """sha256 over every parameter and buffer of ``module`` (its names, dtypes, shapes and
+    ``per_tensor`` evenly spaced values of each): other weights or another dtype give another
+    digest, in a fraction of a second for billions of weights. ``None`` for an object without
+    ``state_dict``."""
+    state = getattr(module, "state_dict", None)
+    if not callable(state):
+        return None
+    h = hashlib.sha256()
+    for name, t in sorted(state().items()):
+        if not isinstance(t, Tensor):
+            continue
+        flat = t.detach().reshape(-1)
+        if flat.numel() > per_tensor:
+            flat = flat[torch.linspace(0, flat.numel() - 1, per_tensor, device=flat.device).long()]
+        h.update(f"{name} {t.dtype} {list(t.shape)};".encode())
+        h.update(flat.cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def component_inputs(prefix: str, component) -> dict[str, str]:
+    """The inputs a component adds to a run's fingerprint: its name, the identity of every file it
+    says it was loaded from (``files``), its weights and its dtype (e.g. ``model.transformer``,
+    ``model.weights.vae``, ``geometry.weights``)."""
+    if component is None:
+        return {prefix: "none"}
+    out: dict[str, str] = {}
+    name = getattr(component, "name", None)
+    out[prefix] = name if isinstance(name, str) and name else type(component).__name__
+    for key, p in sorted((getattr(component, "files", None) or {}).items()):
+        out[f"{prefix}.file.{key}"] = file_identity(p) if isinstance(p, str) and os.path.exists(p) else str(p)
+    parts = {k: getattr(component, k, None) for k in ("transformer", "vae", "text_encoder", "model")}
+    for key, part in parts.items():
+        digest = weights_digest(part)
+        if digest is not None:
+            out[f"{prefix}.weights.{key}"] = digest
+    digest = weights_digest(component)
+    if digest is not None:
+        out[f"{prefix}.weights"] = digest
+    for key in ("compute_dtype", "dtype", "device"):
+        v = getattr(component, key, None)
+        if isinstance(v, (str, torch.dtype, torch.device)):
+            out[f"{prefix}.{key}"] = str(v)
+    return out
+
+
+def flatten_settings(settings: dict, prefix: str = "settings") -> dict[str, object]:
+    """``{"gs": {"iterations": 500}}`` -> ``{"settings.gs.iterations": 500}``."""
+    out: dict[str, object] = {}
+    for k, v in settings.items():
+        if isinstance(v, dict):
+            out.update(flatten_settings(v, f"{prefix}.{k}"))
+        else:
+            out[f"{prefix}.{k}"] = v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
+    return out
+
+
+def inputs_fingerprint(inputs: dict) -> str:
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def changed_inputs(old: dict, new: dict) -> list[str]:
+    """One phrase per input that differs: ``settings.steps 50 -> 20``, ``model.file.transformer
+    (other contents)``; digests are not printed, long texts are shortened."""
+    def show(v) -> str:
+        text = json.dumps(v, default=str)
+        return text if len(text) <= 40 else text[:37] + "..."
+
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key, "(none)"), new.get(key, "(none)")
+        if a != b:
+            digest = any(isinstance(v, str) and _is_digest(v) for v in (a, b))
+            out.append(f"{key} (other contents)" if digest else f"{key} {show(a)} -> {show(b)}")
+    return out
+
+
+def _is_digest(v: str) -> bool:
+    return len(v) == 64 and all(c in "0123456789abcdef" for c in v)
+
+
+# what a run writes at the top of its folder (overwrite removes exactly these, nothing else)
+RUN_OUTPUTS = ("frames", "chunks", "video.mp4", "scene.ply", "world.ply", "cameras.txt", "cameras.json",
+               "manifest.json")
+
+
 class RunFolder:
     """One generation run on disk (module docstring)."""
 
@@ -113,24 +276,60 @@ class RunFolder:
         return self.path("chunks", f"chunk_{k:03d}")
 
     def prepare(self, run_info: dict, resume: bool, overwrite: bool) -> None:
-        """Create the folder, or check it holds this run (resume), or clear it (overwrite)."""
+        """Create the folder, or check it holds this run (resume), or replace the run in it (overwrite).
+
+        ``run_info["inputs"]`` (``{name: value or digest}``: image, cameras, every setting, model
+        files, weights, dtype, ...) is what resume compares; a different run is refused with the
+        inputs that changed. Call it when every input is validated: overwrite deletes the old run's
+        outputs (``RUN_OUTPUTS``) here, and only a folder holding a WorldWarp run is ever cleared.
+        """
         existing = self.path("run.json")
         if os.path.isfile(existing):
+            old = read_json(existing, "run record", "pass overwrite=True (CLI: --overwrite) to replace the run, or "
+                            "choose another output folder")
             if overwrite:
-                for sub in ("frames", "chunks"):
-                    shutil.rmtree(self.path(sub), ignore_errors=True)
+                self.remove_outputs()
             elif not resume:
                 raise ValueError(f"{self.root} already holds a run; pass resume=True (CLI: --resume) to continue it "
                                  "or overwrite=True (--overwrite) to replace it, or choose another output folder")
-            elif read_json(existing, "run record", "pass overwrite=True (CLI: --overwrite) to replace the run, or "
-                           "choose another output folder").get("fingerprint") != run_info.get("fingerprint"):
-                raise ValueError(f"{self.root} holds a different run (other inputs or settings); resume needs the "
-                                 "same image, cameras and settings, or choose another output folder")
-        elif os.path.isdir(self.root) and os.listdir(self.root) and not overwrite:
-            raise ValueError(f"{self.root} is not empty and holds no WorldWarp run; choose an empty or new folder")
+            elif old.get("fingerprint") != run_info.get("fingerprint"):
+                if isinstance(old.get("inputs"), dict) and isinstance(run_info.get("inputs"), dict):
+                    diff = changed_inputs(old["inputs"], run_info["inputs"])
+                    what = "; ".join(diff[:6]) + (f"; and {len(diff) - 6} more" if len(diff) > 6 else "")
+                else:
+                    what = "its record names no inputs to compare (made by an older version)"
+                raise ValueError(f"cannot resume {self.root}: it holds a run made with other inputs ({what}); resume "
+                                 "with the same inputs, pass overwrite=True (CLI: --overwrite) to replace it, or "
+                                 "choose another output folder")
+        elif os.path.isdir(self.root) and os.listdir(self.root):
+            raise ValueError(f"{self.root} is not empty and holds no WorldWarp run (no run.json); choose an empty or "
+                             "new folder (overwrite only replaces a WorldWarp run)")
+        self.remove_temporaries()
         os.makedirs(self.path("frames"), exist_ok=True)
         os.makedirs(self.path("chunks"), exist_ok=True)
         atomic_write_json(existing, run_info)
+
+    def remove_outputs(self) -> None:
+        """Delete the run's outputs (``RUN_OUTPUTS`` and temporaries); anything else stays."""
+        for name in RUN_OUTPUTS:
+            p = self.path(name)
+            if os.path.isdir(p) and not os.path.islink(p):
+                shutil.rmtree(p)
+            elif os.path.lexists(p):
+                os.remove(p)
+        self.remove_temporaries()
+
+    def remove_temporaries(self) -> None:
+        """Delete what a killed writer left (``scene.ply.tmp``, ``video.mp4.tmp.mp4``, ``chunk_001.tmp/``)."""
+        ours = set(RUN_OUTPUTS) | {"run.json"}
+        for folder in (self.root, self.path("chunks")):
+            if not os.path.isdir(folder):
+                continue
+            for name in os.listdir(folder):
+                base, tmp, _ = name.partition(".tmp")
+                if tmp and (base in ours or (folder != self.root and base.startswith("chunk_"))):
+                    p = os.path.join(folder, name)
+                    shutil.rmtree(p) if os.path.isdir(p) and not os.path.islink(p) else os.remove(p)
 
     def finished_chunks(self) -> int:
         k = 0

@@ -23,7 +23,8 @@ def _attributes(k_rest: int) -> list[str]:
 
 
 def save_ply(g: Gaussians, path: str) -> str:
-    """Write ``g`` as a standard 3DGS ``.ply`` (written to a temporary name, then renamed)."""
+    """Write ``g`` as a standard 3DGS ``.ply`` (written to ``path.tmp``, then renamed: ``path`` is never
+    half a file; the temporary is removed if the write fails)."""
     N, K = len(g), g.sh.shape[1]
     if N == 0:
         raise ValueError("cannot save an empty set of Gaussians")
@@ -37,10 +38,14 @@ def save_ply(g: Gaussians, path: str) -> str:
     header = "ply\nformat binary_little_endian 1.0\n" + f"element vertex {N}\n"
     header += "".join(f"property float {n}\n" for n in names) + "end_header\n"
     tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(header.encode("ascii"))
-        f.write(np.ascontiguousarray(data).tobytes())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(header.encode("ascii"))
+            f.write(np.ascontiguousarray(data).tobytes())
+        os.replace(tmp, path)
+    finally:  # a failed write (disk full) leaves no scene.ply.tmp beside the outputs
+        if os.path.exists(tmp):
+            os.remove(tmp)
     return path
 
 
