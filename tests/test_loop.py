@@ -159,7 +159,8 @@ def test_pipeline_follows_the_bookkeeping(tiny_parts, tmp_path, C, ctx, frames, 
     with pytest.raises(KeyboardInterrupt):
         pipe(img, cams, frames, prompt="a room", out_dir=out, callback=cut)
     info = {"settings": asdict(s), "prompt": "a room", "style": "", "frames": frames}
-    state = open_run(img, cams, frames, s, out, resume=True, run_info=info)
+    state = open_run(img, cams, frames, s, out, resume=True, run_info=info,
+                     components={"model": model, "geometry": geo, "captioner": pipe.captioner})
     assert state.next_chunk == stop and torch.equal(state.video, full.frames[:state.video.shape[0]])
     plan = plan_chunk(state)
     rec = full.chunks[stop]

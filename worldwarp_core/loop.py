@@ -10,7 +10,7 @@ hints, caption, ST-Diff -- are the library's other modules and the user's graph)
                      target cameras, the seeds of its cache and sampler
 * ``align_history_depth``  the history's depth brought to the previous cache's rendered depth
 * ``end_chunk``      the decoded chunk appended (overlap dropped), the chunk saved atomically
-* ``finish_run``     video.mp4, scene.ply
+* ``finish_run``     video.mp4, scene.ply, world.ply (also when a resume finds every chunk made)
 
 Chunking: the first chunk has ``chunk_frames`` frames starting with the start image (its
 context); each later chunk re-uses the last ``context_frames`` frames as context and adds
@@ -33,7 +33,18 @@ from .cameras import Cameras
 from .geometry import GeometryResult, align_depth_to_cache
 from .gscache import WorldModel, save_ply
 from .inputs import read_json, read_npy
-from .outputs import RunFolder, atomic_write_json, fingerprint, quantize, save_png, write_mp4
+from .outputs import (
+    RunFolder,
+    atomic_copy,
+    atomic_write_json,
+    component_inputs,
+    flatten_settings,
+    inputs_fingerprint,
+    quantize,
+    save_png,
+    tensor_digest,
+    write_mp4,
+)
 from .trajectory import extend_to
 
 
@@ -108,13 +119,48 @@ def chunk_seeds(settings, k: int) -> tuple[int, int]:
     return settings.gs.seed + 1000 * k + settings.seed, settings.seed * 100_003 + k
 
 
+# settings that change no frame: a resume may change them
+NOT_FINGERPRINTED = ("settings.fps", "settings.offload_helpers")
+
+
+def run_inputs(image: Tensor, path: Cameras, settings, run_info: dict | None = None,
+               components: dict | None = None) -> dict:
+    """Everything a run's frames depend on, one entry per input (what resume compares, by name):
+    the start image and the cameras (digests of their exact bytes), every setting that changes
+    frames (``settings.gs.iterations``, ...), ``run_info`` (prompt, style, frames, start depth...)
+    and each component's name, model file identities, weight digests, dtype and device
+    (``outputs.component_inputs``; e.g. ``components={"model": model, "geometry": estimator}``)."""
+    from dataclasses import asdict, is_dataclass
+
+    inputs: dict = {"image": tensor_digest(image), "cameras": tensor_digest(path.viewmats.double()),
+                    "intrinsics": tensor_digest(path.Ks.double()), "size": f"{path.width}x{path.height}"}
+    if is_dataclass(settings):
+        inputs.update({k: v for k, v in flatten_settings(asdict(settings)).items() if k not in NOT_FINGERPRINTED})
+    for key, value in (run_info or {}).items():
+        if key == "settings":
+            continue
+        if isinstance(value, Tensor):
+            value = tensor_digest(value)
+        elif isinstance(value, dict):
+            inputs.update(flatten_settings(value, key))
+            continue
+        inputs[key] = value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
+    for name, component in (components or {}).items():
+        inputs.update(component_inputs(name, component))
+    return inputs
+
+
 def open_run(image: Tensor, cameras: Cameras, frames: int, settings, out_dir: str | None = None,
-             resume: bool = False, overwrite: bool = False, run_info: dict | None = None) -> LoopState:
+             resume: bool = False, overwrite: bool = False, run_info: dict | None = None,
+             components: dict | None = None) -> LoopState:
     """The loop's first state: the path, the chunking, the run folder (created, or checked and read
     back to its last finished chunk when ``resume``).
 
-    ``image [H, W, 3]`` in 0..1 (stored as uint8 levels); ``run_info`` (settings, prompt, ...) is
-    fingerprinted with the image and the path, so resume only continues the same run.
+    ``image [H, W, 3]`` in 0..1 (stored as uint8 levels). The run's inputs (``run_inputs``: the
+    image, the path, every setting, ``run_info`` such as the prompt, and the ``components``' model
+    files, weights and dtype) are recorded in run.json, so resume only continues the same run and
+    says which input changed. Validate every input before calling this: ``overwrite`` deletes the
+    old run's outputs here.
     """
     starts = settings.chunk_starts(frames)
     path = run_path(cameras, frames, settings)
@@ -122,8 +168,9 @@ def open_run(image: Tensor, cameras: Cameras, frames: int, settings, out_dir: st
     folder = RunFolder(out_dir) if out_dir else None
     if folder is not None:
         info = dict(run_info or {})
-        fp = fingerprint(image, path.viewmats, extra=info)
-        folder.prepare({"fingerprint": fp, **info}, resume, overwrite)
+        inputs = run_inputs(image, path, settings, info, components)
+        folder.prepare({"fingerprint": inputs_fingerprint(inputs), "inputs": inputs,
+                        **{k: v for k, v in info.items() if not isinstance(v, Tensor)}}, resume, overwrite)
         path.to_re10k(folder.path("cameras.txt"))
         path.to_json(folder.path("cameras.json"))
     state = LoopState(settings, path, tuple(starts), image[None], folder=folder,
@@ -145,10 +192,11 @@ def _read_back(state: LoopState, limit: int | None = None) -> LoopState:
     video = folder.read_frames(state.starts[first - 1] + s.chunk_frames)
     d = read_npy(os.path.join(folder.chunk_dir(first - 1), "hint_depth.npy"), "resume: cache depth",
                  (2, s.chunk_frames, *video.shape[1:3]))
-    if state.world is not None and os.path.isfile(folder.path("world.ply")):
+    world_file = os.path.join(folder.chunk_dir(first - 1), "world.ply")  # the world as it was after that chunk
+    if state.world is not None and os.path.isfile(world_file):
         from .gscache import load_ply
 
-        state.world.gaussians = load_ply(folder.path("world.ply"))
+        state.world.gaussians = load_ply(world_file)
     return replace(state, video=video, next_chunk=first, chunks=tuple(chunks), prev_depth=torch.from_numpy(d[0]),
                    prev_alpha=torch.from_numpy(d[1]), resumed_from=first)
 
@@ -245,20 +293,42 @@ def end_chunk(state: LoopState, plan: ChunkPlan, decoded: Tensor, hint_depth: Te
         if schedule is not None:
             save_png(os.path.join(tmp, "schedule.png"), schedule)
         np.save(os.path.join(tmp, "hint_depth.npy"), hint_depth.numpy())
+        # the chunk's cache and the world after it are part of the chunk (written with it, renamed
+        # with it): a run resumed at any point, even with every chunk made, has the scene to export
+        if gaussians is not None and len(gaussians):
+            save_ply(gaussians, os.path.join(tmp, "scene.ply"))
         if state.world is not None and state.world.gaussians is not None:
-            save_ply(state.world.gaussians, folder.path("world.ply"))
+            save_ply(state.world.gaussians, os.path.join(tmp, "world.ply"))
         atomic_write_json(os.path.join(tmp, "chunk.json"), record)
         # chunk 1 writes the start image (kept exactly) with its new frames
         folder.commit_chunk(k, tmp, new if k > 0 else torch.cat([state.video[:1], new]), start + ctx if k > 0 else 0)
+        if k > 0:  # only the newest chunk's scene and world are needed
+            for name in ("scene.ply", "world.ply"):
+                old = os.path.join(folder.chunk_dir(k - 1), name)
+                if os.path.isfile(old):
+                    os.remove(old)
     return replace(state, video=video, next_chunk=plan.index + 1, chunks=state.chunks + (record,),
                    prev_depth=hint_depth[0], prev_alpha=hint_depth[1])
 
 
-def finish_run(state: LoopState, gaussians=None) -> None:
-    """video.mp4 and the last cache as scene.ply in the run folder (nothing without one)."""
+def finish_run(state: LoopState, gaussians=None) -> list[str]:
+    """The run's final outputs in its folder: video.mp4 (every frame), scene.ply (the last chunk's
+    cache) and world.ply (the persistent world), copied from the last chunk's folder, so a resume
+    that finds every chunk made writes them all the same. ``gaussians`` (the last cache) is saved as
+    scene.ply when the chunk folder has none. Returns the names written (nothing without a folder)."""
     folder = state.folder
     if folder is None:
-        return
+        return []
+    written = ["video.mp4"]
     write_mp4(folder.path("video.mp4"), state.video, state.settings.fps)
-    if gaussians is not None:
-        save_ply(gaussians, folder.path("scene.ply"))
+    last = folder.chunk_dir(state.next_chunk - 1) if state.next_chunk else None
+    for name in ("scene.ply", "world.ply"):
+        src = os.path.join(last, name) if last else None
+        if src and os.path.isfile(src):
+            atomic_copy(src, folder.path(name))
+            written.append(name)
+        elif name == "scene.ply" and gaussians is not None and len(gaussians):
+            save_ply(gaussians, folder.path(name))
+            written.append(name)
+    folder.remove_temporaries()
+    return written

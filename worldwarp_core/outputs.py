@@ -44,6 +44,17 @@ def atomic_write_text(path: str, text: str) -> None:
             os.remove(tmp)
 
 
+def atomic_copy(src: str, dst: str) -> None:
+    """Copy ``src`` to ``dst`` through ``dst.tmp`` (``dst`` is never half a file)."""
+    tmp = f"{dst}.tmp"
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def atomic_write_json(path: str, data) -> None:
     atomic_write_text(path, json.dumps(data, indent=1, default=str))
 
@@ -241,13 +252,15 @@ def inputs_fingerprint(inputs: dict) -> str:
 def changed_inputs(old: dict, new: dict) -> list[str]:
     """One phrase per input that differs: ``settings.steps 50 -> 20``, ``model.file.transformer
     (other contents)``; digests are not printed, long texts are shortened."""
+    missing = object()
+
     def show(v) -> str:
-        text = json.dumps(v, default=str)
+        text = "(not given)" if v is missing else json.dumps(v, default=str)
         return text if len(text) <= 40 else text[:37] + "..."
 
     out = []
     for key in sorted(set(old) | set(new)):
-        a, b = old.get(key, "(none)"), new.get(key, "(none)")
+        a, b = old.get(key, missing), new.get(key, missing)
         if a != b:
             digest = any(isinstance(v, str) and _is_digest(v) for v in (a, b))
             out.append(f"{key} (other contents)" if digest else f"{key} {show(a)} -> {show(b)}")
@@ -298,9 +311,9 @@ class RunFolder:
                     what = "; ".join(diff[:6]) + (f"; and {len(diff) - 6} more" if len(diff) > 6 else "")
                 else:
                     what = "its record names no inputs to compare (made by an older version)"
-                raise ValueError(f"cannot resume {self.root}: it holds a run made with other inputs ({what}); resume "
-                                 "with the same inputs, pass overwrite=True (CLI: --overwrite) to replace it, or "
-                                 "choose another output folder")
+                raise ValueError(f"cannot resume: {self.root} holds a different run (changed: {what}); resume with "
+                                 "the same inputs, pass overwrite=True (CLI: --overwrite) to replace it, or choose "
+                                 "another output folder")
         elif os.path.isdir(self.root) and os.listdir(self.root):
             raise ValueError(f"{self.root} is not empty and holds no WorldWarp run (no run.json); choose an empty or "
                              "new folder (overwrite only replaces a WorldWarp run)")

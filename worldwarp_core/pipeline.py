@@ -20,6 +20,7 @@ context); each later chunk re-uses the last ``context_frames`` frames as context
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -35,7 +36,7 @@ from .geometry import GeometryEstimator, GeometryResult, PoseSource, align_poses
 from .gscache import CacheMode, GSConfig, build_cache
 from .inputs import check_choice, check_float, check_image, check_int, check_seed
 from .loop import LoopState, align_history_depth, chunk_record, end_chunk, finish_run, open_run, plan_chunk
-from .outputs import RunFolder, atomic_write_json, sha256_file
+from .outputs import RunFolder, atomic_write_json
 from .sampler import SamplerConfig, st_diff_sample
 from .schedule import ScheduleVariant, context_latent_count, latent_frame_count, schedule_picture, token_mask
 from .trajectory import EXTRAPOLATION_METHODS, MAX_FRAMES, ExtrapolationMethod
@@ -172,9 +173,17 @@ class WorldWarpPipeline:
         """
         s = self.settings
         self._check_inputs(image, cameras)
+        # everything that would stop the run later is checked before open_run (overwrite deletes there)
+        if isinstance(self.captioner, FixedCaptioner):
+            compose_prompt(prompt, style)
+        if self.geometry is None and (start_depth is None or s.chunk_starts(frames)[1:]):
+            raise ValueError("a geometry estimator is needed (the start image's depth only serves the first chunk)")
         emit = callback or (lambda e: None)
-        state = open_run(image, cameras, frames, s, out_dir, resume, overwrite,
-                         run_info={"settings": asdict(s), "prompt": prompt, "style": style, "frames": frames})
+        run_info = {"settings": asdict(s), "prompt": prompt, "style": style, "frames": frames}
+        if start_depth is not None:
+            run_info["start_depth"] = start_depth.float()
+        state = open_run(image, cameras, frames, s, out_dir, resume, overwrite, run_info=run_info,
+                         components={"model": self.model, "geometry": self.geometry, "captioner": self.captioner})
         if state.resumed_from:
             emit({"stage": "resume", "chunk": state.resumed_from, "frames": int(state.video.shape[0])})
         embeds: dict[str, Tensor] = {}
@@ -187,8 +196,8 @@ class WorldWarpPipeline:
             while not state.done:
                 cache, state = self._chunk(state, prompt, style, start_depth, embeds, emit)
             if state.folder is not None:
-                finish_run(state, cache.gaussians if cache is not None else None)
-                self._manifest(state.folder, list(state.chunks), frames)
+                written = finish_run(state, cache.gaussians if cache is not None else None)
+                self._manifest(state.folder, list(state.chunks), frames, written)
         finally:
             torch.use_deterministic_algorithms(was_deterministic)
             if s.offload_helpers:
@@ -282,22 +291,34 @@ class WorldWarpPipeline:
         emit({"stage": "chunk_done", "chunk": k, "frames": int(state.video.shape[0])})
         return cache, state
 
-    def _manifest(self, folder: RunFolder, chunks: list[dict], frames: int) -> None:
+    def _manifest(self, folder: RunFolder, chunks: list[dict], frames: int, written: list[str]) -> None:
+        with open(folder.path("run.json"), encoding="utf-8") as f:
+            inputs = json.load(f).get("inputs", {})
         files = {}
         for name, p in (getattr(self.model, "files", {}) or {}).items():
             entry = {"path": p}
-            if isinstance(p, str) and os.path.isfile(p):
-                entry["sha256"] = sha256_file(p)
+            if isinstance(p, str) and os.path.exists(p):
+                entry["identity"] = inputs.get(f"model.file.{name}")
             files[name] = entry
         stages = ["vlm", "geometry", "align", "3dgs", "warp", "encode", "st-diff", "decode", "save"]
         totals = {st: sum(c["timings_s"].get(st, 0.0) for c in chunks) for st in stages}
+        outputs = {"frames": "frames/", "cameras": ["cameras.txt", "cameras.json"], "chunks": "chunks/",
+                   "video": "video.mp4", "scene": "scene.ply" if "scene.ply" in written else None,
+                   "world": "world.ply" if "world.ply" in written else None}
         atomic_write_json(folder.path("manifest.json"), {
             "settings": asdict(self.settings), "frames": frames, "seed": self.settings.seed,
-            "model_files": files, "geometry": getattr(self.geometry, "name", None),
+            "model_files": files, "model_file_identity": IDENTITY_NOTE, "inputs": inputs,
+            "geometry": getattr(self.geometry, "name", None),
             "captioner": getattr(self.captioner, "name", None), "chunks": len(chunks),
             "timings_per_chunk_s": [c["timings_s"] for c in chunks], "timings_total_s": totals,
-            "outputs": {"frames": "frames/", "video": "video.mp4", "cameras": ["cameras.txt", "cameras.json"],
-                        "chunks": "chunks/", "scene": "scene.ply",
-                        "world": "world.ply" if self.settings.world_voxel else None},
+            "outputs": outputs, "byte_stable": BYTE_STABLE, "not_byte_stable": NOT_BYTE_STABLE,
         })
 
+
+IDENTITY_NOTE = ("size + sha256 of the first and last MiB and 16 evenly spaced 64 KiB blocks of each file "
+                 "(a folder: of each file in it); weights: sha256 of 256 evenly spaced values of every tensor")
+# Given the same inputs (run.json's) on the same software, these are the same bytes whether the run
+# was uninterrupted or resumed any number of times (the fault-injection tests hold to this).
+BYTE_STABLE = ["frames/", "video.mp4", "scene.ply", "world.ply", "cameras.txt", "cameras.json",
+               "chunks/*/hints/", "chunks/*/masks/", "chunks/*/schedule.png", "chunks/*/hint_depth.npy"]
+NOT_BYTE_STABLE = ["manifest.json (timings)", "chunks/*/chunk.json (timings)", "run.json (written per call)"]
