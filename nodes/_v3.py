@@ -11,11 +11,16 @@ register_model_folder()
 ENV = ComfyEnv()
 _CUSTOM = {name: io.Custom(name) for name in CUSTOM_TYPES}
 _BASIC = {"IMAGE": io.Image, "MASK": io.Mask, "STRING": io.String, "CONDITIONING": io.Conditioning,
-          "SPLAT": io.Splat, "LOAD3D_CAMERA": io.Load3DCamera}
+          "SPLAT": io.Splat, "LOAD3D_CAMERA": io.Load3DCamera, "MODEL": io.Model, "VAE": io.Vae, "CLIP": io.Clip}
 
 
 def _socket(kind: str):
     return _CUSTOM.get(kind) or _BASIC[kind]
+
+
+def _multi(kind: str, name: str, **common):
+    """A socket that takes several types, e.g. ``WORLDWARP_MODEL,MODEL``."""
+    return io.MultiType.Input(name, types=[_socket(k) for k in kind.split(",")], **common)
 
 
 def _input(spec: In):
@@ -32,6 +37,8 @@ def _input(spec: In):
         options = spec.options(ENV) if callable(spec.options) else list(spec.options)
         default = spec.default if spec.default in options else (options[0] if options else None)
         return io.Combo.Input(spec.name, options=options, default=default, **common)
+    if "," in spec.kind:
+        return _multi(spec.kind, spec.name, **common)
     return _socket(spec.kind).Input(spec.name, **common)
 
 

@@ -84,6 +84,16 @@ def _start_image(image, what: str = "image"):
     return check_image(image[0].float().cpu(), what)
 
 
+def load_worldwarp_diffusion_model(env, checkpoint, weight_dtype):
+    """The official checkpoint (diffusers layout) or any Wan 2.1 T2V transformer file as a core MODEL."""
+    from worldwarp_core.convert import read_transformer_file, to_comfy_layout
+
+    from .core_models import load_core_diffusion_model
+
+    path = env.full_path("diffusion_models", checkpoint)
+    return (load_core_diffusion_model(to_comfy_layout(read_transformer_file(path), path), weight_dtype, path),)
+
+
 def load_geometry_model(env, backend, folder, fov_degrees):
     check_float(fov_degrees, "fov_degrees", 0.0, 180.0, lo_open=True, hi_open=True, example=60.0)
     kwargs = {"fov_deg": fov_degrees} if backend == "depth-anything-v2" else {}
@@ -181,22 +191,37 @@ def render_hints(env, cache, cameras):
     return hints.images.float(), hints.masks.float()
 
 
-def describe_scene(env, captioner, images, style):
-    return (compose_prompt(captioner.describe(images.float().cpu()), style),)
+def describe_scene(env, captioner, images, style, clip=None):
+    prompt = compose_prompt(captioner.describe(images.float().cpu()), style)
+    if clip is None:
+        return prompt, None
+    return prompt, clip.encode_from_tokens_scheduled(clip.tokenize(prompt))
 
 
 # ----------------------------------------------------------------------------- sampling
 def _embeds(model, text, conditioning):
     if conditioning is not None:  # core CONDITIONING: [[tensor [1, L, D], {...}], ...]
-        e = conditioning[0][0].float()
-        if e.shape[1] < 512:
-            e = torch.cat([e, e.new_zeros(1, 512 - e.shape[1], e.shape[2])], dim=1)
-        return e
+        from .core_models import conditioning_embeds
+
+        return conditioning_embeds(conditioning)
     return model.encode_prompt([text])
 
 
+def _st_model(model, vae=None, clip=None):
+    """The ST-Diff model: a ``WORLDWARP_MODEL`` as is, or a core ``MODEL`` + ``VAE`` (+ ``CLIP``) adapted."""
+    if model is None:
+        raise ValueError("connect a model: Load Diffusion Model (Wan 2.1 T2V) with Load VAE, or Load WorldWarp Model")
+    from .core_models import CoreWanModel, is_core_model
+
+    return CoreWanModel(model, vae, clip) if is_core_model(model) else model
+
+
+def _denoiser(model, positive, negative, cfg):
+    return model.denoiser(positive, negative, cfg) if hasattr(model, "denoiser") else None
+
+
 def st_diff_sampler(env, model, hints, masks, prompt, negative_prompt, context_frames, strength, steps, cfg, seed,
-                    schedule, training_free, context=None, conditioning=None, negative_conditioning=None):
+                    schedule, training_free, context=None, conditioning=None, negative_conditioning=None, vae=None):
     check_video(hints, "hints", masks)
     check_seed(seed)
     F = int(hints.shape[0])
@@ -216,14 +241,17 @@ def st_diff_sampler(env, model, hints, masks, prompt, negative_prompt, context_f
         check_video(context.float().cpu(), "context")
         video[:n] = context.float().cpu()
         mask[:n] = 1.0
+    model = _st_model(model, vae)
     z = model.encode_video(video)
     tm = token_mask(mask)
     config = SamplerConfig(steps=steps, strength=strength, guidance_scale=cfg, variant=schedule,
                            training_free=training_free, seed=seed)
-    res = st_diff_sample(model.transformer, z, tm, context_latent_count(context_frames),
-                         _embeds(model, prompt, conditioning), _embeds(model, negative_prompt, negative_conditioning),
+    positive = _embeds(model, prompt, conditioning)
+    negative = _embeds(model, negative_prompt, negative_conditioning) if cfg > 1.0 else None
+    res = st_diff_sample(model.transformer, z, tm, context_latent_count(context_frames), positive, negative,
                          config, callback=_progress_callback(env, steps),
-                         scheduler_config=getattr(model, "scheduler_config", None))
+                         scheduler_config=getattr(model, "scheduler_config", None),
+                         denoise_fn=_denoiser(model, positive, negative, cfg))
     frames = model.decode_video(res.latents)
     title = f"{schedule} schedule, tau = {strength:g}, {steps} steps" + (", training-free" if training_free else "")
     return frames, schedule_picture(res.sigma_map, res.sigmas, title=title)[None]
@@ -239,7 +267,8 @@ def preview_schedule(env, masks, context_frames, strength, steps, schedule):
 # ----------------------------------------------------------------------------- the whole loop
 def chunk_loop(env, model, geometry_model, image, cameras, frames, prompt, style, chunk_frames, context_frames,
                strength, steps, cfg, seed, schedule, cache_mode, gs_iterations, extend_mode, training_free,
-               output_folder, resume, pose_source="requested", extrapolation="auto", captioner=None):
+               output_folder, resume, pose_source="requested", extrapolation="auto", captioner=None, vae=None,
+               clip=None):
     # every input is checked before the run folder is touched
     start = _start_image(image)
     settings = PipelineSettings(chunk_frames=chunk_frames, context_frames=context_frames, strength=strength,
@@ -259,6 +288,7 @@ def chunk_loop(env, model, geometry_model, image, cameras, frames, prompt, style
         if e["stage"] == "st-diff":
             bar.update_absolute(e["chunk"] * steps + e["step"], total_chunks * steps, env.latent_preview(e.get("x0")))
 
+    model = _st_model(model, vae, clip)
     pipe = WorldWarpPipeline(model, geometry_model, captioner, settings)
     result = pipe(start, cameras, frames, prompt=prompt, style=style, out_dir=out_dir,
                   resume=resume, overwrite=not resume, callback=on_event)

@@ -23,6 +23,9 @@ POSE_SOURCES = ("requested", "estimated")
 MODEL, GEOMODEL, CAPTIONER = "WORLDWARP_MODEL", "WORLDWARP_GEOMETRY_MODEL", "WORLDWARP_CAPTIONER"
 CAMERAS, GEOMETRY, CACHE = "WORLDWARP_CAMERAS", "WORLDWARP_GEOMETRY", "WORLDWARP_CACHE"
 CUSTOM_TYPES = (MODEL, GEOMODEL, CAPTIONER, CAMERAS, GEOMETRY, CACHE)
+# the ST-Diff model socket takes the pack's model or a core MODEL (Load Diffusion Model, LoRA, compile...)
+ANY_MODEL = MODEL + ",MODEL"
+CHECKPOINT_EXTENSIONS = (".safetensors", ".sft", ".ckpt", ".pt", ".pth")
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,11 @@ def _folders(kind: str, none: bool = False):
     return options
 
 
+def _checkpoints(env):
+    names = [n for n in env.models_list("diffusion_models") if n.lower().endswith(CHECKPOINT_EXTENSIONS)]
+    return names or [ops.NONE]
+
+
 def _transformers(env):
     """Wan transformer files (.safetensors); the official WorldWarp .ckpt has its own dropdown."""
     names = [n for n in env.models_list("diffusion_models") if n.lower().endswith((".safetensors", ".sft"))]
@@ -112,6 +120,16 @@ SPECS: tuple[NodeSpec, ...] = (
               In("offload", "COMBO", "'model' keeps components on the CPU between uses (low VRAM).", "none",
                  options=("none", "model"))),
              (Out(MODEL, "model"),)),
+    NodeSpec("WorldWarpLoadDiffusionModel", "Load WorldWarp Diffusion Model", "WorldWarp/loaders",
+             "Loads the official worldwarp_latest.ckpt (diffusers layout, read with weights_only) or any Wan 2.1 T2V "
+             "transformer .safetensors (diffusers, original or ComfyUI layout) as a core MODEL, so core LoRA, "
+             "TorchCompileModel and ComfyUI's offloading apply. Feed it to the ST-Diff Sampler's model input.",
+             ops.load_worldwarp_diffusion_model,
+             (In("checkpoint", "COMBO", "Transformer file in models/diffusion_models (worldwarp_latest.ckpt or a "
+                 ".safetensors).", options=_checkpoints),
+              In("weight_dtype", "COMBO", "Weights storage dtype as in core Load Diffusion Model; fp8 halves the "
+                 "memory of the weights.", "default", options=("default", "fp8_e4m3fn", "fp8_e5m2"))),
+             (Out("MODEL", "model"),)),
     NodeSpec("WorldWarpLoadGeometryModel", "Load Geometry Model", "WorldWarp/loaders",
              "Loads a depth/pose estimator from a folder in models/worldwarp.", ops.load_geometry_model,
              (In("backend", "COMBO", "Geometry backend.", "depth-anything-v2", options=tuple(list_estimators())),
@@ -223,12 +241,15 @@ SPECS: tuple[NodeSpec, ...] = (
     NodeSpec("WorldWarpDescribeScene", "Describe Scene", "WorldWarp/prompt",
              "A VLM describes the frames; your style text is appended.", ops.describe_scene,
              (In("captioner", CAPTIONER, "From Load Captioner."), In("images", "IMAGE", "Frames to describe."),
-              In("style", "STRING", "Appended style, e.g. 'Van Gogh style'.", "")),
-             (Out("STRING", "prompt"),)),
+              In("style", "STRING", "Appended style, e.g. 'Van Gogh style'.", ""),
+              In("clip", "CLIP", "Core Load CLIP (umt5_xxl, type wan): also outputs the prompt as conditioning.",
+                 optional=True)),
+             (Out("STRING", "prompt"), Out("CONDITIONING", "conditioning"))),
     NodeSpec("WorldWarpSTDiffSampler", "ST-Diff Sampler", "WorldWarp/sampling",
              "Spatio-temporal diffusion: context fixed, warped tokens from σ(τ), holes from noise (paper eq. 9-10).",
              ops.st_diff_sampler,
-             (In("model", MODEL, "From Load WorldWarp Model."),
+             (In("model", ANY_MODEL, "Core Load Diffusion Model (Wan 2.1 T2V, or Load WorldWarp Diffusion Model; "
+                 "with 'vae' and CLIP Text Encode conditioning), or Load WorldWarp Model."),
               In("hints", "IMAGE", "Warped hints of the chunk (4k+1 frames, sizes multiples of 16)."),
               In("masks", "MASK", "Hint validity (1 = warped, 0 = hole)."),
               In("prompt", "STRING", "Text prompt (ignored when conditioning is connected).", "", multiline=True),
@@ -238,11 +259,12 @@ SPECS: tuple[NodeSpec, ...] = (
                  optional=True),
               In("conditioning", "CONDITIONING", "Core Wan text-encoder conditioning instead of the prompt.",
                  optional=True),
-              In("negative_conditioning", "CONDITIONING", "Core conditioning for the negative branch.", optional=True)),
+              In("negative_conditioning", "CONDITIONING", "Core conditioning for the negative branch.", optional=True),
+              In("vae", "VAE", "Core Load VAE (wan_2.1_vae.safetensors); needed with a core MODEL.", optional=True)),
              (Out("IMAGE", "frames"), Out("IMAGE", "noise_schedule"))),
     NodeSpec("WorldWarpChunkLoop", "WorldWarp Chunk Loop", "WorldWarp/sampling",
              "The whole autoregressive generator (paper Fig. 3), resumable in an output folder.", ops.chunk_loop,
-             (In("model", MODEL, "From Load WorldWarp Model."),
+             (In("model", ANY_MODEL, "Core Load Diffusion Model (with 'vae' and 'clip'), or Load WorldWarp Model."),
               In("geometry_model", GEOMODEL, "From Load Geometry Model."),
               In("image", "IMAGE", "Start image (sizes multiples of 16)."),
               In("cameras", CAMERAS, "Camera path (extended past its end as needed)."),
@@ -265,7 +287,10 @@ SPECS: tuple[NodeSpec, ...] = (
               In("extrapolation", "COMBO", "How extend_mode 'extrapolate' continues the path: auto (backtested on "
                  "the path), paper (world velocity + SLERP) or official (body-frame momentum).", "auto",
                  options=EXTRAPOLATION_METHODS),
-              In("captioner", CAPTIONER, "Describes each chunk's history (else the prompt is used).", optional=True)),
+              In("captioner", CAPTIONER, "Describes each chunk's history (else the prompt is used).", optional=True),
+              In("vae", "VAE", "Core Load VAE (wan_2.1_vae.safetensors); needed with a core MODEL.", optional=True),
+              In("clip", "CLIP", "Core Load CLIP (umt5_xxl, type wan): encodes each chunk's prompt; needed with a "
+                 "core MODEL.", optional=True)),
              (Out("IMAGE", "frames"), Out(CAMERAS, "cameras"))),
     NodeSpec("WorldWarpSaveCameras", "Save Cameras", "WorldWarp/cameras",
              "Writes the cameras as RealEstate10K .txt and JSON into the output folder, numbered like ComfyUI's "

@@ -12,7 +12,8 @@ from worldwarp_core.geometry.testing import save_tiny_depth_anything
 from worldwarp_core.models import save_tiny_comfy_files
 from worldwarp_core.synthetic import default_scene
 
-BASIC = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO", "IMAGE", "MASK", "CONDITIONING", "SPLAT", "LOAD3D_CAMERA"}
+BASIC = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO", "IMAGE", "MASK", "CONDITIONING", "SPLAT", "LOAD3D_CAMERA",
+         "MODEL", "VAE", "CLIP"}
 
 
 class _Bar:
@@ -92,7 +93,7 @@ def test_specs_match_functions_ids_unique_and_documented():
         names = [p for p in params if p != "env"]
         assert [i.name for i in spec.inputs] == names, spec.node_id
         for i in spec.inputs:
-            assert i.tooltip and i.kind in BASIC | set(CUSTOM_TYPES), (spec.node_id, i.name)
+            assert i.tooltip and set(i.kind.split(",")) <= BASIC | set(CUSTOM_TYPES), (spec.node_id, i.name)
             assert i.optional == (params[i.name].default is None), (spec.node_id, i.name)
             if i.kind == "COMBO" and not callable(i.options):
                 assert i.default in i.options, (spec.node_id, i.name)
@@ -135,7 +136,8 @@ def test_every_node_runs_on_tiny_models(env):
     assert splat["positions"].shape[0] == 1 and env.bars[-1].values[-1] == 2
     hints, masks = ops.render_hints(env, cache, cams)
     assert hints.shape == (9, 32, 48, 3) and masks.shape == (9, 32, 48)
-    (prompt,) = ops.describe_scene(env, captioner, image, "Van Gogh style")
+    prompt, no_conditioning = ops.describe_scene(env, captioner, image, "Van Gogh style")
+    assert no_conditioning is None  # no CLIP connected
     assert prompt == "a small room, Van Gogh style"
     frames, schedule = ops.st_diff_sampler(env, model, hints, masks, prompt, "blurry", 1, 0.8, 2, 2.0, 0,
                                            "spatio-temporal", False, context=image)

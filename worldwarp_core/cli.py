@@ -5,6 +5,7 @@
         --models ComfyUI/models --out output/run1 [--style "Van Gogh style"] [--resume]
     python -m worldwarp_core presets
     python -m worldwarp_core check-models ComfyUI/models [--geometry ttt3r --captioner florence-2 ...]
+    python -m worldwarp_core convert-checkpoint worldwarp_latest.ckpt models/diffusion_models/worldwarp_comfy.safetensors
 
 ``generate`` checks every argument and every model file it will need first (milliseconds), and
 only then loads models: a typo surfaces at once, not after minutes of loading.
@@ -256,6 +257,15 @@ def cmd_check_models(args) -> int:
     return 0 if ok else 1
 
 
+def cmd_convert_checkpoint(args) -> int:
+    from .convert import convert_checkpoint
+
+    info = convert_checkpoint(args.src, args.dst, args.dtype, args.overwrite)
+    print(f"wrote {info['path']}: {info['keys']} tensors, {info['parameters'] / 1e9:.2f} B parameters, "
+          f"{info['blocks']} blocks (ComfyUI / original Wan layout; load it with Load Diffusion Model)")
+    return 0
+
+
 # ----------------------------------------------------------------------------- the parser
 class _Formatter(argparse.RawDescriptionHelpFormatter):
     """Every option's help ends with its choices and its default."""
@@ -374,6 +384,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("models", help="ComfyUI models/ folder or a Wan2.1 diffusers folder (as generate's --models)")
     _add_model_options(c)
     c.set_defaults(func=cmd_check_models)
+    cv = sub.add_parser("convert-checkpoint", help="write a transformer checkpoint (e.g. worldwarp_latest.ckpt) as a "
+                        "ComfyUI-layout .safetensors for core Load Diffusion Model")
+    cv.add_argument("src", help="worldwarp_latest.ckpt (read with weights_only) or a .safetensors in any layout")
+    cv.add_argument("dst", help="output .safetensors, e.g. ComfyUI/models/diffusion_models/worldwarp_comfy.safetensors")
+    cv.add_argument("--dtype", default="keep", choices=["keep", "fp16", "bf16", "fp32"],
+                    help="weights dtype of the output (default: keep the checkpoint's)")
+    cv.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    cv.set_defaults(func=cmd_convert_checkpoint)
     return p
 
 

@@ -272,7 +272,8 @@ class WorldWarpPipeline:
                                 embeds[s.negative_prompt], cfg,
                                 callback=lambda i, n, x0: emit({"stage": "st-diff", "chunk": k, "step": i,
                                                                  "total": n, "x0": x0}),
-                                scheduler_config=getattr(self.model, "scheduler_config", None))
+                                scheduler_config=getattr(self.model, "scheduler_config", None),
+                                denoise_fn=self._denoiser(embeds[text], embeds[s.negative_prompt]))
         t = _stage(timings, "st-diff", t)
 
         # 8. decode
@@ -290,6 +291,11 @@ class WorldWarpPipeline:
         _stage(timings, "save", t)
         emit({"stage": "chunk_done", "chunk": k, "frames": int(state.video.shape[0])})
         return cache, state
+
+    def _denoiser(self, positive: Tensor, negative: Tensor):
+        """The model's own transformer call when it has one (core ComfyUI models); else the sampler's default."""
+        make = getattr(self.model, "denoiser", None)
+        return make(positive, negative, self.settings.guidance_scale) if make is not None else None
 
     def _manifest(self, folder: RunFolder, chunks: list[dict], frames: int, written: list[str]) -> None:
         with open(folder.path("run.json"), encoding="utf-8") as f:
