@@ -51,7 +51,8 @@ def main() -> None:
     sys.path.insert(1, ROOT)
     if args.stubs:
         sys.path.append(args.stubs)
-    from comfy.cli_args import args as comfy_cli, parser
+    from comfy.cli_args import args as comfy_cli
+    from comfy.cli_args import parser
 
     given, defaults = vars(parser.parse_args(comfy_args)), vars(parser.parse_args([]))
     for k, v in given.items():  # only the options given (ComfyUI post-processes some defaults at import)

@@ -17,6 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from nodes.specs import SPECS  # noqa: E402
+from worldwarp_core.caption import DEFAULT_NEGATIVE  # noqa: E402
 
 WIDGET_KINDS = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 MODEL_FILES = {
@@ -38,6 +39,11 @@ CORE = {
     "RenderSplat": ([("splat", "SPLAT"), ("bg_image", "IMAGE"), ("camera_info", "LOAD3D_CAMERA")],
                     ["width", "height", "frames", "splat_scale", "sharpen", "headlight_shading", "opacity_threshold",
                      "render_style", "background"], [("image", "IMAGE"), ("mask", "MASK")]),
+    # ComfyUI's own model loaders: the workflows use them by default
+    "UNETLoader": ([], ["unet_name", "weight_dtype"], [("MODEL", "MODEL")]),
+    "VAELoader": ([], ["vae_name"], [("VAE", "VAE")]),
+    "CLIPLoader": ([], ["clip_name", "type", "device"], [("CLIP", "CLIP")]),
+    "CLIPTextEncode": ([("clip", "CLIP")], ["text"], [("CONDITIONING", "CONDITIONING")]),
 }
 CORE_OPTIONAL = {"RenderSplat": {"bg_image", "camera_info"}}
 
@@ -127,17 +133,30 @@ def _start(g: Graph, width=720, height=480, director: bool = False):
     return scale, geo_model, geo, cams
 
 
+def _core_models(g: Graph, training_free: bool = False) -> tuple[int, int, int]:
+    """ComfyUI's own loaders for the user's model files: the transformer (the WorldWarp fine-tune through Load
+    WorldWarp Diffusion Model, or base Wan2.1 with core Load Diffusion Model), Load VAE, Load CLIP (type wan)."""
+    if training_free:
+        model = g.add("UNETLoader", (360, 300), {"unet_name": MODEL_FILES["transformer"], "weight_dtype": "default"})
+    else:
+        model = g.add("WorldWarpLoadDiffusionModel", (360, 300), {"checkpoint": MODEL_FILES["worldwarp_checkpoint"]})
+    vae = g.add("VAELoader", (360, 440), {"vae_name": MODEL_FILES["vae"]})
+    clip = g.add("CLIPLoader", (360, 780), {"clip_name": MODEL_FILES["text_encoder"], "type": "wan",
+                                            "device": "default"})
+    return model, vae, clip
+
+
 def full_generator(style: str = "", training_free: bool = False, captioned: bool = False,
                    director: bool = False) -> Graph:
     g = Graph()
     scale, geo_model, _, cams = _start(g, director=director)
-    model = g.add("WorldWarpLoadModel", (360, 300),
-                  {"worldwarp_checkpoint": "(none)"} if training_free else {})
+    model, vae, clip = _core_models(g, training_free)
     loop = g.add("WorldWarpChunkLoop", (1100, 0), {
         "frames": 93, "prompt": "" if captioned else "a bright living room with large windows and wooden floors",
         "style": style, "training_free": training_free,
         "output_folder": "worldwarp/" + ("training_free" if training_free else "stylized" if style else "run")})
-    for src, out, name in ((model, "model", "model"), (geo_model, "geometry_model", "geometry_model"),
+    for src, out, name in ((model, "MODEL" if training_free else "model", "model"), (vae, "VAE", "vae"),
+                           (clip, "CLIP", "clip"), (geo_model, "geometry_model", "geometry_model"),
                            (scale, "IMAGE", "image"), (cams, "cameras", "cameras")):
         g.link(src, out, loop, name)
     if captioned:
@@ -176,10 +195,16 @@ def one_chunk(edit_hints: bool = False) -> Graph:
         g.link(cache, "splat", render, "splat")
         g.link(info, "camera_info", render, "camera_info")
         g.link(render, "image", g.add("PreviewImage", (2200, 1150), title="core Render Splat"), "images")
-    model = g.add("WorldWarpLoadModel", (360, 300))
-    sampler = g.add("WorldWarpSTDiffSampler", (1800, 0), {
-        "prompt": "a bright living room with large windows and wooden floors", "context_frames": 1})
+    model, vae, clip = _core_models(g)
+    sampler = g.add("WorldWarpSTDiffSampler", (1800, 0), {"context_frames": 1})
     g.link(model, "model", sampler, "model")
+    g.link(vae, "VAE", sampler, "vae")
+    positive = g.add("CLIPTextEncode", (720, 620), {"text": "a bright living room with large windows and wooden floors"},
+                     title="prompt")
+    negative = g.add("CLIPTextEncode", (720, 760), {"text": DEFAULT_NEGATIVE}, title="negative prompt")
+    for enc, name in ((positive, "conditioning"), (negative, "negative_conditioning")):
+        g.link(clip, "CLIP", enc, "clip")
+        g.link(enc, "CONDITIONING", sampler, name)
     g.link(hint_src, hint_out, sampler, "hints")
     g.link(mask_src, mask_out, sampler, "masks")
     g.link(scale, "IMAGE", sampler, "context")

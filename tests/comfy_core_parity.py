@@ -99,7 +99,7 @@ pack_vae = load_vae(vae_path, torch.float32, vae_cfg)
 # ----------------------------------------------------------------------------- transformer (core layout)
 from comfy.ldm.wan.model import WanModel  # noqa: E402
 
-TINY = dict(model_type="t2v", dim=128, ffn_dim=256, freq_dim=256, text_dim=64, out_dim=16, in_dim=16, num_heads=1,
+TINY = dict(model_type="t2v", dim=128, ffn_dim=256, freq_dim=256, text_dim=32, out_dim=16, in_dim=16, num_heads=1,
             num_layers=2)
 core_dit = WanModel(**TINY, operations=comfy.ops.disable_weight_init)
 dit_sd = randomise(core_dit)
@@ -227,6 +227,22 @@ report["umt5_tokens"] = int((e_pack.abs().sum(-1) > 0).sum())
 report["umt5_token_ids_equal"] = [t[0] for t in core_clip.tokenize(text)["umt5xxl"][0]][:report["umt5_tokens"]] == \
     load_tokenizer(tok_dir)(text).input_ids
 report["umt5_shapes"] = [list(e_pack.shape), list(e_core.shape)]
+
+# ----------------------------------------------------------------------------- a models/ folder for the server test
+# the same tiny files under the names users have (the end-to-end workflow test in the real server)
+import shutil  # noqa: E402
+
+models = os.path.join(OUT, "models")
+for sub in ("diffusion_models", "vae", "text_encoders"):
+    os.makedirs(os.path.join(models, sub), exist_ok=True)
+shutil.copy(dit_path, os.path.join(models, "diffusion_models", "wan2.1_t2v_1.3B_fp16.safetensors"))
+shutil.copy(ckpt_path, os.path.join(models, "diffusion_models", "worldwarp_latest.ckpt"))
+shutil.copy(vae_path, os.path.join(models, "vae", "wan_2.1_vae.safetensors"))
+# ComfyUI's text encoder files carry their tokenizer as "spiece_model"; the marker tells the test-only pack
+# (tests/comfy_test_packs) the tiny size, which core Load CLIP cannot detect
+te_file = dict(te_sd, spiece_model=torch.frombuffer(bytearray(spm_bytes), dtype=torch.uint8),
+               worldwarp_test_umt5_config=torch.frombuffer(bytearray(json.dumps(UMT5_TINY).encode()), dtype=torch.uint8))
+save_file(te_file, os.path.join(models, "text_encoders", "umt5_xxl_fp16.safetensors"))
 
 json.dump(report, open(os.path.join(OUT, "report.json"), "w"), indent=1)
 print(json.dumps(report, indent=1))

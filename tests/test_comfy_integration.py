@@ -72,29 +72,27 @@ def _fast_copy(src: str, dst: str) -> None:
 def comfy_setup(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("comfy")
     sys.path.insert(0, ROOT)
-    import torch
     from PIL import Image
 
     from worldwarp_core.geometry.testing import tiny_depth_pro
-    from worldwarp_core.models import save_tiny_comfy_files
     from worldwarp_core.synthetic import default_scene
 
-    models = tmp / "models"
-    paths = save_tiny_comfy_files(str(models))
-    names = {"transformer": "diffusion_models/wan2.1_t2v_1.3B_fp16.safetensors",
-             "vae": "vae/wan_2.1_vae.safetensors", "text_encoder": "text_encoders/umt5_xxl_fp16.safetensors",
-             "tokenizer": "worldwarp/umt5-xxl-tokenizer"}
-    for k, rel in names.items():
-        os.replace(paths[k], str(models / rel))
-    from safetensors.torch import load_file
-
-    sd = load_file(str(models / names["transformer"]))
-    torch.save({"state_dict": {k.replace("model.diffusion_model.", "module."): v for k, v in sd.items()}},
-               str(models / "diffusion_models" / "worldwarp_latest.ckpt"))
+    # tiny Wan transformer / VAE / UMT5 written by ComfyUI's own classes under the real file names (the
+    # workflows load them with core Load Diffusion Model / Load VAE / Load CLIP), plus worldwarp_latest.ckpt in
+    # the official (diffusers) layout; tests/comfy_test_packs lets core Load CLIP build the tiny UMT5
+    files = tmp / "core_files"
+    cmd = [COMFY_PY, os.path.join(ROOT, "tests", "comfy_core_parity.py"), COMFYUI_DIR, str(files)]
+    stubs = os.path.join(HARNESS, "stubs")
+    if os.path.isdir(stubs):
+        cmd.append(stubs)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    models = files / "models"
     tiny_depth_pro().save_pretrained(str(models / "worldwarp" / "depth-pro-hf"))
     cfg = tmp / "extra_model_paths.yaml"
     cfg.write_text("worldwarp_test:\n" + f"  base_path: {models}\n" + "".join(
-        f"  {f}: {f}/\n" for f in ("diffusion_models", "vae", "text_encoders", "worldwarp")))
+        f"  {f}: {f}/\n" for f in ("diffusion_models", "vae", "text_encoders", "worldwarp"))
+        + f"  custom_nodes: {os.path.join(ROOT, 'tests', 'comfy_test_packs')}\n")
     scene = default_scene()
     rgb, _ = scene.render(scene.default_camera(96, 64))
     input_dir = tmp / "input"  # the server's --input-directory: ComfyUI's own input folder is left alone

@@ -89,7 +89,9 @@ def parity_report(tmp_path_factory):
         cmd.append(STUBS)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return json.load(open(out / "report.json"))
+    report = json.load(open(out / "report.json"))
+    report["out"] = str(out)
+    return report
 
 
 @pytest.mark.comfy
@@ -122,3 +124,97 @@ def test_fp8_weights_and_core_lora_apply(parity_report):
     # a core LoRA patch reaches the per-token forward, equal to merging the same update into the weights
     assert r["lora_changes_output"] > 1e-3
     assert r["lora_vs_merged_max_abs"] <= 2e-5 * max(1.0, r["forward_scale"])
+
+
+# ----------------------------------------------------------------------------- the real server, end to end
+HARNESS = os.path.join(os.path.dirname(ROOT), "shared", "tools", "comfy")
+PORT = int(os.environ.get("COMFY_TEST_PORT", "8191"))
+TEST_PACKS = os.path.join(ROOT, "tests", "comfy_test_packs")
+
+
+def _core_loader_workflow():
+    """API-format graph: core Load Diffusion Model / Load VAE / Load CLIP (wan) / CLIP Text Encode feeding the
+    WorldWarp nodes; an fp8 copy of the model; the official-checkpoint loader; the chunk loop on core models."""
+    from nodes.specs import spec_by_id
+
+    specs = spec_by_id()
+    wf = {}
+
+    def add(nid, node_type, **inputs):
+        if node_type in specs:
+            widgets = {i.name: i.default for i in specs[node_type].inputs
+                       if i.kind in ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO") and i.default is not None}
+            inputs = {**widgets, **inputs}
+        wf[str(nid)] = {"class_type": node_type, "inputs": inputs}
+        return [str(nid), 0]
+
+    image = add(1, "LoadImage", image="worldwarp_core_e2e.png")
+    model = add(2, "UNETLoader", unet_name="wan2.1_t2v_1.3B_fp16.safetensors", weight_dtype="default")
+    vae = add(3, "VAELoader", vae_name="wan_2.1_vae.safetensors")
+    clip = add(4, "CLIPLoader", clip_name="umt5_xxl_fp16.safetensors", type="wan", device="default")
+    pos = add(5, "CLIPTextEncode", text="a small room with a window", clip=clip)
+    neg = add(6, "CLIPTextEncode", text="blurry, static", clip=clip)
+    geo_model = add(7, "WorldWarpLoadGeometryModel", backend="depth-anything-v2", folder="tiny-depth-anything")
+    geometry = add(8, "WorldWarpEstimateGeometry", geometry_model=geo_model, images=image)
+    cams = add(9, "WorldWarpCameraTrajectory", image=image, preset="dolly_in@0.2", frames=9, geometry=geometry)
+    cache = add(10, "WorldWarpBuildCache", images=image, geometry=geometry, iterations=2, stride=4)
+    hints = add(11, "WorldWarpRenderHints", cache=cache, cameras=cams)
+    sampler = {"hints": hints, "masks": [hints[0], 1], "context_frames": 1, "steps": 2, "context": image, "vae": vae}
+    add(12, "WorldWarpSTDiffSampler", model=model, conditioning=pos, negative_conditioning=neg, **sampler)
+    add(13, "SaveImage", images=["12", 0], filename_prefix="core_e2e/bf16")
+    fp8 = add(14, "UNETLoader", unet_name="wan2.1_t2v_1.3B_fp16.safetensors", weight_dtype="fp8_e4m3fn")
+    add(15, "WorldWarpSTDiffSampler", model=fp8, conditioning=pos, negative_conditioning=neg, **sampler)
+    add(16, "SaveImage", images=["15", 0], filename_prefix="core_e2e/fp8")
+    official = add(17, "WorldWarpLoadDiffusionModel", checkpoint="worldwarp_latest.ckpt", weight_dtype="default")
+    captioner = add(18, "WorldWarpLoadCaptioner", captioner="fixed", fixed_prompt="a tiny room")
+    described = add(19, "WorldWarpDescribeScene", captioner=captioner, images=image, style="oil painting", clip=clip)
+    add(20, "WorldWarpSTDiffSampler", model=official, conditioning=[described[0], 1], negative_conditioning=neg,
+        **sampler)
+    add(21, "SaveImage", images=["20", 0], filename_prefix="core_e2e/official")
+    add(22, "WorldWarpChunkLoop", model=model, geometry_model=geo_model, image=image, cameras=cams, frames=17,
+        prompt="a small room", chunk_frames=9, context_frames=1, steps=2, gs_iterations=2,
+        output_folder="worldwarp/core_e2e", vae=vae, clip=clip)
+    add(23, "SaveImage", images=["22", 0], filename_prefix="core_e2e/loop")
+    return wf
+
+
+@pytest.mark.comfy
+def test_core_loader_workflow_runs_in_the_real_server(parity_report, tmp_path):
+    import sys
+
+    from PIL import Image
+
+    from worldwarp_core.geometry.testing import save_tiny_depth_anything
+    from worldwarp_core.synthetic import default_scene
+
+    if not (os.path.isfile(os.path.join(HARNESS, "run_workflow.py"))
+            and os.path.exists(os.path.join(COMFYUI_DIR, "custom_nodes", "worldwarp"))):
+        pytest.skip("no ComfyUI tree with this pack linked (run ../shared/tools/comfy/setup.sh to enable)")
+    models = os.path.join(parity_report["out"], "models")
+    save_tiny_depth_anything(os.path.join(models, "worldwarp", "tiny-depth-anything"))
+    cfg = tmp_path / "extra_model_paths.yaml"
+    cfg.write_text("worldwarp_core_test:\n" + f"  base_path: {models}\n"
+                   + "".join(f"  {f}: {f}/\n" for f in ("diffusion_models", "vae", "text_encoders", "worldwarp"))
+                   + f"  custom_nodes: {TEST_PACKS}\n")
+    inputs, out = tmp_path / "input", tmp_path / "out"
+    inputs.mkdir()
+    scene = default_scene()
+    rgb, _ = scene.render(scene.default_camera(48, 32))
+    Image.fromarray((rgb[0].numpy() * 255).astype("uint8")).save(inputs / "worldwarp_core_e2e.png")
+    wf = tmp_path / "core_loaders_api.json"
+    wf.write_text(json.dumps(_core_loader_workflow()))
+    cmd = [sys.executable, os.path.join(HARNESS, "run_workflow.py"), str(wf), "--timeout", "900", "--require-outputs",
+           "--comfy-dir", COMFYUI_DIR, "--url", f"http://127.0.0.1:{PORT}", "--output-dir", str(out),
+           "--expect-node", "WorldWarpLoadDiffusionModel", f"--server-arg=--output-directory={out}",
+           f"--server-arg=--input-directory={inputs}", f"--server-arg=--extra-model-paths-config={cfg}",
+           "--server-arg=--cpu"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
+    assert r.returncode == 0, (r.stdout[-4000:], r.stderr[-4000:])
+    from PIL import Image as _Image
+
+    saved = {name: sorted(os.listdir(out / "core_e2e")) for name in ("core_e2e",)}["core_e2e"]
+    for prefix, frames in (("bf16", 9), ("fp8", 9), ("official", 9), ("loop", 17)):
+        files = [f for f in saved if f.startswith(prefix)]
+        assert len(files) == frames, (prefix, saved)
+        assert _Image.open(out / "core_e2e" / files[0]).size == (48, 32)
+    assert os.path.isfile(out / "worldwarp" / "core_e2e" / "manifest.json")

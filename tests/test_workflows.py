@@ -11,7 +11,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WF_DIR = os.path.join(ROOT, "workflows")
 WORKFLOWS = sorted(f for f in os.listdir(WF_DIR) if f.endswith(".json"))
 CORE_WIDGETS = {"LoadImage": 2, "ImageScale": 4, "SaveImage": 1, "PreviewImage": 0, "MaskToImage": 0,
-                "ImageBlur": 2, "GrowMask": 2, "RenderSplat": 9}
+                "ImageBlur": 2, "GrowMask": 2, "RenderSplat": 9, "UNETLoader": 2, "VAELoader": 1, "CLIPLoader": 3,
+                "CLIPTextEncode": 1}
 WIDGET_KINDS = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 
 
