@@ -71,7 +71,8 @@ class CoreWanModel:
         self.clip = clip
         self.latent_format = fmt
         self.scheduler_config = scheduler_config()
-        self.files = files or {}
+        self.files = files or _source_files(model=model, vae=getattr(vae, "patcher", None),
+                                            text_encoder=getattr(clip, "patcher", None))
         self.transformer = None  # the sampler gets ``denoiser`` instead
 
     # ------------------------------------------------------------------ text
@@ -162,6 +163,20 @@ class CoreWanModel:
 
     def release(self) -> None:
         """Nothing to free: ComfyUI's model management owns the weights."""
+
+
+def _source_files(**patchers) -> dict[str, str]:
+    """The files ComfyUI loaded each model from, when it recorded them (for run manifests)."""
+    files = {}
+    for name, patcher in patchers.items():
+        init = getattr(patcher, "cached_patcher_init", None)
+        args = init[1] if isinstance(init, tuple) and len(init) > 1 and init[1] else ()
+        first = args[0] if args else None
+        if isinstance(first, (list, tuple)) and first:
+            first = first[0]
+        if isinstance(first, str):
+            files[name] = first
+    return files
 
 
 def load_core_diffusion_model(state: dict[str, Tensor], weight_dtype: str = "default", source: str = ""):
