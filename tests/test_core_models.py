@@ -77,6 +77,25 @@ def test_conversion_refuses_code_pickles_and_foreign_weights(tmp_path):
         convert_checkpoint(str(bad), str(tmp_path / "out.ckpt"))
 
 
+def test_core_model_inputs_say_what_to_connect():
+    from nodes import ops
+    from nodes.core_models import conditioning_embeds, is_core_model
+
+    class Patcher:  # what the nodes see of a core MODEL (a ComfyUI ModelPatcher)
+        load_device, model_options = "cpu", {}
+
+    hints, masks = torch.zeros(5, 32, 48, 3), torch.ones(5, 32, 48)
+    assert is_core_model(Patcher()) and not is_core_model(object())
+    with pytest.raises(ValueError, match="needs the core Wan VAE as well: connect Load VAE"):
+        ops.st_diff_sampler(None, Patcher(), hints, masks, "", "", 1, 0.8, 2, 5.0, 0, "spatio-temporal", False)
+    with pytest.raises(ValueError, match="connect a model"):
+        ops.st_diff_sampler(None, None, hints, masks, "", "", 1, 0.8, 2, 5.0, 0, "spatio-temporal", False)
+    with pytest.raises(ValueError, match="conditioning must come from CLIP Text Encode"):
+        conditioning_embeds([torch.zeros(1, 4, 8)])
+    e = conditioning_embeds([[torch.ones(1, 7, 8), {}]])
+    assert e.shape == (1, 512, 8) and e[:, 7:].abs().sum() == 0  # padded with zeros like Wan's text
+
+
 # ----------------------------------------------------------------------------- parity with ComfyUI
 @pytest.fixture(scope="module")
 def parity_report(tmp_path_factory):
