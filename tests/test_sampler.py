@@ -73,7 +73,7 @@ def test_equals_diffusers_flow_match_euler_when_all_tokens_share_sigma():
 
     x0, _ = _setup()
     steps = 10
-    s = flow_sigmas(steps)
+    s = flow_sigmas(steps, 3.0)
     S = torch.ones(F, h // 2, w // 2)  # every token a hole: ordinary text-to-video sampling
     noise = torch.randn(C, F, h, w, generator=torch.Generator().manual_seed(4))
 
@@ -143,15 +143,16 @@ def test_st_diff_sample_runs_a_real_tiny_transformer_deterministically():
     _, tm = _setup()
     z_warp = torch.randn(C, F, h, w, generator=torch.Generator().manual_seed(6))
     pos, neg = torch.randn(1, 5, 16), torch.zeros(1, 5, 16)
-    cfg = SamplerConfig(steps=4, strength=0.8, guidance_scale=3.0, seed=7)
+    cfg = SamplerConfig(steps=4, strength=0.8, guidance_scale=3.0, seed=7, mask_rule="strict")
     a = st_diff_sample(tr, z_warp, tm, 1, pos, neg, cfg)
     b = st_diff_sample(tr, z_warp, tm, 1, pos, neg, cfg)
     assert torch.equal(a.latents, b.latents) and torch.isfinite(a.latents).all()
     assert torch.equal(a.latents[:, 0], z_warp[:, 0])
     assert a.sigma_map.shape == (F, 2, 3) and a.sigmas.shape == (5,)
-    c = st_diff_sample(tr, z_warp, tm, 1, pos, neg, SamplerConfig(steps=4, seed=8, guidance_scale=3.0))
+    c = st_diff_sample(tr, z_warp, tm, 1, pos, neg, SamplerConfig(steps=4, seed=8, guidance_scale=3.0, mask_rule="strict"))
     assert not torch.equal(a.latents, c.latents)
-    tf = st_diff_sample(tr, z_warp, tm, 1, pos, neg, SamplerConfig(steps=4, training_free=True, guidance_scale=3.0))
+    tf = st_diff_sample(tr, z_warp, tm, 1, pos, neg, SamplerConfig(steps=4, training_free=True, guidance_scale=3.0,
+                                                             mask_rule="strict"))
     assert torch.equal(tf.latents[:, 0], z_warp[:, 0])
 
 

@@ -66,10 +66,11 @@ def test_flow_sigmas_equal_diffusers_scheduler():
     assert torch.equal(flow_sigmas(10, scheduler_config={"flow_shift": 5.0}), flow_sigmas(10, 5.0))
 
 
-def test_strength_mapping_follows_img2img():
+def test_strength_mapping_follows_the_official_minxs_rule():
     s = flow_sigmas(50)
     assert start_index(0.8, 50) == 10 and sigma_start(0.8, s) == float(s[10])
-    assert sigma_start(1.0, s) == 1.0 and sigma_start(0.0, s) == 0.0
+    # τ = 1 starts at pure noise; τ = 0 still takes the last step (the official clamp to N - 1)
+    assert sigma_start(1.0, s) == 1.0 and sigma_start(0.0, s) == float(s[49]) > 0
     with pytest.raises(ValueError, match=r"strength τ must be in \[0, 1\], got 1.5"):
         sigma_start(1.5, s)
 

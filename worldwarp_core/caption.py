@@ -19,11 +19,13 @@ from torch import Tensor
 
 from .models import move_to_cpu
 
+# the official WorldWarp inference negative prompt (pose_control.py, prompts.negative), verbatim
 DEFAULT_NEGATIVE = (
-    "Bright tones, overexposed, static, blurred details, subtitles, style, works, paintings, images, static, "
-    "overall gray, worst quality, low quality, JPEG compression residue, ugly, incomplete, extra fingers, poorly "
-    "drawn hands, poorly drawn faces, deformed, disfigured, misshapen limbs, fused fingers, still picture, messy "
-    "background, three legs, many people in the background, walking backwards"
+    "Person, people, pet, animals. Bright tones, static camera, overexposed, static, blurred details, subtitles, "
+    "style, works, paintings, images, static, overall gray, worst quality, low quality, JPEG compression residue, "
+    "ugly, incomplete, extra fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured, misshapen "
+    "limbs, fused fingers, still picture, messy background, three legs, many people in the background, walking "
+    "backwards, unrealistic."
 )
 
 

@@ -4,10 +4,16 @@ Flow matching as in Wan: ``x_σ = (1-σ)·x0 + σ·ε``, the model predicts ``v 
 ``x ← x + (σ_next - σ)·v``, model timestep ``t = 1000·σ``.
 
 Start (eq. 10): ``z_start = (1-Σ)⊙z_warp + Σ⊙ε`` with Σ from :func:`schedule.sigma_map`
-(warped tokens σ_start, holes 1, context 0). Step ``k`` of the sigmas ``s_0 > … > s_N = 0``:
-token ``i`` is at ``σ_i = min(Σ_i, s_k)`` and moves to ``min(Σ_i, s_{k+1})``; tokens whose σ
-does not change are not touched (bit for bit), so context tokens (σ = 0) are exact hard
-constraints and a token's state always matches the timestep the model is given for it.
+(warped σ_start, holes 1, context 0). Step ``k`` of the sigmas ``s_0 > … > s_N = 0``: a cell
+``i`` is at ``σ_i = min(Σ_i, s_k)`` and moves to ``min(Σ_i, s_{k+1})``; cells whose σ does not
+change are not touched (bit for bit), so context (σ = 0) is an exact hard constraint.
+
+Σ may be given on either grid (``schedule.MaskRule``): at token resolution ``[F, h/2, w/2]``
+(``strict``: a token's state always matches the timestep the model is given for it), or at latent
+resolution ``[F, h, w]`` (``official``: every latent pixel follows its own σ, and the model's
+timestep for a token is its top-left latent pixel's, as the official ``sample_sequence`` does).
+Defaults (:class:`SamplerConfig`) reproduce the official sampler: flow shift 5, the official
+mask rule and τ → start index, CFG 5 (with the official negative prompt, ``caption.DEFAULT_NEGATIVE``).
 
 Training-free mode (beyond the paper) for base Wan2.1 weights that never saw per-token
 timesteps: every token gets the same timestep ``s_k``; warped tokens are held on their forward
@@ -29,7 +35,18 @@ import torch
 from torch import Tensor
 
 from .models import compute_dtype
-from .schedule import PATCH, ScheduleVariant, flow_sigmas, sigma_map, sigma_start, start_index
+from .schedule import (
+    MASK_RULES,
+    OFFICIAL_SHIFT,
+    PATCH,
+    MaskRule,
+    ScheduleVariant,
+    flow_sigmas,
+    sigma_map,
+    sigma_start,
+    start_index,
+    token_timestep_sigma,
+)
 
 DenoiseFn = Callable[[Tensor, Tensor], Tensor]
 StepCallback = Callable[[int, int, Tensor], None]  # (step, total, x0 estimate [C, F, h, w])
@@ -40,10 +57,11 @@ class SamplerConfig:
     steps: int = 50
     strength: float = 0.8  # τ
     guidance_scale: float = 5.0
-    shift: float | None = None  # None: from the model's scheduler config (Wan 480p: 3.0)
+    shift: float | None = OFFICIAL_SHIFT  # official sampler: 5; None: the model's scheduler config (Wan 480p: 3)
     variant: ScheduleVariant = "spatio-temporal"
     training_free: bool = False
-    coverage: float = 1.0
+    coverage: float = 1.0  # strict rule only
+    mask_rule: MaskRule = "official"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -53,12 +71,16 @@ class SamplerConfig:
             raise ValueError(f"strength τ must be in [0, 1], got {self.strength}")
         if not self.guidance_scale >= 1.0 or self.guidance_scale == float("inf"):  # NaN fails >= too
             raise ValueError(f"guidance scale must be >= 1 (1 disables CFG), got {self.guidance_scale}")
+        if self.mask_rule not in MASK_RULES:
+            raise ValueError(f"unknown mask rule {self.mask_rule!r}; choose one of {MASK_RULES}")
+        if self.shift is not None and self.shift <= 0:
+            raise ValueError(f"shift must be positive, got {self.shift}")
 
 
 @dataclass
 class SampleResult:
     latents: Tensor  # [C, F_lat, h, w] denoised
-    sigma_map: Tensor  # [F_lat, h/2, w/2] Σ at the start
+    sigma_map: Tensor  # Σ at the start: [F_lat, h, w] (official rule) or [F_lat, h/2, w/2] (strict)
     sigmas: Tensor  # [N+1] the schedule
     sigma_start: float
 
@@ -66,6 +88,19 @@ class SampleResult:
 def tokens_to_latent(x: Tensor, patch: int = PATCH) -> Tensor:
     """Token grid ``[..., F, h', w']`` -> latent grid ``[..., F, h'·p, w'·p]``."""
     return x.repeat_interleave(patch, dim=-2).repeat_interleave(patch, dim=-1)
+
+
+def _latent_sigma(sigma: Tensor, z_shape: torch.Size) -> Tensor:
+    """Σ on the token grid ``[F, h/2, w/2]`` or the latent grid ``[F, h, w]`` -> latent grid ``[F, h, w]``."""
+    C, F, h, w = z_shape
+    if h % PATCH or w % PATCH:
+        raise ValueError(f"latents {list(z_shape)}: h and w must be even (the transformer patches 2x2)")
+    if tuple(sigma.shape) == (F, h, w):
+        return sigma
+    if tuple(sigma.shape) == (F, h // PATCH, w // PATCH):
+        return tokens_to_latent(sigma)
+    raise ValueError(f"Σ must be [F, h/2, w/2] = {[F, h // PATCH, w // PATCH]} (tokens) or [F, h, w] = {[F, h, w]} "
+                     f"(latent pixels) for latents {list(z_shape)}, got {list(sigma.shape)}")
 
 
 def sample_with_denoiser(
@@ -77,36 +112,32 @@ def sample_with_denoiser(
     noise: Tensor | None = None,
     callback: StepCallback | None = None,
 ) -> Tensor:
-    """Per-token flow-matching Euler (module docstring); returns the clean latents ``[C, F, h, w]``.
+    """Per-cell flow-matching Euler (module docstring); returns the clean latents ``[C, F, h, w]``.
 
     Args:
         denoise_fn: ``(x [1, C, F, h, w], timestep [1, L]) -> v [1, C, F, h, w]``.
         z_warp: encoded hints ``[C, F, h, w]`` (context frames hold the clean history latents).
-        sigma_tokens: Σ ``[F, h/2, w/2]``.
+        sigma_tokens: Σ ``[F, h/2, w/2]`` (tokens) or ``[F, h, w]`` (latent pixels; a token's
+            timestep is its top-left pixel's).
         sigmas: ``[N+1]`` decreasing to 0.
         noise: ε ``[C, F, h, w]``; drawn from ``generator`` when ``None``.
     """
-    C, F, h, w = z_warp.shape
-    if sigma_tokens.shape != (F, h // PATCH, w // PATCH) or h % PATCH or w % PATCH:
-        raise ValueError(f"Σ must be [F, h/2, w/2] = {[F, h // PATCH, w // PATCH]} for latents {list(z_warp.shape)}, "
-                         f"got {list(sigma_tokens.shape)}")
     z = z_warp.float()
+    S = _latent_sigma(sigma_tokens.float().to(z.device), z.shape)  # [F, h, w]
     eps = torch.randn(z.shape, generator=generator, dtype=torch.float32).to(z.device) if noise is None else noise.float()
-    S = sigma_tokens.float().to(z.device)
-    x = (1 - tokens_to_latent(S)) * z + tokens_to_latent(S) * eps  # eq. (10)
-    x = torch.where(tokens_to_latent(S) == 0, z, x)  # context exact, not (1-0)*z + 0*ε rounding
+    x = (1 - S) * z + S * eps  # eq. (10)
+    x = torch.where(S == 0, z, x)  # context exact, not (1-0)*z + 0*ε rounding
     sig = sigmas.float().to(z.device)
     N = sig.numel() - 1
     for k in range(N):
         cur = torch.minimum(S, sig[k])
         nxt = torch.minimum(S, sig[k + 1])
-        moving = nxt < cur  # [F, h', w']
+        moving = nxt < cur  # [F, h, w]
         if not bool(moving.any()):
             continue
-        v = denoise_fn(x.unsqueeze(0), (1000.0 * cur).reshape(1, -1))[0].float()
-        step = tokens_to_latent(nxt - cur)
-        x0 = x - tokens_to_latent(cur) * v
-        x = torch.where(tokens_to_latent(moving), x + step * v, x)
+        v = denoise_fn(x.unsqueeze(0), (1000.0 * token_timestep_sigma(cur)).reshape(1, -1))[0].float()
+        x0 = x - cur * v
+        x = torch.where(moving, x + (nxt - cur) * v, x)
         if callback is not None:
             callback(k + 1, N, x0)
     return x
@@ -124,12 +155,11 @@ def sample_training_free(
 ) -> Tensor:
     """Uniform-timestep sampling with warped/context tokens held on their forward path (module docstring).
 
-    ``sigma_tokens`` is read only for its regions: 0 = context, < 1 = warped, 1 = hole.
+    ``sigma_tokens`` (token or latent grid) is read only for its regions: 0 = context, < 1 = warped, 1 = hole.
     """
-    C, F, h, w = z_warp.shape
     z = z_warp.float()
     eps = torch.randn(z.shape, generator=generator, dtype=torch.float32).to(z.device) if noise is None else noise.float()
-    S = tokens_to_latent(sigma_tokens.float().to(z.device))
+    S = _latent_sigma(sigma_tokens.float().to(z.device), z.shape)
     context = S == 0
     warped = (S > 0) & (S < 1)
     sig = sigmas.float().to(z.device)
@@ -187,7 +217,7 @@ def transformer_denoiser(
 def st_diff_sample(
     transformer,
     z_warp: Tensor,
-    token_mask: Tensor,
+    mask: Tensor,
     context_latents: int,
     prompt_embeds: Tensor,
     negative_embeds: Tensor | None,
@@ -202,13 +232,21 @@ def st_diff_sample(
         transformer: a diffusers ``WanTransformer3DModel`` (ignored when ``denoise_fn`` is given).
         z_warp: encoded warped hints ``[C, F_lat, h, w]``; latent frames ``< context_latents`` hold
             the encoded history overlap.
-        token_mask: ``[F_lat, h/2, w/2]`` 1 where a token's pixels are all validly warped.
+        mask: 1 where the hint is valid, from ``schedule.sampler_mask``: ``[F_lat, h, w]`` for the
+            ``official`` rule, ``[F_lat, h/2, w/2]`` for ``strict``.
         context_latents: latent frames fixed at σ = 0.
+        scheduler_config: the model's scheduler config, read only when ``config.shift`` is None.
     """
+    C, F, h, w = z_warp.shape
+    want = (F, h, w) if config.mask_rule == "official" else (F, h // PATCH, w // PATCH)
+    if tuple(mask.shape) != want:
+        raise ValueError(f"the '{config.mask_rule}' mask rule needs a mask {list(want)} for latents {list(z_warp.shape)}, "
+                         f"got {list(mask.shape)}; build it with schedule.sampler_mask(pixel_mask, "
+                         f"'{config.mask_rule}')")
     shift = config.shift if config.shift is not None else 3.0
     sigmas = flow_sigmas(config.steps, shift, None if config.shift is not None else scheduler_config)
     s_start = sigma_start(config.strength, sigmas)
-    S = sigma_map(token_mask.to(z_warp.device), context_latents, s_start, config.variant)
+    S = sigma_map(mask.to(z_warp.device), context_latents, s_start, config.variant)
     gen = torch.Generator().manual_seed(int(config.seed))
     eps = torch.randn(z_warp.shape, generator=gen, dtype=torch.float32).to(z_warp.device)
     fn = denoise_fn or transformer_denoiser(transformer, prompt_embeds, negative_embeds, config.guidance_scale)

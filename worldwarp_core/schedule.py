@@ -4,15 +4,26 @@ Grids. The Wan VAE compresses time 4x with frame 0 alone (``F_lat = 1 + (F-1)/4`
 8x; the transformer patches 1x2x2, so one token = one latent frame x 16x16 pixels. A 49-frame
 chunk is 13 latent frames; its 5 context frames are exactly latent frames 0-1.
 
-Masks. A pixel validity mask ``[F, H, W]`` becomes a latent mask ``[F_lat, H/8, W/8]`` and a
-token mask ``[F_lat, H/16, W/16]`` by pooling over each cell's footprint (frame 0 alone, then
-groups of 4 frames, times the 8x8 or 16x16 pixel square). By default a cell is valid only if
-all its pixels are (min-pooling, ``coverage=1``); ``coverage=c`` needs a fraction ``c``.
+Mask rules (``MaskRule``). A pixel validity mask ``[F, H, W]`` becomes the mask the sampler reads:
+  * ``official`` (default; the rule the official ``worldwarp_latest.ckpt`` was sampled with, from
+    ``run_inference_chunk`` of the official ``pose_control.py``): the hint renderer's validity
+    (alpha ≥ 0.5 and rendered depth consistent with a source frame's depth, ``gscache``) is
+    binarised at 0.5, every 4th frame is kept (frames 0, 4, 8, …: the LAST pixel frame of each
+    4-frame latent group), eroded with a 15x15 square (zero padding, so 7 pixels at the border
+    are invalid), and downsampled to the latent grid by nearest sampling (latent pixel ``(i, j)``
+    reads pixel ``(8i, 8j)``): ``[F_lat, H/8, W/8]``. Σ lives at latent resolution; the
+    transformer's timestep for a token is that of its top-left latent pixel (``[..., ::2, ::2]``),
+    so within a token latent pixels may move on different schedules than the one the model is told.
+  * ``strict``: a token mask ``[F_lat, H/16, W/16]`` by min-pooling over each token's footprint
+    (frame 0 alone, then groups of 4 frames, times the 16x16 pixel square): a cell is valid only if
+    all its pixels are (``coverage=1``; ``coverage=c`` needs a fraction ``c``), so a token's state
+    always matches its timestep.
 
-Strength τ (as diffusers' img2img ``strength``): τ is the fraction of the denoising schedule
-warped tokens go through. With ``N`` steps and sigmas ``s_0 > … > s_N = 0`` warped tokens start
-at ``s_i`` with ``i = N - int(N·τ)``; τ = 1 starts them at pure noise (like holes), τ = 0 keeps
-the hint untouched. Paper default τ = 0.8.
+Strength τ: the fraction of the denoising schedule warped tokens go through. The start index is
+computed as the official sampler does from its ``minxs = 1 - τ``: ``i = min(int(minxs·N), N-1)``
+into the sigmas ``s_0 > … > s_N = 0`` (``minxs`` rounded to 10 decimals first, so τ = 0.8 gives the
+official 0.2 exactly, not 0.19999999999999996). τ = 1 starts warped tokens at pure noise (like
+holes); τ = 0 still gives them the last step (the official clamp). Paper default τ = 0.8.
 
 σ maps Σ (eq. 9) at token resolution: warped tokens ``σ_start``, holes 1.0, context tokens 0.
 Variants (Table 3):
@@ -36,6 +47,12 @@ from torch import Tensor
 
 ScheduleVariant = Literal["spatio-temporal", "spatial", "temporal", "full"]
 SCHEDULE_VARIANTS: tuple[str, ...] = ("spatio-temporal", "spatial", "temporal", "full")
+MaskRule = Literal["official", "strict"]
+MASK_RULES: tuple[str, ...] = ("official", "strict")
+
+OFFICIAL_SHIFT = 5.0  # FlowMatchEulerDiscreteScheduler(shift=5) in the official sampler
+OFFICIAL_MASK_THRESHOLD = 0.5  # inference_params.mask_thres
+OFFICIAL_EROSION = 15  # erode_mask(..., 15)
 
 VAE_TIME = 4  # Wan VAE temporal compression (frame 0 alone)
 VAE_SPACE = 8  # Wan VAE spatial compression
@@ -85,17 +102,59 @@ def token_mask(pixel_mask: Tensor, coverage: float = 1.0) -> Tensor:
     return _pool(pixel_mask, TOKEN_PIXELS, coverage)
 
 
+def erode(mask: Tensor, kernel: int) -> Tensor:
+    """Binary erosion of ``[F, H, W]`` with a ``kernel``x``kernel`` square, zero padding (outside = invalid)."""
+    if kernel < 1 or kernel % 2 == 0:
+        raise ValueError(f"erosion kernel must be odd and >= 1, got {kernel}")
+    pad = kernel // 2
+    m = Fn.pad(mask.float().unsqueeze(1), (pad, pad, pad, pad), value=0.0)
+    return (-Fn.max_pool2d(-m, kernel, stride=1)).squeeze(1)
+
+
+def official_latent_mask(pixel_mask: Tensor, threshold: float = OFFICIAL_MASK_THRESHOLD,
+                         erosion: int = OFFICIAL_EROSION) -> Tensor:
+    """Pixel validity ``[F, H, W]`` -> latent mask ``[F_lat, H/8, W/8]`` by the official rule (module docstring).
+
+    ``pixel_mask`` is the renderer's validity (bool, or alpha·consistency in 0..1); a pixel is valid
+    when ``≥ threshold``. Frames ``0, 4, 8, …`` are kept, eroded by ``erosion`` pixels, and latent
+    pixel ``(i, j)`` reads pixel ``(8i, 8j)`` (``F.interpolate(scale_factor=1/8)``, nearest).
+    """
+    _check_mask(pixel_mask)
+    F, H, W = pixel_mask.shape
+    latent_frame_count(F)
+    if H % TOKEN_PIXELS or W % TOKEN_PIXELS:
+        raise ValueError(f"mask is {H}x{W}; height and width must be multiples of {TOKEN_PIXELS} (resize to a "
+                         "multiple of 16)")
+    valid = (pixel_mask.float() >= threshold).float()[::VAE_TIME]  # [F_lat, H, W]
+    return erode(valid, erosion)[:, ::VAE_SPACE, ::VAE_SPACE].contiguous()
+
+
+def sampler_mask(pixel_mask: Tensor, rule: MaskRule = "official", coverage: float = 1.0) -> Tensor:
+    """The mask ST-Diff reads: ``official`` -> latent grid ``[F_lat, H/8, W/8]``; ``strict`` -> tokens ``[F_lat, H/16, W/16]``."""
+    if rule == "official":
+        return official_latent_mask(pixel_mask)
+    if rule == "strict":
+        return token_mask(pixel_mask, coverage)
+    raise ValueError(f"unknown mask rule {rule!r}; choose one of {MASK_RULES}")
+
+
+def token_timestep_sigma(sigma_latent: Tensor) -> Tensor:
+    """σ of each token from a latent-resolution map ``[..., h, w]``: its top-left latent pixel (official)."""
+    return sigma_latent[..., ::PATCH, ::PATCH]
+
+
 def _check_mask(mask: Tensor) -> None:
     if mask.ndim != 3:
         raise ValueError(f"pixel mask must be [F, H, W], got {list(mask.shape)}")
 
 
-def flow_sigmas(steps: int, shift: float = 3.0, scheduler_config: dict | None = None) -> Tensor:
+def flow_sigmas(steps: int, shift: float = OFFICIAL_SHIFT, scheduler_config: dict | None = None) -> Tensor:
     """Flow-matching sigmas ``[steps + 1]`` from 1 down to the terminal 0.
 
     Exactly those of diffusers' ``FlowMatchEulerDiscreteScheduler`` (the paper's scheduler) after
     ``set_timesteps(steps)``, with the shift of ``scheduler_config`` (a checkpoint's scheduler
-    config: ``shift`` or Wan's ``flow_shift``) or ``shift`` (Wan 480p uses 3.0).
+    config: ``shift`` or Wan's ``flow_shift``) or ``shift`` (the official WorldWarp sampler: 5; the
+    Wan2.1 480p config: 3).
     """
     from diffusers import FlowMatchEulerDiscreteScheduler
 
@@ -112,10 +171,13 @@ def flow_sigmas(steps: int, shift: float = 3.0, scheduler_config: dict | None = 
 
 
 def start_index(strength: float, steps: int) -> int:
-    """Index into the sigmas where warped tokens start (diffusers img2img convention)."""
+    """Index into the sigmas where warped tokens start, as the official sampler computes it (module docstring)."""
     if not 0.0 <= strength <= 1.0:
         raise ValueError(f"strength τ must be in [0, 1], got {strength}")
-    return steps - int(steps * strength)
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    minxs = round(1.0 - strength, 10)
+    return min(int(minxs * steps), steps - 1)
 
 
 def sigma_start(strength: float, sigmas: Tensor) -> float:
@@ -129,11 +191,14 @@ def sigma_map(
     sigma_start: float,
     variant: ScheduleVariant = "spatio-temporal",
 ) -> Tensor:
-    """Σ ``[F_lat, h, w]`` at token resolution (eq. 9): warped σ_start, holes 1, context 0."""
+    """Σ ``[F_lat, h, w]`` on the mask's grid (eq. 9): warped σ_start, holes 1, context 0.
+
+    The grid is the mask's: tokens (``strict``) or latent pixels (``official``).
+    """
     if variant not in SCHEDULE_VARIANTS:
         raise ValueError(f"unknown schedule variant {variant!r}; choose one of {SCHEDULE_VARIANTS}")
     if token_mask.ndim != 3:
-        raise ValueError(f"token mask must be [F_lat, h, w], got {list(token_mask.shape)}")
+        raise ValueError(f"mask must be [F_lat, h, w], got {list(token_mask.shape)}")
     F = token_mask.shape[0]
     if not 0 <= context_latents < F:
         raise ValueError(f"context latents must be in [0, {F - 1}] for {F} latent frames, got {context_latents}")

@@ -19,6 +19,7 @@ from ..warp import PointCloud, WarpResult, forward_warp, unproject
 from .gaussians import Gaussians, GSConfig, init_gaussians
 from .optimize import ProgressCallback, optimize_gaussians
 from .rasterize import render_gaussians
+from .validity import OFFICIAL_DEPTH_TOLERANCE, geometric_validity
 
 CacheMode = Literal["3dgs", "pointcloud", "none"]
 CACHE_MODES: tuple[str, ...] = ("3dgs", "pointcloud", "none")
@@ -30,18 +31,34 @@ class GeometryCache:
     config: GSConfig
     gaussians: Gaussians | None = None
     cloud: PointCloud | None = None
+    source_depths: Tensor | None = None  # [S, H, W] depth of the frames the cache was built from
+    source_cameras: Cameras | None = None  # their cameras
 
-    def render_hints(self, cameras: Cameras) -> WarpResult:
-        """Hint images ``[V,H,W,3]``, validity masks ``[V,H,W]`` (alpha > threshold) and depth ``[V,H,W]``."""
+    def render_hints(self, cameras: Cameras, depth_tolerance: float | None = OFFICIAL_DEPTH_TOLERANCE) -> WarpResult:
+        """Hint images ``[V,H,W,3]``, validity masks ``[V,H,W]`` and depth ``[V,H,W]``.
+
+        A hint pixel is valid where alpha > threshold and, with ``depth_tolerance`` (the official
+        rule, 0.1), its rendered depth agrees with a source frame's depth within that relative
+        error (``validity.geometric_validity``); ``None`` keeps alpha only.
+        """
         V, H, W = len(cameras), cameras.height, cameras.width
         if self.mode == "none":
             return WarpResult(torch.zeros(V, H, W, 3), torch.zeros(V, H, W, dtype=torch.bool), torch.zeros(V, H, W))
         if self.mode == "pointcloud":
-            return forward_warp(self.cloud, cameras, radius=1)
+            hints = forward_warp(self.cloud, cameras, radius=1)
+            if depth_tolerance is not None and self.source_depths is not None:
+                ok = geometric_validity(hints.depths, cameras, self.source_depths.to(hints.depths.device),
+                                        self.source_cameras, depth_tolerance)
+                hints = WarpResult(hints.images, hints.masks & ok, torch.where(ok, hints.depths,
+                                                                                  torch.zeros_like(hints.depths)))
+            return hints
         with torch.no_grad():
             out = render_gaussians(self.gaussians, cameras, backend=self.config.backend,
                                    max_radius=self.config.max_radius)
         masks = out.alpha > self.config.alpha_threshold
+        if depth_tolerance is not None and self.source_depths is not None:
+            masks = masks & geometric_validity(out.depth, cameras, self.source_depths.to(out.depth.device),
+                                               self.source_cameras, depth_tolerance)
         # a valid hint shows the composited colour; invalid pixels are zeroed so they read as holes
         rgb = torch.where(masks.unsqueeze(-1), out.rgb / out.alpha.clamp_min(1e-6).unsqueeze(-1), torch.zeros_like(out.rgb))
         return WarpResult(rgb.clamp(0, 1), masks, torch.where(masks, out.depth, torch.zeros_like(out.depth)))
@@ -75,13 +92,15 @@ def build_cache(
         cloud = unproject(images, depths, cameras, masks=masks, stride=config.stride)
         if len(cloud) == 0:
             raise ValueError("the history frames give an empty point cloud (all pixels masked or depth <= 0)")
-        return GeometryCache(mode, config, cloud=cloud)
+        return GeometryCache(mode, config, cloud=cloud, source_depths=depths.detach().float().cpu(),
+                             source_cameras=cameras.to("cpu"))
     device = images.device
     if config.backend == "gsplat" or (config.backend == "auto" and torch.cuda.is_available() and device.type == "cuda"):
         device = torch.device("cuda")
     g = init_gaussians(images.to(device), depths.to(device), cameras.to(device), config, masks)
     g = optimize_gaussians(g, images.to(device), cameras.to(device), config, callback)
-    return GeometryCache(mode, config, gaussians=g)
+    return GeometryCache(mode, config, gaussians=g, source_depths=depths.detach().float().cpu(),
+                         source_cameras=cameras.to("cpu"))
 
 
 def check_overlap(cache: GeometryCache, cameras: Cameras, min_fraction: float = 0.01) -> Tensor:
