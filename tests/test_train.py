@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from worldwarp_core.synthetic import default_scene
-from worldwarp_core.train.data import Clip, LatentDataset, load_clip, prepare_clip, save_clip
+from worldwarp_core.train.data import Clip, LatentDataset, load_clip, pick_source, prepare_clip, save_clip
 from worldwarp_core.train.loop import TrainConfig, train
 from worldwarp_core.train.noise import NoiseConfig
 from worldwarp_core.trajectory import make_trajectory, median_depth
@@ -25,10 +25,13 @@ def data_dir(tmp_path_factory):
     save_clip(str(root / "clip_0000"), Clip(rgb, depth, cams, "a small textured room"))
     back = load_clip(str(root / "clip_0000"))
     assert torch.equal(back.frames, (rgb * 255).round() / 255) and torch.allclose(back.depths, depth)
-    sample = prepare_clip(str(root / "clip_0000"), tiny_model(seed=0))
-    assert sample["z_gt"].shape == (16, 3, 4, 6) and sample["mask_token"].shape == (3, 2, 3)
-    assert int(sample["source_index"]) == 4  # the middle frame warps to all others (eq. 2-3)
-    assert float(sample["mask_latent"].mean()) > 0.3
+    sample = prepare_clip(str(root / "clip_0000"), tiny_model(seed=0), sources=3)
+    assert sample["z_gt"].shape == (16, 3, 4, 6) and sample["z_warp"].shape == (3, 16, 3, 4, 6)
+    assert sample["mask_latent"].shape == (3, 3, 4, 6) and sample["mask_token"].shape == (3, 3, 2, 3)
+    assert sample["source_index"].tolist() == [0, 4, 8]  # each warps to all frames (eq. 2-3)
+    # each source's own frame is (mostly) valid and the warps differ
+    assert not torch.equal(sample["z_warp"][0], sample["z_warp"][2])
+    assert float(sample["mask_latent"].mean()) > 0.1
     return str(root)
 
 
@@ -63,8 +66,8 @@ def test_tiny_model_overfits_one_clip_and_checkpoint_loads_in_the_sampler(data_d
     from worldwarp_core.sampler import SamplerConfig, st_diff_sample
 
     tr = load_transformer(str(ckpt))
-    sample = LatentDataset(data_dir)[0]
-    out = st_diff_sample(tr, sample["z_warp"], sample["mask_token"], 1, sample["prompt_embeds"][None],
+    sample = pick_source(LatentDataset(data_dir)[0])
+    out = st_diff_sample(tr, sample["z_warp"], sample["mask_latent"], 1, sample["prompt_embeds"][None],
                          torch.zeros_like(sample["prompt_embeds"][None]), SamplerConfig(steps=3, guidance_scale=2.0))
     assert torch.isfinite(out.latents).all() and torch.equal(out.latents[:, 0], sample["z_warp"][:, 0])
 
@@ -110,3 +113,19 @@ def test_build_clip_from_video_with_a_geometry_backend(tmp_path):
     assert again.prompt == "a room" and again.frames.shape == clip.frames.shape
     with pytest.raises(ValueError, match="a clip needs 4k\\+1 frames"):
         build_clip_from_video(video, str(tmp_path / "c2"), "depth-anything-v2", model, frames=8, width=48, height=32)
+
+
+def test_each_step_draws_the_warp_source(data_dir, tmp_path, monkeypatch):
+    import worldwarp_core.train.data as data
+
+    drawn = []
+    real = data.pick_source
+
+    def spy(sample, generator=None):
+        one = real(sample, generator)
+        drawn.append(int(one["source_index"]))
+        return one
+
+    monkeypatch.setattr(data, "pick_source", spy)
+    train(_config(data_dir, str(tmp_path / "run"), max_steps=12, save_every=12))
+    assert len(drawn) == 12 and len(set(drawn)) >= 2, drawn

@@ -34,7 +34,7 @@ def _prepare(args: argparse.Namespace) -> int:
     model = models.tiny_model() if args.models == "tiny" else models.load_diffusers_folder(args.models)
     clips = list_clips(args.data)
     for i, clip in enumerate(clips):
-        prepare_clip(clip, model, radius=args.radius, overwrite=args.overwrite)
+        prepare_clip(clip, model, sources=args.sources, radius=args.radius, overwrite=args.overwrite)
         print(f"[{i + 1}/{len(clips)}] {clip}", flush=True)
     return 0
 
@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--data", required=True, help="folder of clip folders")
         p.add_argument("--models", required=True, help="a Wan2.1 diffusers folder, or 'tiny' for a pipeline check")
         p.add_argument("--radius", type=int, default=1, help="point splat radius of the one-to-all warp (pixels)")
+        p.add_argument("--sources", type=int, default=8,
+                       help="source frames warped per clip (evenly spaced; 0 = every frame); a step draws one")
         p.add_argument("--overwrite", action="store_true")
         return _prepare(p.parse_args(argv))
     p.add_argument("--video", required=True)

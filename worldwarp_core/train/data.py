@@ -10,10 +10,14 @@ Clip folder (one per training clip; what a geometry pre-estimation produces)::
       prompt.txt                          one paragraph describing the clip (optional)
       meta.json                           optional: {"depth_scale": 0.001}
 
-``prepare_clip`` turns a clip into the training sample ST-Diff needs, cached as
-``latents.safetensors`` beside it so the VAE runs once per clip, not every step:
-``z_gt [C, F_lat, h, w]``, ``z_warp [C, F_lat, h, w]``, ``mask_latent [F_lat, h, w]``,
-``mask_token [F_lat, h/2, w/2]``, ``prompt_embeds [S, D]``.
+``prepare_clip`` turns a clip into the training samples ST-Diff needs, cached as
+``latents.safetensors`` beside it so the VAE runs once per clip, not every step. The paper samples
+the source frame of the one-to-all warp per training sample, so the cache holds the warps of ``K``
+source frames (``sources``: ``K`` evenly spaced frames, or every frame) and each training step
+draws one of them (:func:`pick_source`): ``z_gt [C, F_lat, h, w]``, ``z_warp [K, C, F_lat, h, w]``,
+``mask_latent [K, F_lat, h, w]`` (the official inference rule: the mask at latent resolution that
+eq. 5-6 use), ``mask_token [K, F_lat, h/2, w/2]`` (the strict rule), ``source_index [K]``,
+``prompt_embeds [S, D]``. Caches written before sources were stacked (one source) still load.
 """
 
 from __future__ import annotations
@@ -120,31 +124,53 @@ def one_to_all(clip: Clip, source_index: int, radius: int = 1):
     )
 
 
+def source_frames(frames: int, sources: int | list[int] = 8) -> list[int]:
+    """Source frames cached per clip: ``K`` evenly spaced over the clip (``0``: every frame), or a given list."""
+    if isinstance(sources, int):
+        if sources < 0:
+            raise ValueError(f"sources must be >= 0 (0 = every frame), got {sources}")
+        if sources == 0 or sources >= frames:
+            return list(range(frames))
+        return sorted({round(i * (frames - 1) / (sources - 1)) for i in range(sources)}) if sources > 1 \
+            else [frames // 2]
+    out = [int(s) for s in sources]
+    bad = [s for s in out if not 0 <= s < frames]
+    if not out or bad:
+        raise ValueError(f"source frames {bad or out} are outside the clip's {frames} frames")
+    return out
+
+
 @torch.no_grad()
-def prepare_clip(folder: str, model, source_index: int | None = None, radius: int = 1, coverage: float = 1.0,
+def prepare_clip(folder: str, model, sources: int | list[int] = 8, radius: int = 1, coverage: float = 1.0,
                  overwrite: bool = False) -> dict[str, Tensor]:
     """Encode a clip once and cache it as ``latents.safetensors`` in the clip folder.
 
-    ``model`` is a ``WorldWarpModel`` (its VAE and text encoder are used). The source frame
-    defaults to the middle frame, so the warp covers the clip in both directions.
+    ``model`` is a ``WorldWarpModel`` (its VAE and text encoder are used). ``sources``: how many
+    evenly spaced source frames to warp from (``0``: every frame, as the paper's per-sample draw),
+    or their indices. ``coverage`` applies to the strict token mask only.
     """
-    from ..schedule import latent_mask, token_mask
+    from ..schedule import official_latent_mask, token_mask
 
     path = os.path.join(folder, CACHE_NAME)
     if os.path.isfile(path) and not overwrite:
         return load_file(path)
     clip = load_clip(folder)
     F = clip.frames.shape[0]
-    src = F // 2 if source_index is None else source_index
-    warped = one_to_all(clip, src, radius)
-    pixel_mask = warped.masks.float()
+    srcs = source_frames(F, sources)
+    z_warp, m_lat, m_tok = [], [], []
+    for src in srcs:
+        warped = one_to_all(clip, src, radius)
+        pixel_mask = warped.masks.float()
+        z_warp.append(model.encode_video(warped.images).float().cpu())
+        m_lat.append(official_latent_mask(pixel_mask).float().cpu())
+        m_tok.append(token_mask(pixel_mask, coverage=coverage).float().cpu())
     sample = {
         "z_gt": model.encode_video(clip.frames).float().cpu().contiguous(),
-        "z_warp": model.encode_video(warped.images).float().cpu().contiguous(),
-        "mask_latent": latent_mask(pixel_mask, coverage=coverage).float().cpu().contiguous(),
-        "mask_token": token_mask(pixel_mask, coverage=coverage).float().cpu().contiguous(),
+        "z_warp": torch.stack(z_warp).contiguous(),
+        "mask_latent": torch.stack(m_lat).contiguous(),
+        "mask_token": torch.stack(m_tok).contiguous(),
         "prompt_embeds": model.encode_prompt([clip.prompt])[0].float().cpu().contiguous(),
-        "source_index": torch.tensor([src]),
+        "source_index": torch.tensor(srcs),
     }
     tmp = path + ".tmp"
     save_file(sample, tmp)
@@ -177,7 +203,24 @@ class LatentDataset(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> dict[str, Tensor]:
-        return load_file(self.paths[i])
+        """All cached sources of clip ``i`` (``z_warp [K, C, F, h, w]``; use :func:`pick_source` per step)."""
+        sample = load_file(self.paths[i])
+        if sample["z_warp"].ndim == 4:  # a cache from before sources were stacked: one source
+            for key in ("z_warp", "mask_latent", "mask_token"):
+                sample[key] = sample[key][None]
+            sample["source_index"] = sample["source_index"].reshape(1)
+        return sample
+
+
+def pick_source(sample: dict[str, Tensor], generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    """One training sample: a source frame drawn uniformly from the clip's cached sources (paper §4.1)."""
+    K = sample["z_warp"].shape[0]
+    k = int(torch.randint(K, (), generator=generator))
+    out = {key: v for key, v in sample.items() if key not in ("z_warp", "mask_latent", "mask_token", "source_index")}
+    for key in ("z_warp", "mask_latent", "mask_token"):
+        out[key] = sample[key][k]
+    out["source_index"] = sample["source_index"][k].reshape(1)
+    return out
 
 
 def read_video_frames(path: str, frames: int, stride: int = 1, width: int | None = None,

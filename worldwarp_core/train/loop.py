@@ -3,9 +3,11 @@
 Paper setting: full fine-tune of Wan2.1-T2V-1.3B, AdamW lr 5e-5 with a 1,000-step linear warm-up,
 10k steps, global batch 64 (8 per GPU on 8 GPUs), 480x720. ``configs/train_paper.json`` holds it.
 
-Each step (per clip of the batch): draw per-frame σ pairs (eq. 6) → Σ at token resolution →
-``z_noisy = (1-Σ)⊙z_c + Σ⊙ε`` (eq. 7) with the composite of eq. (5) → the transformer gets one
-timestep ``1000·Σ`` per token → L2 to the target ``ε - z_gt`` (eq. 8) over the whole sequence.
+Each step (per clip of the batch): draw the source frame of the one-to-all warp among the clip's
+cached sources (``data.pick_source``) → draw per-frame σ pairs (eq. 6) → Σ from the latent mask
+(``official`` rule; token mask for ``strict``) → ``z_noisy = (1-Σ)⊙z_c + Σ⊙ε`` (eq. 7) with the
+composite of eq. (5) → the transformer gets one timestep per token, ``1000·Σ`` of its top-left
+latent pixel (as the sampler) → L2 to the target ``ε - z_gt`` (eq. 8) over the whole sequence.
 Context frames (σ = 0) are excluded from the loss: they are given, not predicted.
 
 Determinism and resume: every random draw of step ``k`` comes from a generator seeded with
@@ -92,21 +94,24 @@ def st_diff_loss(transformer, batch: dict[str, Tensor], noise_cfg: NoiseConfig, 
     z_gt, z_warp = batch["z_gt"], batch["z_warp"]
     m_lat, m_tok, emb = batch["mask_latent"], batch["mask_token"], batch["prompt_embeds"]
     B, C, F, h, w = z_gt.shape
+    official = noise_cfg.mask_rule == "official"
+    m_sigma = m_lat if official else m_tok
     sigmas, weights = [], []
     for b in range(B):
         sw, sf, n_ctx = sample_sigma_pairs(F, noise_cfg, generator)
-        S = sigma_map(m_tok[b], sw, sf)  # eq. (6), [F, h/2, w/2]
+        S = sigma_map(m_sigma[b], sw, sf)  # eq. (6): [F, h, w] (official) or [F, h/2, w/2] (strict)
         sigmas.append(S)
         wgt = torch.ones(F)
         wgt[:n_ctx] = 0.0  # context frames are given, not learnt
         weights.append(wgt)
-    S_tok = torch.stack(sigmas).to(z_gt.device)  # [B, F, h/2, w/2]
+    S = torch.stack(sigmas).to(z_gt.device)
+    S_lat = S if official else tokens_to_latent(S)  # [B, F, h, w]
     eps = torch.randn(z_gt.shape, generator=generator).to(z_gt.device, z_gt.dtype)
     z_c = composite_latents(z_warp, z_gt, m_lat)  # eq. (5)
-    ctx_mask = (S_tok == 0).all(dim=(2, 3))  # [B, F]: context frames take the ground truth
+    ctx_mask = (S_lat == 0).all(dim=(2, 3))  # [B, F]: context frames take the ground truth
     z_c = torch.where(ctx_mask[:, None, :, None, None], z_gt, z_c)
-    z_noisy = noisy_latents(z_c, tokens_to_latent(S_tok), eps)  # eq. (7)
-    timestep = (1000.0 * S_tok).reshape(B, -1)  # [B, L]: one timestep per token
+    z_noisy = noisy_latents(z_c, S_lat, eps)  # eq. (7)
+    timestep = (1000.0 * S_lat[..., ::2, ::2]).reshape(B, -1)  # [B, L]: a token's top-left latent pixel
     from ..models import compute_dtype
 
     dtype = compute_dtype(transformer)
@@ -174,12 +179,14 @@ def train(config: TrainConfig, callback=None) -> list[float]:
 
 
 def _run_steps(config, accelerator, transformer, optim, sched, dataset, start, losses, log_path, callback) -> None:
+    from .data import pick_source
+
     for step in range(start, config.max_steps):
         gen = step_generator(config.seed, step)
         total = 0.0
         for _micro in range(config.grad_accum):
             idx = torch.randint(len(dataset), (config.batch_size,), generator=gen).tolist()
-            items = [dataset[i] for i in idx]
+            items = [pick_source(dataset[i], gen) for i in idx]  # the warp's source frame, drawn per step
             batch = {k: torch.stack([it[k] for it in items]).to(accelerator.device) for k in items[0]}
             with accelerator.accumulate(transformer), accelerator.autocast():
                 loss = st_diff_loss(transformer, batch, config.noise, gen)

@@ -2,9 +2,11 @@
 
 Latents are ``[C, F, h, w]`` (one clip; a leading batch dim ``B`` is accepted everywhere).
 Masks: ``M_latent`` ``[F, h, w]`` at latent resolution (1 = valid warped content) for the
-composite of eq. (5); the noise map Σ lives at token resolution ``[F, h/2, w/2]`` because the
-transformer takes one timestep per token (a token is "warped" only if all its latent pixels are,
-the same rule the sampler uses), and is broadcast to latent pixels for eq. (7).
+composite of eq. (5). The noise map Σ of eq. (6) follows the sampler's mask rule
+(``NoiseConfig.mask_rule``): ``official`` (default, the paper's eq. 6) builds Σ from ``M_latent``
+at latent resolution and gives the transformer each token's top-left latent pixel's σ as its
+timestep, exactly as inference does; ``strict`` builds Σ at token resolution from the token mask
+(a token is "warped" only if all its pixels are) and broadcasts it to latent pixels for eq. (7).
 
 The σ pairs (eq. 6). The paper says only "per-frame independent": each latent frame ``t`` draws
 its own ``(σ_warped,t, σ_filled,t)``. We draw each σ independently from the same distribution as
@@ -40,6 +42,7 @@ class NoiseConfig:
     ordered: bool = False  # sort each pair so σ_warped <= σ_filled
     context_latents: int = 2  # 5 context frames = latent frames 0-1
     context_prob: float = 0.5
+    mask_rule: str = "official"  # Σ from the latent mask (as inference); "strict": from the token mask
 
     def __post_init__(self) -> None:
         if self.variant not in NOISE_VARIANTS:
@@ -48,6 +51,8 @@ class NoiseConfig:
             raise ValueError(f"shift must be positive, got {self.shift}")
         if not 0.0 <= self.context_prob <= 1.0:
             raise ValueError(f"context_prob must be in [0, 1], got {self.context_prob}")
+        if self.mask_rule not in ("official", "strict"):
+            raise ValueError(f"unknown mask rule {self.mask_rule!r}; choose 'official' or 'strict'")
 
 
 def shifted_uniform(shape: tuple[int, ...], shift: float, generator: torch.Generator | None = None) -> Tensor:
@@ -97,7 +102,7 @@ def composite_latents(z_warp: Tensor, z_gt: Tensor, mask_latent: Tensor) -> Tens
 
 
 def sigma_map(token_mask: Tensor, sigma_warped: Tensor, sigma_filled: Tensor) -> Tensor:
-    """Eq. (6): Σ_t = M_t·σ_warped,t + (1 - M_t)·σ_filled,t at token resolution ``[F, h', w']``."""
+    """Eq. (6): Σ_t = M_t·σ_warped,t + (1 - M_t)·σ_filled,t on the mask's grid ``[F, h', w']`` (latent or token)."""
     if token_mask.ndim != 3 or sigma_warped.shape != (token_mask.shape[0],) or sigma_filled.shape != sigma_warped.shape:
         raise ValueError(
             f"token mask must be [F, h', w'] and σ pairs [F]; got {list(token_mask.shape)}, "
