@@ -15,7 +15,7 @@ import torch
 
 from worldwarp_core.caption import FixedCaptioner, compose_prompt, load_captioner
 from worldwarp_core.director import director_cameras
-from worldwarp_core.geometry import align_poses, load_estimator
+from worldwarp_core.geometry import align_poses, load_estimator, resolve_pose_source
 from worldwarp_core.gscache import GSConfig, build_cache, save_ply, to_comfy_splat
 from worldwarp_core.inputs import (
     check_float,
@@ -32,10 +32,10 @@ from worldwarp_core.sampler import SamplerConfig, st_diff_sample
 from worldwarp_core.schedule import (
     context_latent_count,
     flow_sigmas,
+    sampler_mask,
     schedule_picture,
     sigma_map,
     sigma_start,
-    token_mask,
 )
 from worldwarp_core.trajectory import extend_to, make_trajectory
 
@@ -163,11 +163,11 @@ def cameras_to_camera_info(env, cameras, frame):
 
 
 # ----------------------------------------------------------------------------- geometry, cache, hints
-def estimate_geometry(env, geometry_model, images, pose_source="requested", cameras=None):
+def estimate_geometry(env, geometry_model, images, pose_source="auto", cameras=None):
     check_video(images.float().cpu(), "images")
     result = geometry_model.estimate(images.float().cpu(), cameras)
     if cameras is not None:  # into the given cameras' frame (kept, or the estimate Sim(3)-aligned to them)
-        cams, depth, _ = align_poses(result, cameras, pose_source)
+        cams, depth, _ = align_poses(result, cameras, resolve_pose_source(pose_source, geometry_model))
         result = replace(result, cameras=cams, depth=depth)
     d = result.depth
     preview = (d / d.flatten(1).quantile(0.98, dim=1).view(-1, 1, 1).clamp_min(1e-6)).clamp(0, 1)
@@ -221,7 +221,8 @@ def _denoiser(model, positive, negative, cfg):
 
 
 def st_diff_sampler(env, model, hints, masks, prompt, negative_prompt, context_frames, strength, steps, cfg, seed,
-                    schedule, training_free, context=None, conditioning=None, negative_conditioning=None, vae=None):
+                    schedule, training_free, context=None, conditioning=None, negative_conditioning=None, vae=None,
+                    mask_rule="official", shift=5.0):
     check_video(hints, "hints", masks)
     check_seed(seed)
     F = int(hints.shape[0])
@@ -243,12 +244,12 @@ def st_diff_sampler(env, model, hints, masks, prompt, negative_prompt, context_f
         mask[:n] = 1.0
     model = _st_model(model, vae)
     z = model.encode_video(video)
-    tm = token_mask(mask)
     config = SamplerConfig(steps=steps, strength=strength, guidance_scale=cfg, variant=schedule,
-                           training_free=training_free, seed=seed)
+                           training_free=training_free, seed=seed, mask_rule=mask_rule, shift=shift)
     positive = _embeds(model, prompt, conditioning)
     negative = _embeds(model, negative_prompt, negative_conditioning) if cfg > 1.0 else None
-    res = st_diff_sample(model.transformer, z, tm, context_latent_count(context_frames), positive, negative,
+    res = st_diff_sample(model.transformer, z, sampler_mask(mask, mask_rule), context_latent_count(context_frames),
+                         positive, negative,
                          config, callback=_progress_callback(env, steps),
                          scheduler_config=getattr(model, "scheduler_config", None),
                          denoise_fn=_denoiser(model, positive, negative, cfg))
@@ -257,25 +258,25 @@ def st_diff_sampler(env, model, hints, masks, prompt, negative_prompt, context_f
     return frames, schedule_picture(res.sigma_map, res.sigmas, title=title)[None]
 
 
-def preview_schedule(env, masks, context_frames, strength, steps, schedule):
-    sig = flow_sigmas(steps)
-    S = sigma_map(token_mask(masks.float().cpu()), context_latent_count(context_frames), sigma_start(strength, sig),
-                  schedule)
+def preview_schedule(env, masks, context_frames, strength, steps, schedule, mask_rule="official", shift=5.0):
+    sig = flow_sigmas(steps, shift)
+    S = sigma_map(sampler_mask(masks.float().cpu(), mask_rule), context_latent_count(context_frames),
+                  sigma_start(strength, sig), schedule)
     return (schedule_picture(S, sig, title=f"{schedule} schedule, tau = {strength:g}, {steps} steps")[None],)
 
 
 # ----------------------------------------------------------------------------- the whole loop
 def chunk_loop(env, model, geometry_model, image, cameras, frames, prompt, style, chunk_frames, context_frames,
                strength, steps, cfg, seed, schedule, cache_mode, gs_iterations, extend_mode, training_free,
-               output_folder, resume, pose_source="requested", extrapolation="auto", captioner=None, vae=None,
-               clip=None):
+               output_folder, resume, pose_source="auto", extrapolation="auto", captioner=None, vae=None,
+               clip=None, mask_rule="official", shift=5.0):
     # every input is checked before the run folder is touched
     start = _start_image(image)
     settings = PipelineSettings(chunk_frames=chunk_frames, context_frames=context_frames, strength=strength,
                                 steps=steps, guidance_scale=cfg, seed=seed, variant=schedule, cache_mode=cache_mode,
                                 gs=GSConfig(iterations=gs_iterations), extend_mode=extend_mode,
                                 training_free=training_free, pose_source=pose_source,
-                                extrapolation=extrapolation)
+                                extrapolation=extrapolation, mask_rule=mask_rule, shift=shift)
     total_chunks = len(settings.chunk_starts(frames))
     if not output_folder.strip():
         raise ValueError("output_folder is empty; give a folder name under ComfyUI's output folder")

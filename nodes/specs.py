@@ -10,16 +10,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from worldwarp_core.caption import DEFAULT_NEGATIVE, list_captioners
-from worldwarp_core.geometry import list_estimators
+from worldwarp_core.geometry import POSE_SOURCES, list_estimators
 from worldwarp_core.gscache import CACHE_MODES
-from worldwarp_core.schedule import SCHEDULE_VARIANTS
+from worldwarp_core.schedule import MASK_RULES, SCHEDULE_VARIANTS
 from worldwarp_core.trajectory import EXTRAPOLATION_METHODS, MAX_FRAMES, list_presets
 
 from . import director, ops
 from .model_kinds import folder_kinds
 
 # custom socket types (values are worldwarp_core dataclasses)
-POSE_SOURCES = ("requested", "estimated")
 MODEL, GEOMODEL, CAPTIONER = "WORLDWARP_MODEL", "WORLDWARP_GEOMETRY_MODEL", "WORLDWARP_CAPTIONER"
 CAMERAS, GEOMETRY, CACHE = "WORLDWARP_CAMERAS", "WORLDWARP_GEOMETRY", "WORLDWARP_CACHE"
 CUSTOM_TYPES = (MODEL, GEOMODEL, CAPTIONER, CAMERAS, GEOMETRY, CACHE)
@@ -99,6 +98,12 @@ SCHEDULE = In("schedule", "COMBO", "Noise schedule (paper Table 3): spatio-tempo
               "the ablations.", "spatio-temporal", options=SCHEDULE_VARIANTS)
 TRAINING_FREE = In("training_free", "BOOLEAN", "For base Wan2.1 weights without the WorldWarp fine-tune: uniform "
                    "timesteps with warped and context tokens held on their noising path.", False)
+MASK_RULE = In("mask_rule", "COMBO", "Which hint pixels count as warped. official: the rule the WorldWarp checkpoint "
+               "was sampled with (every 4th frame, 15 px erosion, per latent pixel; a token's timestep from its "
+               "top-left latent pixel); strict: a token is warped only if all its pixels are.", "official",
+               options=MASK_RULES)
+SHIFT = In("shift", "FLOAT", "Flow shift of the sigma schedule (official WorldWarp sampler: 5; Wan2.1 480p: 3).", 5.0,
+           min=0.1, max=20.0, step=0.1)
 CTX = In("context_frames", "INT", "History frames at the start of the chunk kept fixed (4j+1: 1, 5, 9...).", 5,
          min=1, max=81, step=4)
 
@@ -214,8 +219,8 @@ SPECS: tuple[NodeSpec, ...] = (
              (In("geometry_model", GEOMODEL, "From Load Geometry Model."),
               In("images", "IMAGE", "Frames to estimate."),
               In("pose_source", "COMBO", "With cameras connected: 'requested' keeps them; 'estimated' uses the "
-                 "backend's poses (TTT3R, DA3) Sim(3)-aligned to them, depth rescaled.", "requested",
-                 options=POSE_SOURCES),
+                 "backend's poses (TTT3R, DA3) Sim(3)-aligned to them, depth rescaled; 'auto': estimated when the "
+                 "backend estimates poses, else requested.", "auto", options=POSE_SOURCES),
               In("cameras", CAMERAS, "Known cameras of the frames (intrinsics are then used).", optional=True)),
              (Out(GEOMETRY, "geometry"), Out("IMAGE", "depth_preview"))),
     NodeSpec("WorldWarpBuildCache", "Build 3DGS Cache", "WorldWarp/cache",
@@ -260,7 +265,8 @@ SPECS: tuple[NodeSpec, ...] = (
               In("conditioning", "CONDITIONING", "Core Wan text-encoder conditioning instead of the prompt.",
                  optional=True),
               In("negative_conditioning", "CONDITIONING", "Core conditioning for the negative branch.", optional=True),
-              In("vae", "VAE", "Core Load VAE (wan_2.1_vae.safetensors); needed with a core MODEL.", optional=True)),
+              In("vae", "VAE", "Core Load VAE (wan_2.1_vae.safetensors); needed with a core MODEL.", optional=True),
+              MASK_RULE, SHIFT),
              (Out("IMAGE", "frames"), Out("IMAGE", "noise_schedule"))),
     NodeSpec("WorldWarpChunkLoop", "WorldWarp Chunk Loop", "WorldWarp/sampling",
              "The whole autoregressive generator (paper Fig. 3), resumable in an output folder.", ops.chunk_loop,
@@ -282,15 +288,17 @@ SPECS: tuple[NodeSpec, ...] = (
               TRAINING_FREE,
               In("output_folder", "STRING", "Run folder under ComfyUI's output folder.", "worldwarp/run"),
               In("resume", "BOOLEAN", "Continue the run in output_folder from its last finished chunk.", False),
-              In("pose_source", "COMBO", "History poses: the requested path, or the geometry model's own (TTT3R, "
-                 "as in the paper) Sim(3)-aligned to it.", "requested", options=POSE_SOURCES),
+              In("pose_source", "COMBO", "History poses: the geometry model's own Sim(3)-aligned to the path (as in "
+                 "the paper), or the requested path; 'auto': estimated when the backend estimates poses (TTT3R, "
+                 "DA3), requested for monocular depth.", "auto", options=POSE_SOURCES),
               In("extrapolation", "COMBO", "How extend_mode 'extrapolate' continues the path: auto (backtested on "
                  "the path), paper (world velocity + SLERP) or official (body-frame momentum).", "auto",
                  options=EXTRAPOLATION_METHODS),
               In("captioner", CAPTIONER, "Describes each chunk's history (else the prompt is used).", optional=True),
               In("vae", "VAE", "Core Load VAE (wan_2.1_vae.safetensors); needed with a core MODEL.", optional=True),
               In("clip", "CLIP", "Core Load CLIP (umt5_xxl, type wan): encodes each chunk's prompt; needed with a "
-                 "core MODEL.", optional=True)),
+                 "core MODEL.", optional=True),
+              MASK_RULE, SHIFT),
              (Out("IMAGE", "frames"), Out(CAMERAS, "cameras"))),
     NodeSpec("WorldWarpSaveCameras", "Save Cameras", "WorldWarp/cameras",
              "Writes the cameras as RealEstate10K .txt and JSON into the output folder, numbered like ComfyUI's "
@@ -310,7 +318,8 @@ SPECS: tuple[NodeSpec, ...] = (
              (Out("STRING", "path"),), output_node=True),
     NodeSpec("WorldWarpPreviewSchedule", "Preview Noise Schedule", "WorldWarp/sampling",
              "The σ of every token over the denoising steps (paper Fig. 9) for given masks.", ops.preview_schedule,
-             (In("masks", "MASK", "Hint validity of a chunk (4k+1 frames)."), CTX, TAU, STEPS, SCHEDULE),
+             (In("masks", "MASK", "Hint validity of a chunk (4k+1 frames)."), CTX, TAU, STEPS, SCHEDULE, MASK_RULE,
+              SHIFT),
              (Out("IMAGE", "schedule"),), output_node=True),
 )
 

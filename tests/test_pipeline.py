@@ -61,6 +61,9 @@ def test_two_chunks_frames_context_cameras_manifest(full_run, inputs):
     torch.testing.assert_close(used.viewmats, saved.viewmats[8:17])
     manifest = json.load(open(os.path.join(out, "manifest.json")))
     assert manifest["chunks"] == 2 and manifest["seed"] == 0 and manifest["frames"] == 17
+    # the inference profile: the official sampler's rule and shift; a monocular backend estimates no poses
+    assert manifest["inference"] == {"mask_rule": "official", "shift": 5.0, "pose_source": "auto",
+                                     "pose_source_used": "requested"}
     for stage in ("geometry", "3dgs", "warp", "st-diff", "vlm"):
         assert stage in manifest["timings_total_s"]
     for name in ("video.mp4", "scene.ply", "world.ply", "cameras.txt", "frames/00016.png",
@@ -228,7 +231,7 @@ def test_estimated_pose_source_aligns_back_to_the_requested_path(inputs, tmp_pat
     runs = {}
     for source in ("requested", "estimated"):
         pipe = WorldWarpPipeline(tiny_model(seed=0), _Sim3Geometry(scene, 0.5), None,
-                                 replace(SETTINGS, pose_source=source, world_voxel=None))
+                                 replace(SETTINGS, pose_source=source, world_voxel=None, mask_rule="strict"))
         out = str(tmp_path / source)
         pipe(rgb, path, 17, prompt="a room", out_dir=out, start_depth=depth)
         runs[source] = np.load(os.path.join(out, "chunks", "chunk_001", "hint_depth.npy"))

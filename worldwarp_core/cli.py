@@ -139,7 +139,7 @@ def check_generate_args(args) -> dict:
             guidance_scale=args.cfg, variant=args.schedule, training_free=args.training_free, cache_mode=args.cache,
             gs=GSConfig(iterations=args.gs_iterations), extend_mode=args.extend, seed=args.seed,
             extrapolation=args.extrapolation, extrapolation_window=args.extrapolation_window,
-            world_voxel=args.world_voxel, pose_source=args.pose_source)
+            world_voxel=args.world_voxel, pose_source=args.pose_source, mask_rule=args.mask_rule, shift=args.shift)
         starts = settings.chunk_starts(args.frames)
     except ValueError as e:
         raise ValueError(f"--chunk {args.chunk} / --context {args.context} / --frames {args.frames}: {e}") from None
@@ -301,9 +301,10 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--captioner", default="fixed", choices=list_captioners(),
                    help="VLM that writes each chunk's prompt; 'fixed' uses --prompt and loads nothing")
     p.add_argument("--captioner-path", help="the captioner's model folder")
-    p.add_argument("--pose-source", default="requested", choices=["requested", "estimated"],
-                   help="cameras of the history: the requested path, or the geometry model's estimate aligned "
-                        "to it (needs ttt3r or depth-anything-3)")
+    p.add_argument("--pose-source", default="auto", choices=["auto", "estimated", "requested"],
+                   help="cameras of the history: the geometry model's estimate Sim(3)-aligned to the path (as the "
+                        "paper; needs ttt3r or depth-anything-3), or the requested path; default auto = estimated "
+                        "where the backend estimates poses, else requested")
     p.add_argument("--training-free", action="store_true",
                    help="base Wan2.1 weights without the WorldWarp fine-tune (worldwarp_latest.ckpt not needed)")
     p.add_argument("--worldwarp-ckpt", help="the official worldwarp_latest.ckpt (else found in diffusion_models/)")
@@ -357,6 +358,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how --extend extrapolate continues the path: auto (backtested), paper (world velocity "
                         "+ SLERP) or official (body-frame momentum); docs/EXTRAPOLATION.md")
     g.add_argument("--extrapolation-window", type=int, help="smoothing window in frames (none: the method's own)")
+    g.add_argument("--mask-rule", default="official", choices=["official", "strict"],
+                   help="validity mask rule: the official WorldWarp sampler's (default) or strict per-token min-pool")
+    g.add_argument("--shift", type=float, default=5.0,
+                   help="flow shift, > 0 (default 5: the official WorldWarp sampler's; Wan 480p uses 3)")
     g.add_argument("--world-voxel", type=float,
                    help="keep a persistent world.ply merged at this voxel size (> 0, e.g. 0.05; off when not given)")
     _add_model_options(g)

@@ -32,13 +32,30 @@ from torch import Tensor
 
 from .cameras import Cameras
 from .caption import DEFAULT_NEGATIVE, Captioner, FixedCaptioner, compose_prompt
-from .geometry import GeometryEstimator, GeometryResult, PoseSource, align_poses
+from .geometry import (
+    POSE_SOURCES,
+    GeometryEstimator,
+    GeometryResult,
+    PoseSource,
+    align_poses,
+    resolve_pose_source,
+)
 from .gscache import CacheMode, GSConfig, build_cache
+from .gscache.validity import OFFICIAL_DEPTH_TOLERANCE
 from .inputs import check_choice, check_float, check_image, check_int, check_seed
 from .loop import LoopState, align_history_depth, chunk_record, end_chunk, finish_run, open_run, plan_chunk
 from .outputs import RunFolder, atomic_write_json
 from .sampler import SamplerConfig, st_diff_sample
-from .schedule import ScheduleVariant, context_latent_count, latent_frame_count, schedule_picture, token_mask
+from .schedule import (
+    MASK_RULES,
+    OFFICIAL_SHIFT,
+    MaskRule,
+    ScheduleVariant,
+    context_latent_count,
+    latent_frame_count,
+    sampler_mask,
+    schedule_picture,
+)
 from .trajectory import EXTRAPOLATION_METHODS, MAX_FRAMES, ExtrapolationMethod
 
 ExtendMode = Literal["extrapolate", "loop", "pingpong"]
@@ -56,11 +73,13 @@ class PipelineSettings:
     negative_prompt: str = DEFAULT_NEGATIVE
     variant: ScheduleVariant = "spatio-temporal"
     training_free: bool = False
-    coverage: float = 1.0
+    mask_rule: MaskRule = "official"  # the official checkpoint's rule; "strict": min-pool per token
+    shift: float | None = OFFICIAL_SHIFT  # flow shift (official: 5); None: the model's scheduler config
+    coverage: float = 1.0  # strict rule only
     cache_mode: CacheMode = "3dgs"
     gs: GSConfig = field(default_factory=GSConfig)
     history_stride: int = 1  # use every n-th history frame for geometry and the cache
-    pose_source: PoseSource = "requested"
+    pose_source: PoseSource | Literal["auto"] = "auto"  # auto: estimated when the backend estimates poses
     extend_mode: ExtendMode = "extrapolate"
     extrapolation: ExtrapolationMethod = "auto"  # how extend_mode "extrapolate" continues the path
     extrapolation_window: int | None = None  # frames; None = the method's own (auto: chosen)
@@ -81,6 +100,12 @@ class PipelineSettings:
                              f"(e.g. 1 or 5), got {self.context_frames}")
         if self.history_stride < 1:
             raise ValueError(f"history_stride must be >= 1, got {self.history_stride}")
+        if self.mask_rule not in MASK_RULES:
+            raise ValueError(f"unknown mask rule {self.mask_rule!r}; choose one of {MASK_RULES}")
+        if self.shift is not None and not self.shift > 0:
+            raise ValueError(f"shift must be positive (official: 5), got {self.shift}")
+        if self.pose_source not in POSE_SOURCES:
+            raise ValueError(f"pose_source must be one of {POSE_SOURCES}, got {self.pose_source!r}")
 
     def chunk_starts(self, total: int, start_frames: int = 1) -> list[int]:
         """First frame index of every chunk for a ``total``-frame video (errors say the nearest valid totals)."""
@@ -107,7 +132,7 @@ def check_settings(s: PipelineSettings) -> None:
     check_float(s.coverage, "coverage", 0.0, 1.0, lo_open=True)
     check_choice(s.cache_mode, "cache mode", get_args(CacheMode))
     check_int(s.history_stride, "history_stride", 1)
-    check_choice(s.pose_source, "pose_source", get_args(PoseSource))
+    check_choice(s.pose_source, "pose_source", POSE_SOURCES)
     check_choice(s.extend_mode, "extend mode", get_args(ExtendMode))
     if s.extrapolation_window is not None:
         check_int(s.extrapolation_window, "extrapolation_window", 1)
@@ -229,7 +254,7 @@ class WorldWarpPipeline:
             geo: GeometryResult = self.geometry.estimate(hist_frames, hist_cams.to(dtype=torch.float32))
             t = _stage(timings, "geometry", t)
             # 2. align: poses to the requested path, depth to the cache the history was generated from
-            geo_cams, depth, _ = align_poses(geo, hist_cams, s.pose_source)
+            geo_cams, depth, _ = align_poses(geo, hist_cams, resolve_pose_source(s.pose_source, self.geometry))
             depth, residual = align_history_depth(state, plan, geo, depth)
         if s.offload_helpers and self.geometry is not None:
             self.geometry.unload()
@@ -243,7 +268,9 @@ class WorldWarpPipeline:
         t = _stage(timings, "3dgs", t)
 
         # 4. hints and validity masks at the chunk's cameras; the context frames are the history
-        hints = cache.render_hints(cams.to(dtype=torch.float32))
+        # the official rule also needs the rendered depth to agree with a history frame's (10 %)
+        hints = cache.render_hints(cams.to(dtype=torch.float32),
+                                   depth_tolerance=OFFICIAL_DEPTH_TOLERANCE if s.mask_rule == "official" else None)
         context = plan.context_frames
         chunk_video = torch.cat([context, hints.images[ctx:].float().cpu()])
         pixel_mask = torch.cat([torch.ones(ctx, *context.shape[1:3]), hints.masks[ctx:].float().cpu()])
@@ -264,11 +291,11 @@ class WorldWarpPipeline:
         t = _stage(timings, "encode", t)
 
         # 7. ST-Diff sampling with per-token noise levels
-        cfg = SamplerConfig(steps=s.steps, strength=s.strength, guidance_scale=s.guidance_scale,
+        cfg = SamplerConfig(steps=s.steps, strength=s.strength, guidance_scale=s.guidance_scale, shift=s.shift,
                             variant=s.variant, training_free=s.training_free, coverage=s.coverage,
-                            seed=plan.sampler_seed)
-        tm = token_mask(pixel_mask, s.coverage)
-        result = st_diff_sample(self.model.transformer, z_warp, tm, context_latent_count(ctx), embeds[text],
+                            mask_rule=s.mask_rule, seed=plan.sampler_seed)
+        mask = sampler_mask(pixel_mask, s.mask_rule, s.coverage)
+        result = st_diff_sample(self.model.transformer, z_warp, mask, context_latent_count(ctx), embeds[text],
                                 embeds[s.negative_prompt], cfg,
                                 callback=lambda i, n, x0: emit({"stage": "st-diff", "chunk": k, "step": i,
                                                                  "total": n, "x0": x0}),
@@ -297,6 +324,16 @@ class WorldWarpPipeline:
         make = getattr(self.model, "denoiser", None)
         return make(positive, negative, self.settings.guidance_scale) if make is not None else None
 
+    def _profile(self) -> dict:
+        """What the settings resolved to: the mask rule, the flow shift used and the history poses."""
+        s = self.settings
+        shift = s.shift
+        if shift is None:
+            config = getattr(self.model, "scheduler_config", None) or {}
+            shift = float(config.get("shift", config.get("flow_shift", 3.0)))
+        return {"mask_rule": s.mask_rule, "shift": shift, "pose_source": s.pose_source,
+                "pose_source_used": resolve_pose_source(s.pose_source, self.geometry)}
+
     def _manifest(self, folder: RunFolder, chunks: list[dict], frames: int, written: list[str]) -> None:
         with open(folder.path("run.json"), encoding="utf-8") as f:
             inputs = json.load(f).get("inputs", {})
@@ -316,6 +353,7 @@ class WorldWarpPipeline:
             "model_files": files, "model_file_identity": IDENTITY_NOTE, "inputs": inputs,
             "geometry": getattr(self.geometry, "name", None),
             "captioner": getattr(self.captioner, "name", None), "chunks": len(chunks),
+            "inference": self._profile(),
             "timings_per_chunk_s": [c["timings_s"] for c in chunks], "timings_total_s": totals,
             "outputs": outputs, "byte_stable": BYTE_STABLE, "not_byte_stable": NOT_BYTE_STABLE,
         })

@@ -40,6 +40,7 @@ def focal_from_fov(fov_deg: Tensor, width: int) -> Tensor:
 
 class _Transformers:
     name = ""
+    estimates_poses = False  # per-frame depth only: pose_source "auto" -> "requested"
 
     def __init__(self, model, device: str, dtype: torch.dtype) -> None:
         self.model = model.to(device=device, dtype=dtype).eval()

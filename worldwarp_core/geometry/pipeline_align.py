@@ -11,6 +11,17 @@ from .align import Fit, fit_depth_scale, fit_inverse_depth_affine, sim3_from_cam
 from .base import GeometryResult
 
 PoseSource = Literal["requested", "estimated"]
+POSE_SOURCES: tuple[str, ...] = ("auto", "estimated", "requested")
+
+
+def resolve_pose_source(pose_source: str, estimator) -> PoseSource:
+    """``auto`` -> ``estimated`` when the backend estimates poses (TTT3R, Depth Anything 3: the paper's
+    use), else ``requested`` (monocular depth models, or no backend); other values pass through."""
+    if pose_source not in POSE_SOURCES:
+        raise ValueError(f"pose_source must be one of {POSE_SOURCES}, got {pose_source!r}")
+    if pose_source != "auto":
+        return pose_source  # type: ignore[return-value]
+    return "estimated" if bool(getattr(estimator, "estimates_poses", False)) else "requested"
 
 
 def align_depth_to_cache(result: GeometryResult, ref_depth: Tensor, ref_alpha: Tensor,
@@ -60,4 +71,4 @@ def align_poses(result: GeometryResult, requested: Cameras, pose_source: PoseSou
     return cams, (result.depth.double() * s).float(), res
 
 
-__all__ = ["PoseSource", "align_depth_to_cache", "align_poses"]
+__all__ = ["POSE_SOURCES", "PoseSource", "align_depth_to_cache", "align_poses", "resolve_pose_source"]

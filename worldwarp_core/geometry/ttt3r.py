@@ -219,6 +219,7 @@ class TTT3REstimator:
     """TTT3R on a clip: depth, confidence, one intrinsics matrix and camera-to-world poses."""
 
     name = "ttt3r"
+    estimates_poses = True  # pose_source "auto" -> "estimated"
 
     def __init__(self, repo: str, checkpoint: str | None = None, device: str = "cpu",
                  dtype: torch.dtype = torch.float32, size: int = 512, update_type: str = "ttt3r") -> None:
