@@ -137,7 +137,7 @@ def test_schedule_picture_rows_show_context_holes_and_warped():
 
 def test_schedule_picture_token_sample_keeps_each_token_on_its_schedule():
     tm = torch.stack([torch.ones(2, 2), torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.zeros(2, 2)])
-    s = flow_sigmas(4)
+    s = flow_sigmas(10)  # (with 4 steps the official τ rule starts τ = 0.8 at σ = 1, like the holes)
     img = schedule_picture(sigma_map(tm, 1, sigma_start(0.8, s)), s, rows="tokens")
     left, _, top, bot, _, _ = picture_layout(PICTURE_SIZE, False)
     strip = {rgb: name for name, rgb in GROUP_COLOURS.items()}
