@@ -389,12 +389,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("models", help="ComfyUI models/ folder or a Wan2.1 diffusers folder (as generate's --models)")
     _add_model_options(c)
     c.set_defaults(func=cmd_check_models)
-    cv = sub.add_parser("convert-checkpoint", help="write a transformer checkpoint (e.g. worldwarp_latest.ckpt) as a "
+    cv = sub.add_parser("convert-checkpoint", formatter_class=_Formatter, help="write a transformer checkpoint (e.g. worldwarp_latest.ckpt) as a "
                         "ComfyUI-layout .safetensors for core Load Diffusion Model")
     cv.add_argument("src", help="worldwarp_latest.ckpt (read with weights_only) or a .safetensors in any layout")
     cv.add_argument("dst", help="output .safetensors, e.g. ComfyUI/models/diffusion_models/worldwarp_comfy.safetensors")
     cv.add_argument("--dtype", default="keep", choices=["keep", "fp16", "bf16", "fp32"],
-                    help="weights dtype of the output (default: keep the checkpoint's)")
+                    help="weights dtype of the output ('keep': the checkpoint's own)")
     cv.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     cv.set_defaults(func=cmd_convert_checkpoint)
     return p
