@@ -128,10 +128,10 @@ x_pack, x_core = pack.decode_video(z_pack), core.decode_video(z_pack)
 report["vae_decode_max_abs"] = maxdiff(x_pack, x_core)
 assert x_pack.shape == x_core.shape == frames.shape, (x_pack.shape, x_core.shape)
 
-from worldwarp_core.schedule import context_latent_count, token_mask  # noqa: E402
+from worldwarp_core.schedule import context_latent_count, sampler_mask  # noqa: E402
 
 cfg = SamplerConfig(steps=4, strength=0.8, guidance_scale=5.0, seed=3)
-tm = token_mask(masks)
+tm = sampler_mask(masks, cfg.mask_rule)  # the default (official) rule
 r_pack = st_diff_sample(pack.transformer, z_pack, tm, context_latent_count(1), prompt, negative, cfg,
                         scheduler_config=pack.scheduler_config)
 r_core = st_diff_sample(None, z_pack, tm, context_latent_count(1), prompt, negative, cfg,
