@@ -25,7 +25,7 @@ import json
 import torch
 from torch import Tensor
 
-from worldwarp_core.models import scheduler_config
+from worldwarp_core.models import check_chunk_video, scheduler_config
 
 WEIGHT_DTYPES = ("default", "fp8_e4m3fn", "fp8_e5m2")
 TEXT_LENGTH = 512  # Wan pads prompt embeddings to 512 tokens (zeros past the prompt)
@@ -90,11 +90,7 @@ class CoreWanModel:
     @torch.no_grad()
     def encode_video(self, frames: Tensor) -> Tensor:
         """Frames ``[F, H, W, 3]`` in 0..1 -> normalised latents ``[C, F_lat, H/8, W/8]`` (the model's latent format)."""
-        if frames.ndim != 4 or frames.shape[-1] != 3:
-            raise ValueError(f"frames must be [F, H, W, 3], got {list(frames.shape)}")
-        F, H, W, _ = frames.shape
-        if (F - 1) % 4 or H % 16 or W % 16:
-            raise ValueError(f"video of {F} frames at {W}x{H}: frames must be 4k+1 and sizes multiples of 16")
+        check_chunk_video(frames)
         z = self.vae.encode(frames.float().cpu())  # [1, C, F_lat, h, w] raw VAE latents
         return self.latent_format.process_in(z.float())[0].cpu()
 

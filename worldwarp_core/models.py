@@ -391,6 +391,15 @@ def load_tokenizer(path: str):
         raise ValueError(f"tokenizer: {path} could not be loaded ({first}); {WHERE['tokenizer']}") from None
 
 
+def check_chunk_video(frames: Tensor) -> None:
+    """Frames ``[F, H, W, 3]`` the Wan VAE can encode: ``F = 4k+1``, sides multiples of 16."""
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must be [F, H, W, 3], got {list(frames.shape)}")
+    F, H, W, _ = frames.shape
+    if (F - 1) % 4 or H % 16 or W % 16:
+        raise ValueError(f"video of {F} frames at {W}x{H}: frames must be 4k+1 and sizes multiples of 16")
+
+
 # ----------------------------------------------------------------------------- the bundle
 @dataclass
 class WorldWarpModel:
@@ -439,11 +448,7 @@ class WorldWarpModel:
     @torch.no_grad()
     def encode_video(self, frames: Tensor) -> Tensor:
         """Frames ``[F, H, W, 3]`` in 0..1 -> normalised latents ``[C, F_lat, H/8, W/8]``."""
-        if frames.ndim != 4 or frames.shape[-1] != 3:
-            raise ValueError(f"frames must be [F, H, W, 3], got {list(frames.shape)}")
-        F, H, W, _ = frames.shape
-        if (F - 1) % 4 or H % 16 or W % 16:
-            raise ValueError(f"video of {F} frames at {W}x{H}: frames must be 4k+1 and sizes multiples of 16")
+        check_chunk_video(frames)
         vae = self._use(self.vae)
         p = next(vae.parameters())
         x = (frames.permute(3, 0, 1, 2).unsqueeze(0) * 2 - 1).to(p.device, p.dtype)

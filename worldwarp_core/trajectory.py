@@ -249,29 +249,18 @@ def check_frames(frames, what: str = "frames") -> int:
 EASES = ("linear", "ease-in-out", "ease-in", "ease-out")
 
 
-def _ease(p: float, ease: Ease) -> float:
-    """Progress ``p`` in [0, 1] through a speed profile (sine easings: ``ease-in`` and ``ease-out``
-    are the two halves of ``ease-in-out``)."""
+def _ease(p: float | Tensor, ease: Ease) -> float | Tensor:
+    """Progress ``p`` in [0, 1] (a number or a tensor) through a speed profile (sine easings:
+    ``ease-in`` and ``ease-out`` are the two halves of ``ease-in-out``)."""
+    cos, sin = (torch.cos, torch.sin) if isinstance(p, Tensor) else (math.cos, math.sin)
     if ease == "linear":
         return p
     if ease == "ease-in-out":
-        return 0.5 - 0.5 * math.cos(math.pi * p)
+        return 0.5 - 0.5 * cos(math.pi * p)
     if ease == "ease-in":
-        return 1.0 - math.cos(0.5 * math.pi * p)
+        return 1.0 - cos(0.5 * math.pi * p)
     if ease == "ease-out":
-        return math.sin(0.5 * math.pi * p)
-    raise ValueError(f"unknown easing {ease!r}; use one of {', '.join(EASES)}")
-
-
-def _ease_tensor(p: Tensor, ease: str) -> Tensor:
-    if ease == "linear":
-        return p
-    if ease == "ease-in-out":
-        return 0.5 - 0.5 * torch.cos(math.pi * p)
-    if ease == "ease-in":
-        return 1.0 - torch.cos(0.5 * math.pi * p)
-    if ease == "ease-out":
-        return torch.sin(0.5 * math.pi * p)
+        return sin(0.5 * math.pi * p)
     raise ValueError(f"unknown easing {ease!r}; use one of {', '.join(EASES)}")
 
 
@@ -394,7 +383,7 @@ def make_trajectory(
     c2w0, K0 = start.c2w[0].double(), start.Ks[0].double()
     if op == "*":
         # every part at once: the local motions compose at the same progress p
-        p = _ease_tensor(torch.arange(frames, dtype=torch.float64) / max(frames - 1, 1), ease)
+        p = _ease(torch.arange(frames, dtype=torch.float64) / max(frames - 1, 1), ease)
         local, focal = _local(p)
         for name, s, _ in parts:
             m, f = PRESETS[name].motion(p, strength * (1.0 if s is None else s), scene_scale)
@@ -408,7 +397,7 @@ def make_trajectory(
     for (name, s, _), n in zip(parts, counts):
         if n == 0:
             continue
-        p = _ease_tensor(torch.arange(1, n + 1, dtype=torch.float64) / n, ease)
+        p = _ease(torch.arange(1, n + 1, dtype=torch.float64) / n, ease)
         m, f = PRESETS[name].motion(p, strength * (1.0 if s is None else s), scene_scale)
         c2w, K = _apply(c2w0, K0, m, f)
         c2ws.append(c2w)
@@ -518,7 +507,7 @@ def interpolate_poses(c2w: Tensor, Ks: Tensor, key_times: Tensor, times: Tensor,
         eased = u.clone()
         for name in set(eases):
             seg = torch.tensor([e == name for e in eases])[i]
-            eased = torch.where(seg, _ease_tensor(u, name), eased)
+            eased = torch.where(seg, _ease(u, name), eased)
         u = eased
     q = matrix_to_quat(c2w[:, :3, :3])
     R = quat_to_matrix(slerp(q[i], q[i + 1], u))
