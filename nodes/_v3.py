@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import ComfyExtension, io
 
+from . import ops
 from .comfy_env import ComfyEnv, register_model_folder
 from .specs import CUSTOM_TYPES, SPECS, In, NodeSpec
 
@@ -11,7 +12,8 @@ register_model_folder()
 ENV = ComfyEnv()
 _CUSTOM = {name: io.Custom(name) for name in CUSTOM_TYPES}
 _BASIC = {"IMAGE": io.Image, "MASK": io.Mask, "STRING": io.String, "CONDITIONING": io.Conditioning,
-          "SPLAT": io.Splat, "LOAD3D_CAMERA": io.Load3DCamera, "MODEL": io.Model, "VAE": io.Vae, "CLIP": io.Clip}
+          "SPLAT": io.Splat, "LOAD3D_CAMERA": io.Load3DCamera, "MODEL": io.Model, "VAE": io.Vae, "CLIP": io.Clip,
+          "INT": io.Int, "VIDEO": io.Video}
 
 
 def _socket(kind: str):
@@ -43,13 +45,19 @@ def _input(spec: In):
 
 
 def _make_node(spec: NodeSpec) -> type[io.ComfyNode]:
+    role = spec.extra.get("loop")
+
     def define_schema(cls):
         return io.Schema(node_id=spec.node_id, display_name=spec.display_name, category=spec.category,
                          description=spec.description, inputs=[_input(i) for i in spec.inputs],
                          outputs=[_socket(o.kind).Output(display_name=o.name) for o in spec.outputs],
-                         is_output_node=spec.output_node)
+                         is_output_node=spec.output_node,
+                         hidden=[io.Hidden.unique_id, io.Hidden.dynprompt] if role else [],
+                         enable_expand=role == "end", is_dev_only=role == "next")
 
     def execute(cls, **kwargs):
+        if role:
+            return _loop_execute(cls, spec, role, kwargs)
         from comfy_api.latest import ui as comfy_ui
 
         outputs = spec.fn(ENV, **kwargs)
@@ -64,6 +72,40 @@ def _make_node(spec: NodeSpec) -> type[io.ComfyNode]:
 
     return type(spec.node_id, (io.ComfyNode,), {"define_schema": classmethod(define_schema),
                                                  "execute": classmethod(execute), "__doc__": spec.description})
+
+
+def _loop_execute(cls, spec: NodeSpec, role: str, kwargs: dict) -> io.NodeOutput:
+    """Loop Start / Next / End inside ComfyUI: the graph they sit in (ids, expansion) is theirs;
+    what they compute is ``ops`` (worldwarp_core.loop)."""
+    from . import loop_graph
+
+    dp, uid = cls.hidden.dynprompt, cls.hidden.unique_id
+    display = dp.get_display_node_id(uid) if dp is not None else uid
+    if role == "start":
+        sig = None
+        if dp is not None:
+            ends = loop_graph.ends_of(dp.get_node, dp.all_node_ids(), uid)
+            sig = [loop_graph.signature(dp.get_node, e) for e in ends]
+        outputs = spec.fn(ENV, **kwargs, graph_signature=sig)
+    elif role == "next":
+        outputs = spec.fn(ENV, **kwargs)
+    if role in ("start", "next"):
+        ENV.progress_text(ops.loop_status(outputs[0]), display)
+        return io.NodeOutput(*outputs)
+    # Loop End. The user's own Loop End checks the graph is the one the run folder was made by
+    # (Loop Start's outputs may come from ComfyUI's cache while the body was edited)
+    sig = None
+    if dp is not None and dp.get_real_node_id(uid) == uid:
+        sig = [loop_graph.signature(dp.get_node, uid)]
+    state, outputs = spec.fn(ENV, **kwargs, graph_signature=sig)
+    if outputs is not None:
+        return io.NodeOutput(*outputs)
+    from comfy_execution.graph_utils import GraphBuilder
+
+    graph = GraphBuilder()
+    start = loop_graph.start_of(dp.get_node, uid)
+    end = loop_graph.expand_next(dp.get_node, start, uid, state, graph, dp.get_display_node_id)
+    return io.NodeOutput(*[end.out(i) for i in range(len(spec.outputs))], expand=graph.finalize())
 
 
 NODES = [_make_node(s) for s in SPECS]

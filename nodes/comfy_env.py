@@ -87,6 +87,21 @@ class ComfyEnv:
         img = ((rgb + 1) / 2).clamp(0, 1).mul(255).byte().numpy()
         return ("JPEG", Image.fromarray(img), 512)
 
+    def progress_text(self, text: str, node_id: str) -> None:
+        """A line of text under the node (the frontend's progress text)."""
+        from server import PromptServer
+
+        server = PromptServer.instance
+        server.send_progress_text(text, node_id, server.client_id)
+
+    def make_video(self, frames, fps: int):
+        """Frames ``[F, H, W, 3]`` as core ``VIDEO`` (Save Video, Create Video's output type)."""
+        from fractions import Fraction
+
+        from comfy_api.latest import InputImpl, Types
+
+        return InputImpl.VideoFromComponents(Types.VideoComponents(images=frames, frame_rate=Fraction(fps)))
+
     def check_interrupt(self) -> None:
         import comfy.model_management as mm
 

@@ -16,7 +16,8 @@ import torch
 from worldwarp_core.caption import FixedCaptioner, compose_prompt, load_captioner
 from worldwarp_core.director import director_cameras
 from worldwarp_core.geometry import align_poses, load_estimator, resolve_pose_source
-from worldwarp_core.gscache import GSConfig, build_cache, save_ply, to_comfy_splat
+from worldwarp_core.gscache import GSConfig, build_cache, load_ply, save_ply, to_comfy_splat
+from worldwarp_core.gscache.cache import render_hints_in_steps
 from worldwarp_core.inputs import (
     check_float,
     check_image,
@@ -25,6 +26,16 @@ from worldwarp_core.inputs import (
     check_seed,
     check_video,
     load_camera_file,
+)
+from worldwarp_core.loop import (
+    align_history_depth,
+    catch_up,
+    chunk_record,
+    end_chunk,
+    finish_run,
+    open_run,
+    plan_chunk,
+    replay_last,
 )
 from worldwarp_core.models import load_components, load_diffusers_folder, load_worldwarp_checkpoint
 from worldwarp_core.pipeline import PipelineSettings, WorldWarpPipeline
@@ -165,7 +176,8 @@ def cameras_to_camera_info(env, cameras, frame):
 # ----------------------------------------------------------------------------- geometry, cache, hints
 def estimate_geometry(env, geometry_model, images, pose_source="auto", cameras=None):
     check_video(images.float().cpu(), "images")
-    result = geometry_model.estimate(images.float().cpu(), cameras)
+    # the estimator sees float32 cameras (as the pipeline gives them); alignment uses them as given
+    result = geometry_model.estimate(images.float().cpu(), None if cameras is None else cameras.to(dtype=torch.float32))
     if cameras is not None:  # into the given cameras' frame (kept, or the estimate Sim(3)-aligned to them)
         cams, depth, _ = align_poses(result, cameras, resolve_pose_source(pose_source, geometry_model))
         result = replace(result, cameras=cams, depth=depth)
@@ -187,8 +199,20 @@ def build_cache_node(env, images, geometry, mode, iterations, learning_rate, str
 
 
 def render_hints(env, cache, cameras):
-    hints = cache.render_hints(cameras)
+    hints = render_hints_checked(env, cache, cameras)
     return hints.images.float(), hints.masks.float()
+
+
+def render_hints_checked(env, cache, cameras):
+    """The cache rendered at ``cameras`` (float32, as the pipeline renders), a few views at a time so
+    an interrupt is answered while a long chunk renders; progress per view."""
+    bar = env.progress(len(cameras))
+
+    def on_views(done, total):
+        env.check_interrupt()
+        bar.update_absolute(done, total)
+
+    return render_hints_in_steps(cache, cameras.to(dtype=torch.float32), callback=on_views)
 
 
 def describe_scene(env, captioner, images, style, clip=None):
@@ -291,9 +315,84 @@ def chunk_loop(env, model, geometry_model, image, cameras, frames, prompt, style
 
     model = _st_model(model, vae, clip)
     pipe = WorldWarpPipeline(model, geometry_model, captioner, settings)
+    # resume off with a run in the folder is refused (the core says how to go on): nothing is deleted
     result = pipe(start, cameras, frames, prompt=prompt, style=style, out_dir=out_dir,
-                  resume=resume, overwrite=not resume, callback=on_event)
+                  resume=resume, overwrite=False, callback=on_event)
     return result.frames, result.cameras
+
+
+# ----------------------------------------------------------------------------- the wired loop
+# Loop Start -> (the user's body of stage nodes) -> Loop End; Loop End appends the chunk and either
+# has the body run again (node expansion, nodes/_v3.py) or returns the video. The bookkeeping is
+# worldwarp_core.loop, the same functions the pipeline (CLI, Chunk Loop node) calls.
+def loop_start(env, image, cameras, frames, chunk_frames, context_frames, seed, extend_mode, output_folder, resume,
+               fps, *, graph_signature=None):
+    settings = PipelineSettings(chunk_frames=chunk_frames, context_frames=context_frames, seed=seed,
+                                extend_mode=extend_mode, fps=fps)
+    start = image[0].float().cpu()
+    WorldWarpPipeline(None, None, settings=settings)._check_inputs(start, cameras)
+    out_dir = env.output_path(output_folder) if output_folder.strip() else None
+    # what the loop computes: these settings and (inside ComfyUI) the graph Loop End depends on
+    info = {"loop": {"frames": frames, "chunk_frames": chunk_frames, "context_frames": context_frames, "seed": seed,
+                     "extend_mode": extend_mode}, "graph": graph_signature}
+    state = open_run(start, cameras, frames, settings, out_dir, resume=resume, overwrite=False, run_info=info)
+    state = replace(state, graph_signature=graph_signature)
+    # a finished run resumed: its last chunk is planned again so the body runs once; Loop End finds
+    # it in the folder and returns the run as it is
+    return loop_next(env, replay_last(state) if state.done else state)
+
+
+def loop_next(env, loop):
+    """The outputs of Loop Start for ``loop``'s next chunk (the copies Loop End makes call this)."""
+    plan = plan_chunk(loop)
+    env.progress(loop.total_chunks).update_absolute(plan.index, loop.total_chunks)
+    return (loop, plan.history_frames, plan.history_cameras, plan.cameras, plan.context_frames, plan.context,
+            plan.index, plan.cache_seed, plan.sampler_seed)
+
+
+def loop_status(loop) -> str:
+    """'chunk k of n' for the Loop Start node."""
+    k, C = loop.next_chunk, loop.settings.chunk_frames
+    text = f"chunk {k + 1} of {loop.total_chunks}: frames {loop.starts[k]}-{loop.starts[k] + C - 1}"
+    return text + (f" (resumed: {loop.resumed_from} chunks were in the run folder)" if loop.resumed_from else "")
+
+
+def align_to_history(env, loop, geometry):
+    """The history's depth brought to the scale of the cache it was generated from (first chunk: as is)."""
+    plan = plan_chunk(loop)
+    if len(geometry.depth) != len(plan.history):
+        raise ValueError(f"geometry has {len(geometry.depth)} frames but chunk {plan.index + 1}'s history has "
+                         f"{len(plan.history)}; estimate the geometry of Loop Start's history frames")
+    depth, _ = align_history_depth(loop, plan, geometry, geometry.depth)
+    return (replace(geometry, depth=depth),)
+
+
+def loop_end(env, loop, frames, cache, *, graph_signature=None):
+    """Chunk appended and saved: ``(state, None)`` while chunks remain, else ``(state, outputs)`` with
+    the whole video, its cameras, the last cache, its splat and a core VIDEO.
+
+    ``graph_signature`` (inside ComfyUI: the graph this Loop End depends on) must be the one the run
+    folder was made by; a chunk the folder already holds (this run went further before) is read
+    back, not made again."""
+    plan = plan_chunk(loop)
+    if (graph_signature is not None and loop.folder is not None and loop.graph_signature is not None
+            and any(sig not in loop.graph_signature for sig in graph_signature)):
+        raise ValueError(f"{loop.folder.root} holds a run made before the graph was edited; an edit reaches a new "
+                         "run: set another output_folder on WorldWarp Loop Start")
+    state = catch_up(loop)
+    if state.next_chunk <= plan.index:
+        hints = render_hints_checked(env, cache, plan.cameras)  # the next chunk aligns its depth to this
+        hint_depth = torch.stack([hints.depths.float().cpu(), hints.masks.float().cpu()])
+        record = chunk_record(plan, loop.settings.chunk_frames, None, None, hints.masks, None)
+        state = end_chunk(loop, plan, frames, hint_depth, record, gaussians=cache.gaussians)
+    elif state.done and plan.index < state.total_chunks - 1 and os.path.isfile(state.folder.path("scene.ply")):
+        cache = replace(cache, gaussians=load_ply(state.folder.path("scene.ply")))  # the run's last cache
+    if not state.done:
+        return state, None
+    finish_run(state, cache.gaussians)
+    splat = env.make_splat(to_comfy_splat(cache.gaussians)) if cache.gaussians is not None else None
+    video = state.video
+    return state, (video, state.path[:video.shape[0]], cache, splat, env.make_video(video, state.settings.fps))
 
 
 # ----------------------------------------------------------------------------- saving

@@ -21,7 +21,8 @@ from .model_kinds import folder_kinds
 # custom socket types (values are worldwarp_core dataclasses)
 MODEL, GEOMODEL, CAPTIONER = "WORLDWARP_MODEL", "WORLDWARP_GEOMETRY_MODEL", "WORLDWARP_CAPTIONER"
 CAMERAS, GEOMETRY, CACHE = "WORLDWARP_CAMERAS", "WORLDWARP_GEOMETRY", "WORLDWARP_CACHE"
-CUSTOM_TYPES = (MODEL, GEOMODEL, CAPTIONER, CAMERAS, GEOMETRY, CACHE)
+LOOP = "WORLDWARP_LOOP"
+CUSTOM_TYPES = (MODEL, GEOMODEL, CAPTIONER, CAMERAS, GEOMETRY, CACHE, LOOP)
 # the ST-Diff model socket takes the pack's model or a core MODEL (Load Diffusion Model, LoRA, compile...)
 ANY_MODEL = MODEL + ",MODEL"
 CHECKPOINT_EXTENSIONS = (".safetensors", ".sft", ".ckpt", ".pt", ".pth")
@@ -300,6 +301,52 @@ SPECS: tuple[NodeSpec, ...] = (
                  "core MODEL.", optional=True),
               MASK_RULE, SHIFT),
              (Out("IMAGE", "frames"), Out(CAMERAS, "cameras"))),
+    # the chunk loop as a graph: Loop Start -> the body (stage nodes, any core nodes) -> Loop End
+    NodeSpec("WorldWarpLoopStart", "WorldWarp Loop Start", "WorldWarp/loop",
+             "Starts the chunk loop (paper Fig. 3): outputs this chunk's history, cameras, context and seeds for the "
+             "stage nodes wired to WorldWarp Loop End; Loop End runs that body once per chunk.", ops.loop_start,
+             (In("image", "IMAGE", "Start image (sizes multiples of 16)."),
+              In("cameras", CAMERAS, "Camera path (extended past its end as needed)."),
+              In("frames", "INT", "Total frames: chunk + k·(chunk - context), e.g. 49, 93, 137, 181, 225.", 93,
+                 min=1, max=100000),
+              In("chunk_frames", "INT", "Frames per chunk, 4k+1 (paper 49, official code 81).", 49, min=5, max=161,
+                 step=4),
+              CTX, SEED,
+              In("extend_mode", "COMBO", "Past the end of the path.", "extrapolate",
+                 options=("extrapolate", "loop", "pingpong")),
+              In("output_folder", "STRING", "Run folder under ComfyUI's output folder (chunks are saved there as "
+                 "they finish).", "worldwarp/run"),
+              In("resume", "BOOLEAN", "Continue the run in output_folder from its last finished chunk; off, a folder "
+                 "holding a run is refused (nothing is deleted).", False),
+              In("fps", "INT", "Frame rate of the video output.", 16, min=1, max=120)),
+             (Out(LOOP, "loop"), Out("IMAGE", "history"), Out(CAMERAS, "history_cameras"), Out(CAMERAS, "cameras"),
+              Out("IMAGE", "context"), Out("INT", "context_frames"), Out("INT", "chunk"), Out("INT", "cache_seed"),
+              Out("INT", "sampler_seed")),
+             extra={"loop": "start"}),
+    NodeSpec("WorldWarpLoopNext", "WorldWarp Loop Next (internal)", "WorldWarp/loop",
+             "Loop Start for the next chunk; Loop End puts it in place of Loop Start (never placed by hand).",
+             ops.loop_next,
+             (In("loop", LOOP, "The loop state Loop End passes on."),),
+             (Out(LOOP, "loop"), Out("IMAGE", "history"), Out(CAMERAS, "history_cameras"), Out(CAMERAS, "cameras"),
+              Out("IMAGE", "context"), Out("INT", "context_frames"), Out("INT", "chunk"), Out("INT", "cache_seed"),
+              Out("INT", "sampler_seed")),
+             extra={"loop": "next"}),
+    NodeSpec("WorldWarpAlignToHistory", "Align Depth To Previous Chunk", "WorldWarp/loop",
+             "Brings the history's depth to the scale of the 3DGS cache it was generated from (paper §4.2), so "
+             "chunks stay in one scene scale; the first chunk passes through.", ops.align_to_history,
+             (In("loop", LOOP, "From WorldWarp Loop Start."),
+              In("geometry", GEOMETRY, "Geometry of Loop Start's history frames.")),
+             (Out(GEOMETRY, "geometry"),)),
+    NodeSpec("WorldWarpLoopEnd", "WorldWarp Loop End", "WorldWarp/loop",
+             "Appends the chunk's frames (dropping the overlap), saves the chunk, and runs every node between "
+             "Loop Start and here again for the next chunk; after the last one, outputs the whole video.",
+             ops.loop_end,
+             (In("loop", LOOP, "From WorldWarp Loop Start."),
+              In("frames", "IMAGE", "The chunk's frames (chunk_frames of them, context first)."),
+              In("cache", CACHE, "The chunk's 3DGS cache (the next chunk aligns its depth to it).")),
+             (Out("IMAGE", "frames"), Out(CAMERAS, "cameras"), Out(CACHE, "cache"), Out("SPLAT", "splat"),
+              Out("VIDEO", "video")),
+             output_node=True, extra={"loop": "end"}),
     NodeSpec("WorldWarpSaveCameras", "Save Cameras", "WorldWarp/cameras",
              "Writes the cameras as RealEstate10K .txt and JSON into the output folder, numbered like ComfyUI's "
              "saves (cameras_00001_.txt, then _00002_, ...). Outputs the .txt's full path (for camera_file).",

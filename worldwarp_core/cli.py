@@ -56,7 +56,7 @@ class Progress:
                 self.t_first = time.perf_counter()
             self.stream.write(f"\nchunk {e['chunk'] + 1}/{self.chunks or '?'} (from frame {e['first_frame']})"
                               f"{self.eta(e['chunk'])}\n")
-        elif stage in ("3dgs", "st-diff"):
+        elif stage in ("3dgs", "warp", "st-diff"):
             n, i = e["total"], e["step"]
             bar = "#" * int(20 * i / max(n, 1))
             self.stream.write(f"\r  {stage:8s} [{bar:20s}] {i}/{n}")
@@ -187,7 +187,8 @@ def cmd_generate(args) -> int:
     geometry = load_estimator(args.geometry, paths["geometry"], device=args.device)
     given_K = None if args.fov is None else intrinsics_from_fov(args.fov, W, H)
     first = geometry.estimate(image[None], None if given_K is None else Cameras(torch.eye(4)[None], given_K, W, H))
-    # a given FoV wins over a backend that estimates its own intrinsics (TTT3R)
+    # a given FoV wins over a backend that estimates its own intrinsics (TTT3R). The first chunk
+    # estimates the start image's depth again at these cameras, as the ComfyUI nodes do (same frames)
     start = Cameras(torch.eye(4)[None], (first.cameras.Ks[:1] if given_K is None else given_K).float(), W, H)
     path = checked["cameras"]
     if path is None:
@@ -202,7 +203,7 @@ def cmd_generate(args) -> int:
     progress = Progress(len(checked["starts"]))
     try:
         result = pipe(image, path, args.frames, prompt=args.prompt, style=args.style, out_dir=args.out,
-                      resume=args.resume, overwrite=args.overwrite, start_depth=first.depth[0], callback=progress)
+                      resume=args.resume, overwrite=args.overwrite, callback=progress)
     finally:
         model.release()
     print(f"\nwrote {result.frames.shape[0]} frames to {result.out_dir}")

@@ -22,6 +22,7 @@ again on the same input state gives the same result.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field, replace
 
@@ -63,7 +64,8 @@ class LoopState:
     folder: RunFolder | None = None
     world: WorldModel | None = field(default=None, compare=False)
     resumed_from: int = 0  # chunks found finished in the run folder
-    finished: LoopState | None = field(default=None, repr=False)  # replay_last: the whole run, returned as it is
+    fingerprint: str | None = None  # of the run in the folder (inputs, settings)
+    graph_signature: list | None = None  # the wired loop: the node graph the run is made by
 
     @property
     def total_chunks(self) -> int:
@@ -166,6 +168,7 @@ def open_run(image: Tensor, cameras: Cameras, frames: int, settings, out_dir: st
     path = run_path(cameras, frames, settings)
     image = quantize(image.float().cpu())
     folder = RunFolder(out_dir) if out_dir else None
+    fp = None
     if folder is not None:
         info = dict(run_info or {})
         inputs = run_inputs(image, path, settings, info, components)
@@ -174,7 +177,7 @@ def open_run(image: Tensor, cameras: Cameras, frames: int, settings, out_dir: st
         path.to_re10k(folder.path("cameras.txt"))
         path.to_json(folder.path("cameras.json"))
     state = LoopState(settings, path, tuple(starts), image[None], folder=folder,
-                      world=WorldModel(settings.world_voxel) if settings.world_voxel else None)
+                      world=WorldModel(settings.world_voxel) if settings.world_voxel else None, fingerprint=fp)
     if folder is not None and resume:
         state = _read_back(state)
     return state
@@ -202,14 +205,27 @@ def _read_back(state: LoopState, limit: int | None = None) -> LoopState:
 
 
 def replay_last(state: LoopState) -> LoopState:
-    """A finished run read back from its folder, one chunk before its end: a graph that must run its
-    body once more (the wired loop resumed after its last chunk) plans that chunk again, and ending
-    it returns the finished run unchanged (nothing is written)."""
+    """A finished run one chunk before its end (read back from its folder): a graph that must run its
+    body once more -- the wired loop resumed after its last chunk -- plans that chunk again;
+    ``catch_up`` then finds it in the folder and returns the finished run without writing it again."""
     if not state.done or state.folder is None or not state.starts:
         return state
-    before = _read_back(replace(state, video=state.video[:1], next_chunk=0, chunks=(), prev_depth=None,
-                                prev_alpha=None), limit=len(state.starts) - 1)
-    return replace(before, finished=state, resumed_from=state.resumed_from)
+    start = replace(state, video=state.video[:1], next_chunk=0, chunks=(), prev_depth=None, prev_alpha=None)
+    return replace(_read_back(start, limit=len(state.starts) - 1), resumed_from=state.resumed_from)
+
+
+def catch_up(state: LoopState) -> LoopState:
+    """The state after the chunks the run folder holds beyond ``state`` (this same run went further
+    before, e.g. a re-queued graph whose loop was interrupted): read back, not made again."""
+    folder = state.folder
+    if folder is None or folder.finished_chunks() <= state.next_chunk:
+        return state
+    with open(folder.path("run.json"), encoding="utf-8") as f:
+        if json.load(f).get("fingerprint") != state.fingerprint:
+            raise ValueError(f"{folder.root} now holds another run (other inputs or settings); choose another "
+                             "output folder")
+    start = replace(state, video=state.video[:1], next_chunk=0, chunks=(), prev_depth=None, prev_alpha=None)
+    return replace(_read_back(start), resumed_from=state.resumed_from)
 
 
 def plan_chunk(state: LoopState) -> ChunkPlan:
@@ -267,8 +283,6 @@ def end_chunk(state: LoopState, plan: ChunkPlan, decoded: Tensor, hint_depth: Te
     given) and ``gaussians`` (merged into the persistent world) are recorded when given.
     The chunk folder is written under a temporary name and renamed when whole (the resume point).
     """
-    if state.finished is not None:
-        return state.finished
     C, ctx = state.settings.chunk_frames, plan.context
     if plan.index != state.next_chunk:
         raise ValueError(f"chunk {plan.index} ended but the loop is at chunk {state.next_chunk}")

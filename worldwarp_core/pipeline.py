@@ -41,6 +41,7 @@ from .geometry import (
     resolve_pose_source,
 )
 from .gscache import CacheMode, GSConfig, build_cache
+from .gscache.cache import render_hints_in_steps
 from .gscache.validity import OFFICIAL_DEPTH_TOLERANCE
 from .inputs import check_choice, check_float, check_image, check_int, check_seed
 from .loop import LoopState, align_history_depth, chunk_record, end_chunk, finish_run, open_run, plan_chunk
@@ -269,8 +270,9 @@ class WorldWarpPipeline:
 
         # 4. hints and validity masks at the chunk's cameras; the context frames are the history
         # the official rule also needs the rendered depth to agree with a history frame's (10 %)
-        hints = cache.render_hints(cams.to(dtype=torch.float32),
-                                   depth_tolerance=OFFICIAL_DEPTH_TOLERANCE if s.mask_rule == "official" else None)
+        hints = render_hints_in_steps(cache, cams.to(dtype=torch.float32),
+                                      depth_tolerance=OFFICIAL_DEPTH_TOLERANCE if s.mask_rule == "official" else None,
+                                      callback=lambda i, n: emit({"stage": "warp", "chunk": k, "step": i, "total": n}))
         context = plan.context_frames
         chunk_video = torch.cat([context, hints.images[ctx:].float().cpu()])
         pixel_mask = torch.cat([torch.ones(ctx, *context.shape[1:3]), hints.masks[ctx:].float().cpu()])

@@ -8,7 +8,8 @@ generates the whole chunk from noise (the context frames still anchor it).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from typing import Literal
 
 import torch
@@ -113,4 +114,20 @@ def check_overlap(cache: GeometryCache, cameras: Cameras, min_fraction: float = 
     return frac
 
 
-__all__ = ["CACHE_MODES", "CacheMode", "GeometryCache", "build_cache", "check_overlap"]
+
+
+def render_hints_in_steps(cache: GeometryCache, cameras: Cameras, views_per_step: int = 4,
+                          callback: Callable[[int, int], None] | None = None,
+                          depth_tolerance: float | None = OFFICIAL_DEPTH_TOLERANCE) -> WarpResult:
+    """``cache.render_hints(cameras, depth_tolerance)`` a few views at a time; ``callback(views done, views)``
+    after each step (it may raise to interrupt). Views render independently, so the result equals one call's."""
+    V = len(cameras)
+    parts = []
+    for i in range(0, V, views_per_step):
+        parts.append(cache.render_hints(cameras[i:i + views_per_step], depth_tolerance))
+        if callback is not None:
+            callback(min(i + views_per_step, V), V)
+    return WarpResult(*(torch.cat([getattr(p, f.name) for p in parts]) for f in fields(WarpResult)))
+
+
+__all__ = ["CACHE_MODES", "CacheMode", "GeometryCache", "build_cache", "check_overlap", "render_hints_in_steps"]

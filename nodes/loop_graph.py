@@ -1,0 +1,122 @@
+"""The wired chunk loop's graph work: which nodes form the body between Loop Start and Loop End,
+a signature of what the loop computes (for the run folder's fingerprint), and the expansion that
+runs the body once more (ComfyUI node expansion, as its own while-loop test nodes do).
+
+Works on the API-format prompt (``{id: {"class_type", "inputs"}}``, a link is ``[id, slot]``) through
+a ``get_node(id)`` function and the list of node ids, so it is tested without ComfyUI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+LOOP_START, LOOP_NEXT, LOOP_END = "WorldWarpLoopStart", "WorldWarpLoopNext", "WorldWarpLoopEnd"
+# Loop Start inputs that do not change what the loop computes (where it is written, whether it resumes)
+NOT_IN_SIGNATURE = {"output_folder", "resume"}
+
+
+def is_link(v) -> bool:
+    return isinstance(v, list) and len(v) == 2 and isinstance(v[0], str) and isinstance(v[1], int)
+
+
+def ancestors(get_node: Callable[[str], dict], node_id: str) -> dict[str, list[str]]:
+    """Every node ``node_id`` depends on, with the nodes that use it: ``{ancestor: [children]}``."""
+    up: dict[str, list[str]] = {}
+    todo = [node_id]
+    while todo:
+        nid = todo.pop()
+        for v in get_node(nid).get("inputs", {}).values():
+            if is_link(v):
+                parent = v[0]
+                if parent not in up:
+                    up[parent] = []
+                    todo.append(parent)
+                if nid not in up[parent]:
+                    up[parent].append(nid)
+    return up
+
+
+def body(get_node: Callable[[str], dict], start_id: str, end_id: str) -> list[str]:
+    """The nodes on a path from Loop Start to Loop End (both included): what runs once per chunk."""
+    up = ancestors(get_node, end_id)
+    if start_id not in up:
+        raise ValueError(f"Loop End (node {end_id}) is not connected to Loop Start (node {start_id})")
+    contained = {start_id, end_id}
+    todo = [start_id]
+    while todo:
+        for child in up.get(todo.pop(), []):
+            if child not in contained:
+                contained.add(child)
+                todo.append(child)
+    return sorted(contained, key=_id_key)
+
+
+def start_of(get_node: Callable[[str], dict], end_id: str) -> str:
+    """The Loop Start (or its next-chunk copy) that Loop End's ``loop`` input comes from."""
+    link = get_node(end_id).get("inputs", {}).get("loop")
+    if not is_link(link):
+        raise ValueError("Loop End's 'loop' input must be connected to a WorldWarp Loop Start")
+    nid = link[0]
+    if get_node(nid)["class_type"] not in (LOOP_START, LOOP_NEXT):
+        raise ValueError(f"Loop End's 'loop' input comes from a {get_node(nid)['class_type']} node; connect it to "
+                         "the 'loop' output of WorldWarp Loop Start")
+    return nid
+
+
+def ends_of(get_node: Callable[[str], dict], node_ids: Iterable[str], start_id: str) -> list[str]:
+    """The Loop End nodes whose ``loop`` input comes from ``start_id``."""
+    out = []
+    for nid in node_ids:
+        node = get_node(nid)
+        link = node.get("inputs", {}).get("loop")
+        if node.get("class_type") == LOOP_END and is_link(link) and link[0] == start_id:
+            out.append(nid)
+    return sorted(out, key=_id_key)
+
+
+def signature(get_node: Callable[[str], dict], end_id: str) -> list:
+    """What the loop computes: every node Loop End depends on, with its type, settings and links
+    (node ids as the user's graph numbers them), less Loop Start's folder and resume switch."""
+    sig = []
+    for nid in sorted(ancestors(get_node, end_id), key=_id_key) + [end_id]:
+        node = get_node(nid)
+        inputs = {}
+        for k, v in sorted(node.get("inputs", {}).items()):
+            if node["class_type"] == LOOP_START and k in NOT_IN_SIGNATURE:
+                continue
+            inputs[k] = ["link", v[0], v[1]] if is_link(v) else (v if isinstance(v, (str, int, float, bool))
+                                                                  or v is None else repr(v))
+        sig.append([nid, node["class_type"], inputs])
+    return sig
+
+
+def expand_next(get_node: Callable[[str], dict], start_id: str, end_id: str, state, graph,
+                display_id: Callable[[str], str] = str):
+    """The body cloned once more into ``graph`` (a ``GraphBuilder``): Loop Start becomes Loop Next
+    fed with ``state``, every other body node is copied with its inputs (links inside the body go to
+    the copies), Loop End is copied so the copy decides whether to go on. Returns the copied Loop
+    End, whose outputs become this Loop End's. Copies show their progress on the original nodes."""
+    nodes = body(get_node, start_id, end_id)
+    for nid in nodes:
+        original = get_node(nid)
+        if nid == start_id:
+            node = graph.node(LOOP_NEXT, nid)
+        else:
+            node = graph.node(original["class_type"], "Recurse" if nid == end_id else nid)
+        node.set_override_display_id(display_id(nid))
+    for nid in nodes:
+        node = graph.lookup_node("Recurse" if nid == end_id else nid)
+        if nid == start_id:
+            node.set_input("loop", state)
+            continue
+        for k, v in get_node(nid).get("inputs", {}).items():
+            if is_link(v) and v[0] in nodes:
+                node.set_input(k, graph.lookup_node("Recurse" if v[0] == end_id else v[0]).out(v[1]))
+            else:
+                node.set_input(k, v)
+    return graph.lookup_node("Recurse")
+
+
+def _id_key(nid: str):
+    parts = str(nid).split(".")
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts]

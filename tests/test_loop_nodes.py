@@ -1,0 +1,234 @@
+"""The wired loop's nodes (Loop Start -> stage nodes -> Loop End) run as ComfyUI would run them,
+without ComfyUI: the same frames as the compact Chunk Loop node, a body edit reaching later chunks,
+interrupt + resume, refusal of a folder holding a run, and the graph helpers (body, expansion)."""
+
+import os
+
+import pytest
+import torch
+from test_nodes import FakeEnv
+
+from nodes import loop_graph, ops
+from worldwarp_core.caption import DEFAULT_NEGATIVE
+from worldwarp_core.geometry.testing import save_tiny_depth_anything
+from worldwarp_core.models import save_tiny_comfy_files
+from worldwarp_core.synthetic import default_scene
+
+C, CTX, FRAMES, STEPS, GS_IT = 9, 5, 17, 2, 2  # three chunks: frames 0-8, 4-12, 8-16
+
+
+class Env(FakeEnv):
+    def make_video(self, frames, fps):
+        return {"frames": frames, "fps": fps}
+
+
+class Interrupted(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory):
+    env = Env(str(tmp_path_factory.mktemp("comfy")))
+    save_tiny_comfy_files(env.models)
+    save_tiny_depth_anything(os.path.join(env.models, "worldwarp", "tiny-depth-anything"))
+    (model,) = ops.load_model(env, "worldwarp_tiny_test.safetensors", "worldwarp_tiny_vae_test.safetensors",
+                              "worldwarp_tiny_umt5_test.safetensors", "tiny-umt5-tokenizer", ops.NONE, "fp32", "none")
+    (geo,) = ops.load_geometry_model(env, "depth-anything-v2", "tiny-depth-anything", 60.0)
+    scene = default_scene()
+    rgb, _ = scene.render(scene.default_camera(32, 32))
+    image = rgb[:1]
+    (cams,) = ops.camera_trajectory(env, image, "dolly_in@0.2 + pan_left@0.3", 1.0, 9, 60.0, 0.0, "linear", "")
+    return env, model, geo, image, cams
+
+
+def _grow(masks):
+    """What core Grow Mask (expand 1, no taper) does: a 3x3 max filter."""
+    return torch.nn.functional.max_pool2d(masks[:, None], 3, stride=1, padding=1)[:, 0]
+
+
+def wired(env, model, geo, image, cams, folder, resume=False, edit=None, start_outputs=None, stop_at=None):
+    """The body of the shipped full-generator workflow, node by node, once per chunk as Loop End's
+    expansion runs it. ``start_outputs``: Loop Start's outputs from ComfyUI's cache (a re-queue)."""
+    outs = start_outputs or ops.loop_start(env, image, cams, FRAMES, C, CTX, 0, "extrapolate", folder, resume, 16)
+    first = outs
+    while True:
+        loop, hist, hist_cams, chunk_cams, context, n_ctx, k, cache_seed, sampler_seed = outs
+        if stop_at is not None and k == stop_at:
+            raise Interrupted(first)
+        geometry, _ = ops.estimate_geometry(env, geo, hist, "requested", hist_cams)
+        (geometry,) = ops.align_to_history(env, loop, geometry)
+        cache, _ = ops.build_cache_node(env, hist, geometry, "3dgs", GS_IT, 1.6e-3, 1, 0.5, cache_seed)
+        hints, masks = ops.render_hints(env, cache, chunk_cams)
+        if edit is not None:
+            masks = edit(masks)
+        frames, _ = ops.st_diff_sampler(env, model, hints, masks, "a room", DEFAULT_NEGATIVE, n_ctx, 0.8, STEPS, 2.0,
+                                        sampler_seed, "spatio-temporal", False, context=context)
+        state, final = ops.loop_end(env, loop, frames, cache)
+        if final is not None:
+            return final, first
+        outs = ops.loop_next(env, state)
+
+
+@pytest.fixture(scope="module")
+def compact(parts):
+    env, model, geo, image, cams = parts
+    frames, out_cams = ops.chunk_loop(env, model, geo, image, cams, FRAMES, "a room", "", C, CTX, 0.8, STEPS, 2.0, 0,
+                                      "spatio-temporal", "3dgs", GS_IT, "extrapolate", False, "compact", False)
+    return frames, out_cams
+
+
+@pytest.fixture(scope="module")
+def wired_run(parts):
+    return wired(*parts, "wired")
+
+
+def test_wired_loop_equals_compact_node(parts, compact, wired_run):
+    env = parts[0]
+    (frames, cams, cache, splat, video), _ = wired_run
+    assert frames.shape == (FRAMES, 32, 32, 3) and len(cams) == FRAMES
+    assert torch.equal(frames, compact[0])  # bit for bit
+    assert torch.equal(cams.viewmats, compact[1].viewmats)
+    assert video["fps"] == 16 and torch.equal(video["frames"], frames) and splat is not None
+    for name in ("frames/00016.png", "chunks/chunk_002/hint_depth.npy", "cameras.txt", "video.mp4", "scene.ply"):
+        assert os.path.isfile(os.path.join(env.output, "wired", name)), name
+
+
+def test_body_edit_reaches_later_chunks(parts, wired_run):
+    plain = wired_run[0][0]
+    (edited, *_), _ = wired(*parts, "wired_grow", edit=_grow)
+    starts = [0, 4, 8]
+    for k in (1, 2):  # every chunk after the first makes other frames
+        new = slice(starts[k] + CTX, starts[k] + C)
+        assert not torch.equal(edited[new], plain[new]), k
+
+
+def test_interrupt_then_resume_is_identical(parts, wired_run, monkeypatch):
+    env, model, geo, image, cams = parts
+    full = wired_run[0][0]
+    with pytest.raises(Interrupted) as cut:  # stopped as chunk 3 starts: chunks 1-2 are saved
+        wired(env, model, geo, image, cams, "cut", stop_at=2)
+    assert sorted(os.listdir(os.path.join(env.output, "cut", "chunks"))) == ["chunk_000", "chunk_001"]
+    # re-queued unchanged: Loop Start comes from ComfyUI's cache; Loop End finds chunks 1-2 in the folder
+    calls = []
+    sampler = ops.st_diff_sampler
+
+    def counting(*a, **k):
+        calls.append(1)
+        return sampler(*a, **k)
+
+    monkeypatch.setattr(ops, "st_diff_sampler", counting)
+    (again, *_), _ = wired(env, model, geo, image, cams, "cut", start_outputs=cut.value.args[0])
+    monkeypatch.undo()
+    assert torch.equal(again, full) and len(calls) == 2  # chunk 1 (its Loop End reads the folder) and chunk 3
+    # re-queued with resume on (Loop Start runs again): starts at chunk 3... of a finished run: the last
+    # chunk is planned again and Loop End returns the run as it is
+    outs = ops.loop_start(env, image, cams, FRAMES, C, CTX, 0, "extrapolate", "cut", True, 16)
+    assert outs[6] == 2 and outs[0].resumed_from == 3
+    (resumed, *_), _ = wired(env, model, geo, image, cams, "cut", resume=True)
+    assert torch.equal(resumed, full)
+
+
+def test_resume_off_refuses_a_folder_holding_a_run(parts, wired_run):
+    env, model, geo, image, cams = parts
+    before = sorted(os.listdir(os.path.join(env.output, "wired", "frames")))
+    with pytest.raises(ValueError, match="already holds a run; pass resume"):
+        ops.loop_start(env, image, cams, FRAMES, C, CTX, 0, "extrapolate", "wired", False, 16)
+    with pytest.raises(ValueError, match="holds a different run"):
+        ops.loop_start(env, image, cams, FRAMES, C, CTX, 1, "extrapolate", "wired", True, 16)
+    with pytest.raises(ValueError, match="already holds a run; pass resume"):  # the compact node too
+        ops.chunk_loop(env, model, geo, image, cams, FRAMES, "a room", "", C, CTX, 0.8, STEPS, 2.0, 0,
+                       "spatio-temporal", "3dgs", GS_IT, "extrapolate", False, "wired", False)
+    assert sorted(os.listdir(os.path.join(env.output, "wired", "frames"))) == before  # nothing deleted
+    # inside ComfyUI the graph is part of the run: an edited graph does not continue this run
+    with pytest.raises(ValueError, match="holds a different run"):
+        ops.loop_start(env, image, cams, FRAMES, C, CTX, 0, "extrapolate", "wired", True, 16,
+                       graph_signature=[["an edited graph"]])
+
+
+def test_hint_rendering_answers_an_interrupt(parts, wired_run):
+    env = parts[0]
+    cache = wired_run[0][2]
+
+    class Stop(Env):
+        def check_interrupt(self):
+            raise Interrupted("interrupt")
+
+    stop = Stop(env.output + "_stop")
+    with pytest.raises(Interrupted):
+        ops.render_hints(stop, cache, parts[4])
+    assert stop.bars[-1].values == []  # stopped after the first views, before any progress was shown
+
+
+# ----------------------------------------------------------------------------- the graph helpers
+def _prompt():
+    """An API-format prompt: 1 image, 2 model, 10 Loop Start, 11 geometry, 12 cache, 13 hints,
+    14 Grow Mask, 15 sampler, 16 Loop End, 17 Save Video."""
+    L = lambda n, s=0: [str(n), s]  # noqa: E731
+    return {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "example.png"}},
+        "2": {"class_type": "WorldWarpLoadModel", "inputs": {"dtype": "fp32"}},
+        "10": {"class_type": "WorldWarpLoopStart", "inputs": {"image": L(1), "frames": 17, "output_folder": "a",
+                                                             "resume": False}},
+        "11": {"class_type": "WorldWarpEstimateGeometry", "inputs": {"images": L(10, 1), "cameras": L(10, 2)}},
+        "12": {"class_type": "WorldWarpBuildCache", "inputs": {"images": L(10, 1), "geometry": L(11), "seed": L(10, 7)}},
+        "13": {"class_type": "WorldWarpRenderHints", "inputs": {"cache": L(12), "cameras": L(10, 3)}},
+        "14": {"class_type": "GrowMask", "inputs": {"mask": L(13, 1), "expand": 1}},
+        "15": {"class_type": "WorldWarpSTDiffSampler", "inputs": {"model": L(2), "hints": L(13), "masks": L(14),
+                                                                 "seed": L(10, 8)}},
+        "16": {"class_type": "WorldWarpLoopEnd", "inputs": {"loop": L(10), "frames": L(15), "cache": L(12)}},
+        "17": {"class_type": "SaveVideo", "inputs": {"video": L(16, 4)}},
+    }
+
+
+class _Builder:
+    """GraphBuilder's surface (node, lookup_node, out, set_input, set_override_display_id)."""
+
+    def __init__(self):
+        self.nodes = {}
+
+    def node(self, class_type, id):
+        n = _Builder.Node(class_type, "p." + id)
+        self.nodes[id] = n
+        return n
+
+    def lookup_node(self, id):
+        return self.nodes[id]
+
+    class Node:
+        def __init__(self, class_type, id):
+            self.class_type, self.id, self.inputs, self.display = class_type, id, {}, None
+
+        def out(self, i):
+            return [self.id, i]
+
+        def set_input(self, k, v):
+            self.inputs[k] = v
+
+        def set_override_display_id(self, d):
+            self.display = d
+
+
+def test_body_signature_and_expansion():
+    p = _prompt()
+    get = p.__getitem__
+    assert loop_graph.body(get, "10", "16") == ["10", "11", "12", "13", "14", "15", "16"]
+    assert loop_graph.start_of(get, "16") == "10" and loop_graph.ends_of(get, p, "10") == ["16"]
+    sig = loop_graph.signature(get, "16")
+    assert [s[0] for s in sig] == ["1", "2", "10", "11", "12", "13", "14", "15", "16"]
+    p2 = _prompt()
+    p2["10"]["inputs"].update(output_folder="b", resume=True)  # where and whether to resume: same loop
+    assert loop_graph.signature(p2.__getitem__, "16") == sig
+    p2["14"]["inputs"]["expand"] = 2  # a body edit: another loop
+    assert loop_graph.signature(p2.__getitem__, "16") != sig
+    g = _Builder()
+    state = object()
+    end = loop_graph.expand_next(get, "10", "16", state, g, display_id=str)
+    assert end.class_type == "WorldWarpLoopEnd" and end.id == "p.Recurse"
+    assert g.nodes["10"].class_type == "WorldWarpLoopNext" and g.nodes["10"].inputs == {"loop": state}
+    assert g.nodes["14"].inputs == {"mask": ["p.13", 1], "expand": 1} and g.nodes["14"].display == "14"
+    assert g.nodes["15"].inputs["model"] == ["2", 0]  # outside the body: the same loader, not a copy
+    assert end.inputs == {"loop": ["p.10", 0], "frames": ["p.15", 0], "cache": ["p.12", 0]}
+    assert set(g.nodes) == {"10", "11", "12", "13", "14", "15", "Recurse"}
+    p["16"]["inputs"]["loop"] = ["11", 0]
+    with pytest.raises(ValueError, match="comes from a WorldWarpEstimateGeometry node"):
+        loop_graph.start_of(get, "16")
