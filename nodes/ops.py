@@ -8,6 +8,7 @@ functions into ComfyUI V3 nodes; the tests run them without ComfyUI.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import replace
 
@@ -54,6 +55,23 @@ from .director import start_and_scale
 
 NONE = "(none)"
 DIFFUSERS = "(diffusers folder in models/worldwarp)"
+
+
+def deterministic(fn):
+    """Runs a stage with torch's deterministic algorithms, as the pipeline runs its chunk loop
+    (PipelineSettings.deterministic): CPU scatter/index passes of the 3DGS cache then sum in one
+    order, so a stage node gives the frames the Chunk Loop node and the CLI give."""
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        was = torch.are_deterministic_algorithms_enabled()
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.use_deterministic_algorithms(was)
+
+    return run
 
 
 def _progress_callback(env, total: int):
@@ -174,6 +192,7 @@ def cameras_to_camera_info(env, cameras, frame):
 
 
 # ----------------------------------------------------------------------------- geometry, cache, hints
+@deterministic
 def estimate_geometry(env, geometry_model, images, pose_source="auto", cameras=None):
     check_video(images.float().cpu(), "images")
     # the estimator sees float32 cameras (as the pipeline gives them); alignment uses them as given
@@ -186,6 +205,7 @@ def estimate_geometry(env, geometry_model, images, pose_source="auto", cameras=N
     return result, preview.unsqueeze(-1).expand(*d.shape, 3).contiguous()
 
 
+@deterministic
 def build_cache_node(env, images, geometry, mode, iterations, learning_rate, stride, alpha_threshold, seed):
     check_video(images.float().cpu(), "images")
     if tuple(geometry.depth.shape) != tuple(images.shape[:3]):
@@ -198,6 +218,7 @@ def build_cache_node(env, images, geometry, mode, iterations, learning_rate, str
     return cache, env.make_splat(splat)
 
 
+@deterministic
 def render_hints(env, cache, cameras):
     hints = render_hints_checked(env, cache, cameras)
     return hints.images.float(), hints.masks.float()
@@ -244,6 +265,7 @@ def _denoiser(model, positive, negative, cfg):
     return model.denoiser(positive, negative, cfg) if hasattr(model, "denoiser") else None
 
 
+@deterministic
 def st_diff_sampler(env, model, hints, masks, prompt, negative_prompt, context_frames, strength, steps, cfg, seed,
                     schedule, training_free, context=None, conditioning=None, negative_conditioning=None, vae=None,
                     mask_rule="official", shift=5.0):
@@ -325,16 +347,16 @@ def chunk_loop(env, model, geometry_model, image, cameras, frames, prompt, style
 # Loop Start -> (the user's body of stage nodes) -> Loop End; Loop End appends the chunk and either
 # has the body run again (node expansion, nodes/_v3.py) or returns the video. The bookkeeping is
 # worldwarp_core.loop, the same functions the pipeline (CLI, Chunk Loop node) calls.
-def loop_start(env, image, cameras, frames, chunk_frames, context_frames, seed, extend_mode, output_folder, resume,
-               fps, *, graph_signature=None):
+def loop_start(env, image, cameras, frames, chunk_frames, context_frames, seed, extend_mode, extrapolation,
+               output_folder, resume, fps, *, graph_signature=None):
     settings = PipelineSettings(chunk_frames=chunk_frames, context_frames=context_frames, seed=seed,
-                                extend_mode=extend_mode, fps=fps)
+                                extend_mode=extend_mode, extrapolation=extrapolation, fps=fps)
     start = image[0].float().cpu()
     WorldWarpPipeline(None, None, settings=settings)._check_inputs(start, cameras)
     out_dir = env.output_path(output_folder) if output_folder.strip() else None
     # what the loop computes: these settings and (inside ComfyUI) the graph Loop End depends on
     info = {"loop": {"frames": frames, "chunk_frames": chunk_frames, "context_frames": context_frames, "seed": seed,
-                     "extend_mode": extend_mode}, "graph": graph_signature}
+                     "extend_mode": extend_mode, "extrapolation": extrapolation}, "graph": graph_signature}
     state = open_run(start, cameras, frames, settings, out_dir, resume=resume, overwrite=False, run_info=info)
     state = replace(state, graph_signature=graph_signature)
     # a finished run resumed: its last chunk is planned again so the body runs once; Loop End finds
@@ -357,6 +379,7 @@ def loop_status(loop) -> str:
     return text + (f" (resumed: {loop.resumed_from} chunks were in the run folder)" if loop.resumed_from else "")
 
 
+@deterministic
 def align_to_history(env, loop, geometry):
     """The history's depth brought to the scale of the cache it was generated from (first chunk: as is)."""
     plan = plan_chunk(loop)
@@ -367,6 +390,7 @@ def align_to_history(env, loop, geometry):
     return (replace(geometry, depth=depth),)
 
 
+@deterministic
 def loop_end(env, loop, frames, cache, *, graph_signature=None):
     """Chunk appended and saved: ``(state, None)`` while chunks remain, else ``(state, outputs)`` with
     the whole video, its cameras, the last cache, its splat and a core VIDEO.

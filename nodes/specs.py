@@ -314,6 +314,9 @@ SPECS: tuple[NodeSpec, ...] = (
               CTX, SEED,
               In("extend_mode", "COMBO", "Past the end of the path.", "extrapolate",
                  options=("extrapolate", "loop", "pingpong")),
+              In("extrapolation", "COMBO", "How extend_mode 'extrapolate' continues the path: auto (backtested on "
+                 "the path), paper (world velocity + SLERP) or official (body-frame momentum).", "auto",
+                 options=EXTRAPOLATION_METHODS),
               In("output_folder", "STRING", "Run folder under ComfyUI's output folder (chunks are saved there as "
                  "they finish).", "worldwarp/run"),
               In("resume", "BOOLEAN", "Continue the run in output_folder from its last finished chunk; off, a folder "

@@ -43,6 +43,7 @@ FAST = {
     "WorldWarpSTDiffSampler": {"steps": 2},
     "WorldWarpPreviewSchedule": {"steps": 4},
     "WorldWarpChunkLoop": {"frames": 17, "chunk_frames": 9, "context_frames": 1, "steps": 2, "gs_iterations": 3},
+    "WorldWarpLoopStart": {"frames": 17, "chunk_frames": 9, "context_frames": 1},
 }
 
 

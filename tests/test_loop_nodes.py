@@ -49,7 +49,7 @@ def _grow(masks):
 def wired(env, model, geo, image, cams, folder, resume=False, edit=None, start_outputs=None, stop_at=None):
     """The body of the shipped full-generator workflow, node by node, once per chunk as Loop End's
     expansion runs it. ``start_outputs``: Loop Start's outputs from ComfyUI's cache (a re-queue)."""
-    outs = start_outputs or ops.loop_start(env, image, cams, FRAMES, C, CTX, 0, "extrapolate", folder, resume, 16)
+    outs = start_outputs or ops.loop_start(env, image, cams, FRAMES, C, CTX, 0, "extrapolate", "auto", folder, resume, 16)
     first = outs
     while True:
         loop, hist, hist_cams, chunk_cams, context, n_ctx, k, cache_seed, sampler_seed = outs
@@ -122,7 +122,7 @@ def test_interrupt_then_resume_is_identical(parts, wired_run, monkeypatch):
     assert torch.equal(again, full) and len(calls) == 2  # chunk 1 (its Loop End reads the folder) and chunk 3
     # re-queued with resume on (Loop Start runs again): starts at chunk 3... of a finished run: the last
     # chunk is planned again and Loop End returns the run as it is
-    outs = ops.loop_start(env, image, cams, FRAMES, C, CTX, 0, "extrapolate", "cut", True, 16)
+    outs = ops.loop_start(env, image, cams, FRAMES, C, CTX, 0, "extrapolate", "auto", "cut", True, 16)
     assert outs[6] == 2 and outs[0].resumed_from == 3
     (resumed, *_), _ = wired(env, model, geo, image, cams, "cut", resume=True)
     assert torch.equal(resumed, full)
@@ -132,16 +132,16 @@ def test_resume_off_refuses_a_folder_holding_a_run(parts, wired_run):
     env, model, geo, image, cams = parts
     before = sorted(os.listdir(os.path.join(env.output, "wired", "frames")))
     with pytest.raises(ValueError, match="already holds a run; pass resume"):
-        ops.loop_start(env, image, cams, FRAMES, C, CTX, 0, "extrapolate", "wired", False, 16)
+        ops.loop_start(env, image, cams, FRAMES, C, CTX, 0, "extrapolate", "auto", "wired", False, 16)
     with pytest.raises(ValueError, match="holds a different run"):
-        ops.loop_start(env, image, cams, FRAMES, C, CTX, 1, "extrapolate", "wired", True, 16)
+        ops.loop_start(env, image, cams, FRAMES, C, CTX, 1, "extrapolate", "auto", "wired", True, 16)
     with pytest.raises(ValueError, match="already holds a run; pass resume"):  # the compact node too
         ops.chunk_loop(env, model, geo, image, cams, FRAMES, "a room", "", C, CTX, 0.8, STEPS, 2.0, 0,
                        "spatio-temporal", "3dgs", GS_IT, "extrapolate", False, "wired", False)
     assert sorted(os.listdir(os.path.join(env.output, "wired", "frames"))) == before  # nothing deleted
     # inside ComfyUI the graph is part of the run: an edited graph does not continue this run
     with pytest.raises(ValueError, match="holds a different run"):
-        ops.loop_start(env, image, cams, FRAMES, C, CTX, 0, "extrapolate", "wired", True, 16,
+        ops.loop_start(env, image, cams, FRAMES, C, CTX, 0, "extrapolate", "auto", "wired", True, 16,
                        graph_signature=[["an edited graph"]])
 
 

@@ -1,0 +1,244 @@
+"""The wired chunk loop in the REAL ComfyUI server (a tree set up by ../shared/tools/comfy/setup.sh):
+Loop Start -> stage nodes -> Loop End runs three chunks through node expansion with the same frames
+as the compact Chunk Loop node and `python -m worldwarp_core generate`; a core Grow Mask in the body
+changes the later chunks; an interrupted loop resumes to the same frames; resume off never touches
+a folder holding a run; every shipped workflow loads in the real frontend with no missing and no
+overlapping nodes (before and after a run). Skipped with a reason when no tree is available.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HARNESS = os.path.join(os.path.dirname(ROOT), "shared", "tools", "comfy")
+COMFY_BASE = os.environ.get("COMFY_BASE", os.path.dirname(ROOT))
+COMFYUI_DIR = os.environ.get("COMFYUI_DIR", os.path.join(COMFY_BASE, "comfyui"))
+COMFY_PY = os.path.join(os.environ.get("COMFY_VENV", os.path.join(COMFY_BASE, "comfy-venv")), "bin", "python")
+PORT = int(os.environ.get("COMFY_TEST_PORT", "8191"))
+URL = f"http://127.0.0.1:{PORT}"
+IMAGE = "worldwarp_loop_test.png"
+C, CTX, FRAMES = 5, 1, 13  # three chunks: frames 0-4, 4-8, 8-12
+
+pytestmark = pytest.mark.skipif(
+    not (os.path.isfile(os.path.join(COMFYUI_DIR, "main.py")) and os.path.isfile(COMFY_PY)
+         and os.path.isfile(os.path.join(HARNESS, "run_workflow.py"))
+         and os.path.exists(os.path.join(COMFYUI_DIR, "custom_nodes", "worldwarp"))),
+    reason="no ComfyUI tree with this pack linked (run ../shared/tools/comfy/setup.sh to enable)",
+)
+
+
+def L(node, slot=0):
+    return [str(node), slot]
+
+
+def _base(folder=None):
+    from worldwarp_core.caption import DEFAULT_NEGATIVE
+
+    return {
+        "1": {"class_type": "LoadImage", "inputs": {"image": IMAGE}},
+        "2": {"class_type": "WorldWarpLoadModel", "inputs": {
+            "transformer": "wan2.1_t2v_1.3B_fp16.safetensors", "vae": "wan_2.1_vae.safetensors",
+            "text_encoder": "umt5_xxl_fp16.safetensors", "tokenizer": "umt5-xxl-tokenizer",
+            "worldwarp_checkpoint": "(none)", "dtype": "fp32", "offload": "none"}},
+        "3": {"class_type": "WorldWarpLoadGeometryModel", "inputs": {"backend": "depth-pro", "folder": "depth-pro-hf",
+                                                                     "fov_degrees": 60.0}},
+        "4": {"class_type": "WorldWarpEstimateGeometry", "inputs": {"geometry_model": L(3), "images": L(1),
+                                                                    "pose_source": "requested"}},
+        "5": {"class_type": "WorldWarpCameraTrajectory", "inputs": {
+            "image": L(1), "preset": "dolly_in@0.6 + pan_left@0.5", "strength": 1.0, "frames": C, "fov_degrees": 60.0,
+            "scene_scale": 0.0, "easing": "linear", "camera_file": "", "geometry": L(4)}},
+    }, DEFAULT_NEGATIVE
+
+
+def wired_prompt(folder, resume=False, grow=False, fps=16):
+    """The body of the shipped full generator (API format), small."""
+    p, negative = _base()
+    p.update({
+        "10": {"class_type": "WorldWarpLoopStart", "inputs": {
+            "image": L(1), "cameras": L(5), "frames": FRAMES, "chunk_frames": C, "context_frames": CTX, "seed": 0,
+            "extend_mode": "extrapolate", "extrapolation": "auto", "output_folder": folder, "resume": resume,
+            "fps": fps}},
+        "11": {"class_type": "WorldWarpEstimateGeometry", "inputs": {
+            "geometry_model": L(3), "images": L(10, 1), "pose_source": "requested", "cameras": L(10, 2)}},
+        "12": {"class_type": "WorldWarpAlignToHistory", "inputs": {"loop": L(10), "geometry": L(11)}},
+        "13": {"class_type": "WorldWarpBuildCache", "inputs": {
+            "images": L(10, 1), "geometry": L(12), "mode": "3dgs", "iterations": 2, "learning_rate": 1.6e-3,
+            "stride": 1, "alpha_threshold": 0.5, "seed": L(10, 7)}},
+        "14": {"class_type": "WorldWarpRenderHints", "inputs": {"cache": L(13), "cameras": L(10, 3)}},
+        "16": {"class_type": "WorldWarpSTDiffSampler", "inputs": {
+            "model": L(2), "hints": L(14), "masks": L(14, 1), "prompt": "a room", "negative_prompt": negative,
+            "context_frames": L(10, 5), "strength": 0.8, "steps": 2, "cfg": 2.0, "seed": L(10, 8),
+            "schedule": "spatio-temporal", "training_free": False, "context": L(10, 4)}},
+        "17": {"class_type": "WorldWarpLoopEnd", "inputs": {"loop": L(10), "frames": L(16), "cache": L(13)}},
+        "18": {"class_type": "SaveVideo", "inputs": {"video": L(17, 4), "filename_prefix": folder + "/video",
+                                                     "format": "auto", "codec": "auto"}},
+    })
+    if grow:  # a core node in the body: every chunk's masks grow
+        p["15"] = {"class_type": "GrowMask", "inputs": {"mask": L(14, 1), "expand": 2, "tapered_corners": True}}
+        p["16"]["inputs"]["masks"] = L(15)
+    return p
+
+
+def compact_prompt(folder):
+    p, _ = _base()
+    p["20"] = {"class_type": "WorldWarpChunkLoop", "inputs": {
+        "model": L(2), "geometry_model": L(3), "image": L(1), "cameras": L(5), "frames": FRAMES, "prompt": "a room",
+        "style": "", "chunk_frames": C, "context_frames": CTX, "strength": 0.8, "steps": 2, "cfg": 2.0, "seed": 0,
+        "schedule": "spatio-temporal", "cache_mode": "3dgs", "gs_iterations": 2, "extend_mode": "extrapolate",
+        "training_free": False, "output_folder": folder, "resume": False, "pose_source": "requested",
+        "extrapolation": "auto"}}
+    p["21"] = {"class_type": "SaveImage", "inputs": {"images": L(20), "filename_prefix": folder + "/frames"}}
+    return p
+
+
+def _req(path, data=None, timeout=60):
+    body = json.dumps(data).encode() if data is not None else None
+    r = urllib.request.Request(URL + path, data=body, headers={"Content-Type": "application/json"} if body else {})
+    with urllib.request.urlopen(r, timeout=timeout) as resp:
+        raw = resp.read()
+    return json.loads(raw) if raw[:1] in (b"{", b"[") else raw
+
+
+def run(prompt, timeout=1500, interrupt_when=None):
+    """Queue an API prompt; wait for its end: (status, messages). ``interrupt_when()``: interrupt once true."""
+    pid = _req("/prompt", {"prompt": prompt})["prompt_id"]
+    t0, sent = time.time(), False
+    while time.time() - t0 < timeout:
+        if interrupt_when is not None and not sent and interrupt_when():
+            _req("/interrupt", {})
+            sent = True
+        h = _req(f"/history/{pid}")
+        if pid in h and h[pid].get("status", {}).get("completed") is not None:
+            st = h[pid]["status"]
+            if st.get("status_str") in ("success", "error"):
+                return st["status_str"], st.get("messages", [])
+        time.sleep(0.5)
+    raise TimeoutError(f"prompt {pid} still running after {timeout} s")
+
+
+def frames_of(folder):
+    d = os.path.join(folder, "frames")
+    return np.stack([np.asarray(Image.open(os.path.join(d, f))) for f in sorted(os.listdir(d))])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    sys.path.insert(0, ROOT)
+    import torch
+
+    from worldwarp_core.geometry.testing import tiny_depth_pro
+    from worldwarp_core.models import save_tiny_comfy_files
+    from worldwarp_core.synthetic import default_scene
+
+    tmp = tmp_path_factory.mktemp("comfy_loop")
+    models = tmp / "models"
+    paths = save_tiny_comfy_files(str(models))
+    names = {"transformer": "diffusion_models/wan2.1_t2v_1.3B_fp16.safetensors",
+             "vae": "vae/wan_2.1_vae.safetensors", "text_encoder": "text_encoders/umt5_xxl_fp16.safetensors",
+             "tokenizer": "worldwarp/umt5-xxl-tokenizer"}
+    for k, rel in names.items():
+        os.replace(paths[k], str(models / rel))
+    tiny_depth_pro().save_pretrained(str(models / "worldwarp" / "depth-pro-hf"))
+    cfg = tmp / "extra_model_paths.yaml"
+    cfg.write_text("worldwarp_loop_test:\n" + f"  base_path: {models}\n" + "".join(
+        f"  {f}: {f}/\n" for f in ("diffusion_models", "vae", "text_encoders", "worldwarp")))
+    scene = default_scene()
+    rgb, _ = scene.render(scene.default_camera(32, 32))
+    inputs = tmp / "input"  # the server's --input-directory: ComfyUI's own input folder is left alone
+    inputs.mkdir()
+    image = inputs / IMAGE
+    Image.fromarray((rgb[0] * 255).round().to(torch.uint8).numpy()).save(image)
+    out = tmp / "out"
+    log = tmp / "start.log"
+    with open(log, "w") as f:
+        r = subprocess.run([sys.executable, os.path.join(HARNESS, "run_workflow.py"), "--start-only", "--start",
+                            "always", "--comfy-dir", COMFYUI_DIR, "--url", URL, "--output-dir", str(out),
+                            f"--server-arg=--output-directory={out}", f"--server-arg=--input-directory={inputs}",
+                            f"--server-arg=--extra-model-paths-config={cfg}"],
+                           stdout=f, stderr=subprocess.STDOUT, timeout=600)
+    text = log.read_text()
+    assert r.returncode == 0, text[-3000:]
+    pid = int(text.split("server left running (pid ")[1].split(")")[0])
+    yield {"out": out, "models": models, "image": image, "tmp": tmp}
+    os.killpg(pid, 15)  # the server this fixture started, by its process group id
+
+
+@pytest.fixture(scope="module")
+def wired_frames(server):
+    status, messages = run(wired_prompt("wired"))
+    assert status == "success", messages
+    return frames_of(server["out"] / "wired")
+
+
+def test_wired_loop_equals_compact_node_and_cli(server, wired_frames):
+    assert wired_frames.shape == (FRAMES, 32, 32, 3)
+    assert sorted(os.listdir(server["out"] / "wired" / "chunks")) == ["chunk_000", "chunk_001", "chunk_002"]
+    assert any(f.endswith(".mp4") for f in os.listdir(server["out"] / "wired"))  # core Save Video's file
+    status, messages = run(compact_prompt("compact"))
+    assert status == "success", messages
+    assert np.array_equal(frames_of(server["out"] / "compact"), wired_frames)  # bit for bit
+    cli = server["tmp"] / "cli"
+    r = subprocess.run([sys.executable, "-m", "worldwarp_core", "generate", "--image", str(server["image"]),
+                        "--trajectory", "dolly_in@0.6 + pan_left@0.5", "--frames", str(FRAMES), "--path-frames",
+                        str(C), "--models", str(server["models"]), "--out", str(cli), "--prompt", "a room",
+                        "--chunk", str(C), "--context", str(CTX), "--steps", "2", "--cfg", "2.0",
+                        "--gs-iterations", "2", "--geometry", "depth-pro", "--dtype", "fp32", "--device", "cpu"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=1500)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert np.array_equal(frames_of(cli), wired_frames)
+
+
+def test_grow_mask_in_the_body_changes_the_later_chunks(server, wired_frames):
+    status, messages = run(wired_prompt("grown", grow=True))
+    assert status == "success", messages
+    grown = frames_of(server["out"] / "grown")
+    for start in (4, 8):  # chunks 2 and 3: their new frames
+        assert not np.array_equal(grown[start + CTX:start + C], wired_frames[start + CTX:start + C]), start
+
+
+def test_interrupt_then_resume_gives_the_same_frames(server, wired_frames):
+    folder = server["out"] / "cut"
+    status, _ = run(wired_prompt("cut"), interrupt_when=lambda: os.path.isdir(folder / "chunks" / "chunk_000"))
+    assert status == "error"  # interrupted
+    done = sorted(os.listdir(folder / "chunks"))
+    assert "chunk_002" not in done
+    # resume off with the run in the folder: refused, nothing deleted
+    status, messages = run(wired_prompt("cut", fps=8))
+    assert status == "error" and "already holds a run; pass resume" in json.dumps(messages)
+    assert sorted(os.listdir(folder / "chunks")) == done
+    status, messages = run(wired_prompt("cut", resume=True))
+    assert status == "success", messages
+    assert np.array_equal(frames_of(folder), wired_frames)
+
+
+def test_every_workflow_loads_without_missing_or_overlapping_nodes(server):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    modules = os.path.join(HARNESS, "browser", "node_modules")
+    if chromium is None or not os.path.isdir(modules) or shutil.which("node") is None:
+        pytest.skip("headless Chromium / playwright-core / node not installed (setup.sh --browser)")
+    wf_dir = os.path.join(ROOT, "workflows")
+    files = sorted(os.path.join(wf_dir, f) for f in os.listdir(wf_dir) if f.endswith(".json"))
+    r = subprocess.run(["node", os.path.join(ROOT, "tests", "browser", "layout_check.js"), URL, "400", chromium,
+                        *files], capture_output=True, text=True, timeout=600, env=dict(os.environ, NODE_PATH=modules))
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = json.loads(r.stdout)
+    for f in files:
+        wf = json.load(open(f))
+        got = report[f]
+        assert len(got["nodes"]) == len(wf["nodes"]), f
+        assert got["overlaps"] == [] and got["overlaps_after_run"] == [], (f, got["overlaps_after_run"])
+        env = dict(os.environ, COMFY_PACK_NAME="worldwarp")
+        b = subprocess.run([os.path.join(HARNESS, "browser_check"), "--workflow", f, "--url", URL],
+                           capture_output=True, text=True, timeout=600, env=env)
+        res = json.loads(b.stdout[b.stdout.index("{"):])
+        assert res["missing_node_types"] == [] and res["page_errors"] == [], (f, res)
