@@ -28,6 +28,7 @@ PORT = int(os.environ.get("COMFY_TEST_PORT", "8191"))
 URL = f"http://127.0.0.1:{PORT}"
 IMAGE = "worldwarp_loop_test.png"
 C, CTX, FRAMES = 5, 1, 13  # three chunks: frames 0-4, 4-8, 8-12
+TAU = 0.5  # with 2 steps, warped latents start at the second sigma (tau 0.8 would start them at full noise)
 
 pytestmark = pytest.mark.skipif(
     not (os.path.isfile(os.path.join(COMFYUI_DIR, "main.py")) and os.path.isfile(COMFY_PY)
@@ -77,14 +78,14 @@ def wired_prompt(folder, resume=False, grow=False, fps=16):
         "14": {"class_type": "WorldWarpRenderHints", "inputs": {"cache": L(13), "cameras": L(10, 3)}},
         "16": {"class_type": "WorldWarpSTDiffSampler", "inputs": {
             "model": L(2), "hints": L(14), "masks": L(14, 1), "prompt": "a room", "negative_prompt": negative,
-            "context_frames": L(10, 5), "strength": 0.8, "steps": 2, "cfg": 2.0, "seed": L(10, 8),
+            "context_frames": L(10, 5), "strength": TAU, "steps": 2, "cfg": 2.0, "seed": L(10, 8),
             "schedule": "spatio-temporal", "training_free": False, "context": L(10, 4)}},
         "17": {"class_type": "WorldWarpLoopEnd", "inputs": {"loop": L(10), "frames": L(16), "cache": L(13)}},
         "18": {"class_type": "SaveVideo", "inputs": {"video": L(17, 4), "filename_prefix": folder + "/video",
                                                      "format": "auto", "codec": "auto"}},
     })
     if grow:  # a core node in the body: every chunk's masks grow
-        p["15"] = {"class_type": "GrowMask", "inputs": {"mask": L(14, 1), "expand": 2, "tapered_corners": True}}
+        p["15"] = {"class_type": "GrowMask", "inputs": {"mask": L(14, 1), "expand": 16, "tapered_corners": False}}
         p["16"]["inputs"]["masks"] = L(15)
     return p
 
@@ -93,7 +94,7 @@ def compact_prompt(folder):
     p, _ = _base()
     p["20"] = {"class_type": "WorldWarpChunkLoop", "inputs": {
         "model": L(2), "geometry_model": L(3), "image": L(1), "cameras": L(5), "frames": FRAMES, "prompt": "a room",
-        "style": "", "chunk_frames": C, "context_frames": CTX, "strength": 0.8, "steps": 2, "cfg": 2.0, "seed": 0,
+        "style": "", "chunk_frames": C, "context_frames": CTX, "strength": TAU, "steps": 2, "cfg": 2.0, "seed": 0,
         "schedule": "spatio-temporal", "cache_mode": "3dgs", "gs_iterations": 2, "extend_mode": "extrapolate",
         "training_free": False, "output_folder": folder, "resume": False, "pose_source": "requested",
         "extrapolation": "auto"}}
@@ -191,7 +192,7 @@ def test_wired_loop_equals_compact_node_and_cli(server, wired_frames):
     r = subprocess.run([sys.executable, "-m", "worldwarp_core", "generate", "--image", str(server["image"]),
                         "--trajectory", "dolly_in@0.6 + pan_left@0.5", "--frames", str(FRAMES), "--path-frames",
                         str(C), "--models", str(server["models"]), "--out", str(cli), "--prompt", "a room",
-                        "--chunk", str(C), "--context", str(CTX), "--steps", "2", "--cfg", "2.0",
+                        "--chunk", str(C), "--context", str(CTX), "--tau", str(TAU), "--steps", "2", "--cfg", "2.0",
                         "--gs-iterations", "2", "--geometry", "depth-pro", "--dtype", "fp32", "--device", "cpu"],
                        cwd=ROOT, capture_output=True, text=True, timeout=1500)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -15,6 +15,7 @@ from worldwarp_core.models import save_tiny_comfy_files
 from worldwarp_core.synthetic import default_scene
 
 C, CTX, FRAMES, STEPS, GS_IT = 9, 5, 17, 2, 2  # three chunks: frames 0-8, 4-12, 8-16
+TAU = 0.5  # with 2 steps, warped latents start at the second sigma (tau 0.8 would start them at full noise)
 
 
 class Env(FakeEnv):
@@ -41,9 +42,10 @@ def parts(tmp_path_factory):
     return env, model, geo, image, cams
 
 
-def _grow(masks):
-    """What core Grow Mask (expand 1, no taper) does: a 3x3 max filter."""
-    return torch.nn.functional.max_pool2d(masks[:, None], 3, stride=1, padding=1)[:, 0]
+def _grow(masks, expand=16):
+    """What core Grow Mask (``expand`` px, no taper) does: a max filter. 16 px, as these 32 px masks'
+    holes stay holes after the sampler's 15 px erosion (official mask rule) when grown less."""
+    return torch.nn.functional.max_pool2d(masks[:, None], 2 * expand + 1, stride=1, padding=expand)[:, 0]
 
 
 def wired(env, model, geo, image, cams, folder, resume=False, edit=None, start_outputs=None, stop_at=None):
@@ -61,7 +63,7 @@ def wired(env, model, geo, image, cams, folder, resume=False, edit=None, start_o
         hints, masks = ops.render_hints(env, cache, chunk_cams)
         if edit is not None:
             masks = edit(masks)
-        frames, _ = ops.st_diff_sampler(env, model, hints, masks, "a room", DEFAULT_NEGATIVE, n_ctx, 0.8, STEPS, 2.0,
+        frames, _ = ops.st_diff_sampler(env, model, hints, masks, "a room", DEFAULT_NEGATIVE, n_ctx, TAU, STEPS, 2.0,
                                         sampler_seed, "spatio-temporal", False, context=context)
         state, final = ops.loop_end(env, loop, frames, cache)
         if final is not None:
@@ -72,7 +74,7 @@ def wired(env, model, geo, image, cams, folder, resume=False, edit=None, start_o
 @pytest.fixture(scope="module")
 def compact(parts):
     env, model, geo, image, cams = parts
-    frames, out_cams = ops.chunk_loop(env, model, geo, image, cams, FRAMES, "a room", "", C, CTX, 0.8, STEPS, 2.0, 0,
+    frames, out_cams = ops.chunk_loop(env, model, geo, image, cams, FRAMES, "a room", "", C, CTX, TAU, STEPS, 2.0, 0,
                                       "spatio-temporal", "3dgs", GS_IT, "extrapolate", False, "compact", False)
     return frames, out_cams
 
@@ -136,7 +138,7 @@ def test_resume_off_refuses_a_folder_holding_a_run(parts, wired_run):
     with pytest.raises(ValueError, match="holds a different run"):
         ops.loop_start(env, image, cams, FRAMES, C, CTX, 1, "extrapolate", "auto", "wired", True, 16)
     with pytest.raises(ValueError, match="already holds a run; pass resume"):  # the compact node too
-        ops.chunk_loop(env, model, geo, image, cams, FRAMES, "a room", "", C, CTX, 0.8, STEPS, 2.0, 0,
+        ops.chunk_loop(env, model, geo, image, cams, FRAMES, "a room", "", C, CTX, TAU, STEPS, 2.0, 0,
                        "spatio-temporal", "3dgs", GS_IT, "extrapolate", False, "wired", False)
     assert sorted(os.listdir(os.path.join(env.output, "wired", "frames"))) == before  # nothing deleted
     # inside ComfyUI the graph is part of the run: an edited graph does not continue this run

@@ -172,7 +172,8 @@ def open_run(image: Tensor, cameras: Cameras, frames: int, settings, out_dir: st
     if folder is not None:
         info = dict(run_info or {})
         inputs = run_inputs(image, path, settings, info, components)
-        folder.prepare({"fingerprint": inputs_fingerprint(inputs), "inputs": inputs,
+        fp = inputs_fingerprint(inputs)
+        folder.prepare({"fingerprint": fp, "inputs": inputs,
                         **{k: v for k, v in info.items() if not isinstance(v, Tensor)}}, resume, overwrite)
         path.to_re10k(folder.path("cameras.txt"))
         path.to_json(folder.path("cameras.json"))
