@@ -36,23 +36,27 @@ CORE = {
     "MaskToImage": ([("mask", "MASK")], [], [("IMAGE", "IMAGE")]),
     "ImageBlur": ([("image", "IMAGE")], ["blur_radius", "sigma"], [("IMAGE", "IMAGE")]),
     "GrowMask": ([("mask", "MASK")], ["expand", "tapered_corners"], [("MASK", "MASK")]),
-    "RenderSplat": ([("splat", "SPLAT"), ("bg_image", "IMAGE"), ("camera_info", "LOAD3D_CAMERA")],
-                    ["width", "height", "frames", "splat_scale", "sharpen", "headlight_shading", "opacity_threshold",
-                     "render_style", "background"], [("image", "IMAGE"), ("mask", "MASK")]),
-    # ComfyUI's own model loaders: the workflows use them by default
+    "SaveVideo": ([("video", "VIDEO")], ["filename_prefix", "format", "codec"], []),
+    "CreateVideo": ([("images", "IMAGE"), ("audio", "AUDIO")], ["fps", "bit_depth"], [("VIDEO", "VIDEO")]),
+    "MarkdownNote": ([], ["text"], []),
+    # ComfyUI's own model loaders: the workflows use them
     "UNETLoader": ([], ["unet_name", "weight_dtype"], [("MODEL", "MODEL")]),
     "VAELoader": ([], ["vae_name"], [("VAE", "VAE")]),
     "CLIPLoader": ([], ["clip_name", "type", "device"], [("CLIP", "CLIP")]),
     "CLIPTextEncode": ([("clip", "CLIP")], ["text"], [("CONDITIONING", "CONDITIONING")]),
+    "RenderSplat": ([("splat", "SPLAT"), ("bg_image", "IMAGE"), ("camera_info", "LOAD3D_CAMERA")],
+                    ["width", "height", "frames", "splat_scale", "sharpen", "headlight_shading", "opacity_threshold",
+                     "render_style", "background"], [("image", "IMAGE"), ("mask", "MASK")]),
 }
-CORE_OPTIONAL = {"RenderSplat": {"bg_image", "camera_info"}}
+CORE_OPTIONAL = {"RenderSplat": {"bg_image", "camera_info"}, "CreateVideo": {"audio"}}
 
 
 class Graph:
     def __init__(self) -> None:
         self.nodes, self.links = [], []
 
-    def add(self, node_type: str, pos: tuple[int, int], widgets: dict | None = None, title: str | None = None) -> int:
+    def add(self, node_type: str, pos: tuple[int, int], widgets: dict | None = None, title: str | None = None,
+            size: tuple[int, int] | None = None) -> int:
         widgets = widgets or {}
         nid = len(self.nodes) + 1
         spec = next((s for s in SPECS if s.node_id == node_type), None)
@@ -75,7 +79,8 @@ class Graph:
             if n == "seed" and spec is not None:  # the frontend adds a control widget after an INT named seed
                 values.append("fixed")
         node = {
-            "id": nid, "type": node_type, "pos": list(pos), "size": [320, 60 + 26 * (len(wnames) + len(sockets))],
+            "id": nid, "type": node_type, "pos": list(pos),
+            "size": list(size or (320, 60 + 26 * (len(wnames) + len(sockets)))),
             "flags": {}, "order": nid - 1, "mode": 0,
             "inputs": [{"name": n, "type": t, "link": None, **({"shape": 7} if n in optional else {})}
                        for n, t in sockets],
@@ -84,12 +89,17 @@ class Graph:
         }
         if title:
             node["title"] = title
+        node["_widgets"] = wnames
         self.nodes.append(node)
         return nid
 
     def link(self, src: int, out_name: str, dst: int, in_name: str) -> None:
         s, d = self.nodes[src - 1], self.nodes[dst - 1]
         oi = next(i for i, o in enumerate(s["outputs"]) if o["name"] == out_name)
+        if in_name not in [i["name"] for i in d["inputs"]] and in_name in d["_widgets"]:
+            # a widget fed by a link (e.g. the sampler's seed from Loop Start): a socket marked as that widget
+            d["inputs"].append({"name": in_name, "type": s["outputs"][oi]["type"], "widget": {"name": in_name},
+                                "link": None})
         ii = next(i for i, o in enumerate(d["inputs"]) if o["name"] == in_name)
         lid = len(self.links) + 1
         kind = s["outputs"][oi]["type"]
@@ -98,7 +108,8 @@ class Graph:
         d["inputs"][ii]["link"] = lid
 
     def to_json(self, note: str) -> dict:
-        return {"last_node_id": len(self.nodes), "last_link_id": len(self.links), "nodes": self.nodes,
+        nodes = [{k: v for k, v in n.items() if k != "_widgets"} for n in self.nodes]
+        return {"last_node_id": len(self.nodes), "last_link_id": len(self.links), "nodes": nodes,
                 "links": self.links, "groups": [], "config": {},
                 "extra": {"info": {"description": note}, "ds": {"scale": 0.8, "offset": [0, 0]}}, "version": 0.4}
 
@@ -114,132 +125,272 @@ DIRECTOR_KEYFRAMES = json.dumps({"frames": 93, "interpolation": "spline", "keyfr
     {"frame": 92, "position": [0.35, -0.03, 0.7], "rotation": _yaw(28.0), "focal": 1.0, "ease": "ease-out"}]})
 
 
-def _start(g: Graph, width=720, height=480, director: bool = False):
-    img = g.add("LoadImage", (0, 0), {"image": "example.png", "upload": "image"})
-    scale = g.add("ImageScale", (0, 360), {"upscale_method": "lanczos", "width": width, "height": height,
-                                           "crop": "center"})
-    g.link(img, "IMAGE", scale, "image")
-    geo_model = g.add("WorldWarpLoadGeometryModel", (360, 0), {"backend": "depth-pro", "folder": "depth-pro-hf"})
-    geo = g.add("WorldWarpEstimateGeometry", (720, 0))
-    g.link(geo_model, "geometry_model", geo, "geometry_model")
-    g.link(scale, "IMAGE", geo, "images")
-    if director:  # the path drawn over the scene in the Camera Director's 3D editor
-        cams = g.add("WorldWarpCameraDirector", (720, 260), {"frames": 93, "keyframes": DIRECTOR_KEYFRAMES})
-    else:
-        cams = g.add("WorldWarpCameraTrajectory", (720, 260), {"preset": "dolly_in@0.6 + pan_left@0.5",
-                                                               "frames": 49})
-    g.link(scale, "IMAGE", cams, "image")
-    g.link(geo, "geometry", cams, "geometry")
-    return scale, geo_model, geo, cams
+FILES = {
+    "wan": ("`wan2.1_t2v_1.3B_fp16.safetensors`", "`models/diffusion_models/`",
+            "Comfy-Org/Wan_2.1_ComfyUI_repackaged (split_files/diffusion_models)"),
+    "ckpt": ("`worldwarp_latest.ckpt`", "`models/diffusion_models/`", "the official WorldWarp release (qbhan/WorldWarp)"),
+    "vae": ("`wan_2.1_vae.safetensors`", "`models/vae/`", "Comfy-Org/Wan_2.1_ComfyUI_repackaged (split_files/vae)"),
+    "te": ("`umt5_xxl_fp16.safetensors`", "`models/text_encoders/`",
+           "Comfy-Org/Wan_2.1_ComfyUI_repackaged (split_files/text_encoders)"),
+    "depth": ("`depth-pro-hf/`", "`models/worldwarp/`", "apple/DepthPro-hf (transformers format)"),
+    "vlm": ("`Florence-2-large/` or `Qwen2.5-VL-3B-Instruct/`", "`models/worldwarp/`",
+            "florence-community/Florence-2-large, Qwen/Qwen2.5-VL-3B-Instruct"),
+}
 
 
-def _core_models(g: Graph, training_free: bool = False) -> tuple[int, int, int]:
+def note(title: str, what: str, files: list[str]) -> str:
+    rows = "\n".join(f"| {FILES[f][0]} | {FILES[f][1]} | {FILES[f][2]} |" for f in files)
+    return (f"## {title}\n\n{what}\n\n**Model files** (nothing is downloaded at run time):\n\n"
+            f"| file | put it in | from |\n| --- | --- | --- |\n{rows}\n\n"
+            "`python -m worldwarp_core check-models ComfyUI/models` lists what is found and what is missing.")
+
+
+PROMPT = "a bright living room with large windows and wooden floors"
+
+
+def _core_models(g: Graph, training_free: bool = False, x: int = 600, y: int = 900) -> tuple[int, int, int]:
     """ComfyUI's own loaders for the user's model files: the transformer (the WorldWarp fine-tune through Load
     WorldWarp Diffusion Model, or base Wan2.1 with core Load Diffusion Model), Load VAE, Load CLIP (type wan)."""
     if training_free:
-        model = g.add("UNETLoader", (360, 300), {"unet_name": MODEL_FILES["transformer"], "weight_dtype": "default"})
+        model = g.add("UNETLoader", (x, y), {"unet_name": MODEL_FILES["transformer"], "weight_dtype": "default"},
+                      size=(340, 110))
     else:
-        model = g.add("WorldWarpLoadDiffusionModel", (360, 300), {"checkpoint": MODEL_FILES["worldwarp_checkpoint"]})
-    vae = g.add("VAELoader", (360, 440), {"vae_name": MODEL_FILES["vae"]})
-    clip = g.add("CLIPLoader", (360, 780), {"clip_name": MODEL_FILES["text_encoder"], "type": "wan",
-                                            "device": "default"})
+        model = g.add("WorldWarpLoadDiffusionModel", (x, y), {"checkpoint": MODEL_FILES["worldwarp_checkpoint"]},
+                      size=(340, 110))
+    vae = g.add("VAELoader", (x, y + 150), {"vae_name": MODEL_FILES["vae"]}, size=(340, 80))
+    clip = g.add("CLIPLoader", (x, y + 270), {"clip_name": MODEL_FILES["text_encoder"], "type": "wan",
+                                              "device": "default"}, size=(340, 130))
     return model, vae, clip
 
 
-def full_generator(style: str = "", training_free: bool = False, captioned: bool = False,
-                   director: bool = False) -> Graph:
+def _encode(g: Graph, clip: int, text: str, pos: tuple[int, int], title: str) -> int:
+    enc = g.add("CLIPTextEncode", pos, {"text": text}, title=title, size=(340, 200))
+    g.link(clip, "CLIP", enc, "clip")
+    return enc
+
+
+def _wire_models(g: Graph, model: int, vae: int, training_free: bool, target: int) -> None:
+    g.link(model, "MODEL" if training_free else "model", target, "model")
+    g.link(vae, "VAE", target, "vae")
+
+
+def _note(g: Graph, text: str) -> None:
+    g.add("MarkdownNote", (0, 0), {"text": text}, size=(560, 520))
+
+
+def _inputs(g: Graph, width=720, height=480, y=560, director: bool = False):
+    """Start image, the geometry model, the start image's geometry and the camera path (column 1-2)."""
+    img = g.add("LoadImage", (0, y), {"image": "example.png", "upload": "image"}, size=(340, 380))
+    scale = g.add("ImageScale", (0, y + 420), {"upscale_method": "lanczos", "width": width, "height": height,
+                                               "crop": "center"})
+    g.link(img, "IMAGE", scale, "image")
+    geo_model = g.add("WorldWarpLoadGeometryModel", (600, 0), {"backend": "depth-pro", "folder": "depth-pro-hf"})
+    geo = g.add("WorldWarpEstimateGeometry", (600, 220), title="Estimate Geometry (start image)")
+    g.link(geo_model, "geometry_model", geo, "geometry_model")
+    g.link(scale, "IMAGE", geo, "images")
+    if director:  # the path drawn over the scene in the Camera Director's 3D editor
+        cams = g.add("WorldWarpCameraDirector", (600, 440), {"frames": 93, "keyframes": DIRECTOR_KEYFRAMES},
+                     size=(340, 420))
+    else:
+        cams = g.add("WorldWarpCameraTrajectory", (600, 440), {"preset": "dolly_in@0.6 + pan_left@0.5",
+                                                               "frames": 49}, size=(340, 420))
+    g.link(scale, "IMAGE", cams, "image")
+    g.link(geo, "geometry", cams, "geometry")
+    return scale, geo_model, cams
+
+
+def wired_generator(kind: str = "full") -> Graph:
+    """The whole generator as a graph: Loop Start -> stage nodes (+ edits) -> Loop End, once per chunk."""
+    training_free, styled, edited = kind == "training_free", kind == "stylized", kind == "component_swap"
+    director = kind == "director"
     g = Graph()
-    scale, geo_model, _, cams = _start(g, director=director)
+    what = {
+        "full": "Image + camera path -> a long video, one 49-frame chunk at a time. Everything between "
+                "**WorldWarp Loop Start** and **WorldWarp Loop End** runs once per chunk: edit it and the edit "
+                "reaches every chunk. Finished chunks are saved in `output/worldwarp/run`; turn `resume` on to "
+                "continue an interrupted run (off, a folder holding a run is refused; choose another folder).",
+        "stylized": "A captioner describes each chunk's history and **Describe Scene** appends the style "
+                    "(paper Fig. 8), once per chunk inside the loop.",
+        "component_swap": "Hints and masks are plain IMAGE / MASK: core **Image Blur** and **Grow Mask** sit in "
+                          "the loop's body, so they change every chunk of the video.",
+        "training_free": "Base Wan2.1 weights without the WorldWarp fine-tune: the sampler's training-free mode.",
+        "director": "The camera path drawn in 3D: queue once (or only the **Camera Director**) to see the start "
+                    "image's point cloud, drag the keyframes, watch the coverage strip, then generate along exactly "
+                    "that path.",
+    }[kind]
+    files = (["wan"] if training_free else ["ckpt"]) + ["vae", "te", "depth"] + (["vlm"] if styled else [])
+    title = {"full": "WorldWarp: the full generator", "stylized": "WorldWarp: stylized prompt per chunk",
+             "component_swap": "WorldWarp: edits in the loop body", "training_free": "WorldWarp: training-free",
+             "director": "WorldWarp: Camera Director"}[kind]
+    _note(g, note(title, what, files))
+    scale, geo_model, cams = _inputs(g, director=director)
     model, vae, clip = _core_models(g, training_free)
-    loop = g.add("WorldWarpChunkLoop", (1100, 0), {
-        "frames": 93, "prompt": "" if captioned else "a bright living room with large windows and wooden floors",
-        "style": style, "training_free": training_free,
-        "output_folder": "worldwarp/" + ("training_free" if training_free else "stylized" if style else "run")})
-    for src, out, name in ((model, "MODEL" if training_free else "model", "model"), (vae, "VAE", "vae"),
-                           (clip, "CLIP", "clip"), (geo_model, "geometry_model", "geometry_model"),
-                           (scale, "IMAGE", "image"), (cams, "cameras", "cameras")):
+    folder = "worldwarp/" + {"full": "run", "stylized": "stylized", "component_swap": "edited",
+                             "training_free": "training_free", "director": "director"}[kind]
+    start = g.add("WorldWarpLoopStart", (1000, 0), {"frames": 93, "output_folder": folder}, size=(340, 420))
+    g.link(scale, "IMAGE", start, "image")
+    g.link(cams, "cameras", start, "cameras")
+    # the body: geometry of the history -> aligned to the previous cache -> 3DGS cache -> hints -> ST-Diff
+    x = 1400
+    geo = g.add("WorldWarpEstimateGeometry", (x, 0), title="Estimate Geometry (history)", size=(340, 180))
+    g.link(geo_model, "geometry_model", geo, "geometry_model")
+    g.link(start, "history", geo, "images")
+    g.link(start, "history_cameras", geo, "cameras")
+    align = g.add("WorldWarpAlignToHistory", (x, 240))
+    g.link(start, "loop", align, "loop")
+    g.link(geo, "geometry", align, "geometry")
+    cache = g.add("WorldWarpBuildCache", (x, 400), size=(340, 300))
+    g.link(start, "history", cache, "images")
+    g.link(align, "geometry", cache, "geometry")
+    g.link(start, "cache_seed", cache, "seed")
+    hints = g.add("WorldWarpRenderHints", (x, 760))
+    g.link(cache, "cache", hints, "cache")
+    g.link(start, "cameras", hints, "cameras")
+    x = 1800
+    hint_src, hint_out, mask_src, mask_out = hints, "hints", hints, "valid"
+    if edited:
+        blur = g.add("ImageBlur", (x, 0), {"blur_radius": 2, "sigma": 1.0})
+        g.link(hints, "hints", blur, "image")
+        grow = g.add("GrowMask", (x, 180), {"expand": -4, "tapered_corners": True})
+        g.link(hints, "valid", grow, "mask")
+        hint_src, hint_out, mask_src, mask_out = blur, "IMAGE", grow, "MASK"
+    m2i = g.add("MaskToImage", (x, 360))
+    g.link(mask_src, mask_out, m2i, "mask")
+    g.link(m2i, "IMAGE", g.add("PreviewImage", (x, 510), title="valid (this chunk)", size=(340, 400)), "images")
+    g.link(hint_src, hint_out, g.add("PreviewImage", (x, 960), title="hints (this chunk)", size=(340, 400)), "images")
+    x = 2200
+    sampler = g.add("WorldWarpSTDiffSampler", (x, 0), {
+        "prompt": "", "training_free": training_free}, size=(360, 640))
+    _wire_models(g, model, vae, training_free, sampler)
+    g.link(hint_src, hint_out, sampler, "hints")
+    g.link(mask_src, mask_out, sampler, "masks")
+    g.link(start, "context", sampler, "context")
+    g.link(start, "context_frames", sampler, "context_frames")
+    g.link(start, "sampler_seed", sampler, "seed")
+    if styled:
+        cap = g.add("WorldWarpLoadCaptioner", (1000, 460), {"captioner": "fixed",
+                                                            "fixed_prompt": "a quiet village street at dusk"},
+                    size=(340, 260))
+        desc = g.add("WorldWarpDescribeScene", (1000, 760), {"style": "Van Gogh style, thick impasto brush strokes"},
+                     size=(340, 180))
+        g.link(cap, "captioner", desc, "captioner")
+        g.link(start, "history", desc, "images")
+        g.link(clip, "CLIP", desc, "clip")
+        g.link(desc, "conditioning", sampler, "conditioning")
+        negative = _encode(g, clip, DEFAULT_NEGATIVE, (1000, 1000), "negative prompt")
+    else:
+        positive = _encode(g, clip, PROMPT, (1000, 460), "prompt")
+        g.link(positive, "CONDITIONING", sampler, "conditioning")
+        negative = _encode(g, clip, DEFAULT_NEGATIVE, (1000, 720), "negative prompt")
+    g.link(negative, "CONDITIONING", sampler, "negative_conditioning")
+    g.link(sampler, "noise_schedule", g.add("PreviewImage", (x, 680), title="noise schedule", size=(360, 400)),
+           "images")
+    x = 2620
+    end = g.add("WorldWarpLoopEnd", (x, 0), size=(340, 200))
+    g.link(start, "loop", end, "loop")
+    g.link(sampler, "frames", end, "frames")
+    g.link(cache, "cache", end, "cache")
+    # outputs: a core VIDEO (Save Video), the frames, the cameras and the last 3DGS scene
+    x = 3020
+    if styled:  # frames are plain IMAGE: core Create Video makes the video from them too
+        video = g.add("CreateVideo", (x, 0), {"fps": 16, "bit_depth": 8})
+        g.link(end, "frames", video, "images")
+        g.link(video, "VIDEO", g.add("SaveVideo", (x, 200), {"filename_prefix": folder + "/video", "format": "auto",
+                                                            "codec": "auto"}, size=(400, 460)), "video")
+    else:
+        g.link(end, "video", g.add("SaveVideo", (x, 0), {"filename_prefix": folder + "/video", "format": "auto",
+                                                        "codec": "auto"}, size=(400, 460)), "video")
+    g.link(end, "frames", g.add("SaveImage", (x, 700), {"filename_prefix": folder + "/frames"}, size=(400, 420)),
+           "images")
+    sc = g.add("WorldWarpSaveCameras", (x + 460, 0), {"filename_prefix": folder + "/cameras"})
+    g.link(end, "cameras", sc, "cameras")
+    sp = g.add("WorldWarpSaveSplat", (x + 460, 200), {"filename_prefix": folder + "/scene"})
+    g.link(end, "cache", sp, "cache")
+    return g
+
+
+def compact_generator() -> Graph:
+    """The whole generator in one node (WorldWarp Chunk Loop): the same frames as the wired loop."""
+    g = Graph()
+    _note(g, note("WorldWarp: the generator in one node", "**WorldWarp Chunk Loop** runs every stage inside "
+                  "itself (the same frames as the wired loop and the CLI). To change a stage, use the full generator "
+                  "workflow, whose loop body is ordinary nodes.", ["ckpt", "vae", "te", "depth"]))
+    scale, geo_model, cams = _inputs(g)
+    model, vae, clip = _core_models(g)
+    loop = g.add("WorldWarpChunkLoop", (1000, 0), {"frames": 93, "prompt": PROMPT, "output_folder": "worldwarp/compact"},
+                 size=(360, 900))
+    _wire_models(g, model, vae, False, loop)
+    g.link(clip, "CLIP", loop, "clip")
+    for src, out, name in ((geo_model, "geometry_model", "geometry_model"), (scale, "IMAGE", "image"),
+                           (cams, "cameras", "cameras")):
         g.link(src, out, loop, name)
-    if captioned:
-        cap = g.add("WorldWarpLoadCaptioner", (360, 620), {"captioner": "fixed",
-                                                           "fixed_prompt": "a quiet village street at dusk"})
-        g.link(cap, "captioner", loop, "captioner")
-    save = g.add("SaveImage", (1500, 0), {"filename_prefix": "worldwarp/frames"})
-    g.link(loop, "frames", save, "images")
-    sc = g.add("WorldWarpSaveCameras", (1500, 360))
+    video = g.add("CreateVideo", (1420, 0), {"fps": 16, "bit_depth": 8})
+    g.link(loop, "frames", video, "images")
+    g.link(video, "VIDEO", g.add("SaveVideo", (1420, 200), {"filename_prefix": "worldwarp/compact/video",
+                                                            "format": "auto", "codec": "auto"}, size=(400, 460)),
+           "video")
+    g.link(loop, "frames", g.add("SaveImage", (1420, 700), {"filename_prefix": "worldwarp/compact/frames"},
+                                 size=(400, 420)), "images")
+    sc = g.add("WorldWarpSaveCameras", (1880, 0), {"filename_prefix": "worldwarp/compact/cameras"})
     g.link(loop, "cameras", sc, "cameras")
     return g
 
 
-def one_chunk(edit_hints: bool = False) -> Graph:
+def one_chunk() -> Graph:
     g = Graph()
-    scale, _, geo, cams = _start(g)
-    cache = g.add("WorldWarpBuildCache", (1100, 0))
+    _note(g, note("WorldWarp: one chunk, step by step", "Every stage of one chunk with its output visible: "
+                  "geometry, the 3DGS cache (+ .ply), hints and masks, the noise schedule, ST-Diff. The full "
+                  "generator workflow runs these same nodes once per chunk.",
+                  ["ckpt", "vae", "te", "depth"]))
+    scale, geo_model, cams = _inputs(g)
+    geo = 5  # Estimate Geometry (start image), made by _inputs
+    model, vae, clip = _core_models(g)
+    cache = g.add("WorldWarpBuildCache", (1000, 0), size=(340, 330))
     g.link(scale, "IMAGE", cache, "images")
     g.link(geo, "geometry", cache, "geometry")
-    hints = g.add("WorldWarpRenderHints", (1100, 420))
+    sp = g.add("WorldWarpSaveSplat", (1000, 380))
+    g.link(cache, "cache", sp, "cache")
+    hints = g.add("WorldWarpRenderHints", (1000, 560))
     g.link(cache, "cache", hints, "cache")
     g.link(cams, "cameras", hints, "cameras")
-    hint_src, hint_out, mask_src, mask_out = hints, "hints", hints, "valid"
-    if edit_hints:  # hints and masks are ordinary IMAGE / MASK: any core node can edit them
-        blur = g.add("ImageBlur", (1450, 420), {"blur_radius": 2, "sigma": 1.0})
-        g.link(hints, "hints", blur, "image")
-        grow = g.add("GrowMask", (1450, 620), {"expand": -4, "tapered_corners": True})
-        g.link(hints, "valid", grow, "mask")
-        hint_src, hint_out, mask_src, mask_out = blur, "IMAGE", grow, "MASK"
-        # the cache is also a core SPLAT: core Render Splat shows it from the chunk's last camera
-        info = g.add("WorldWarpCameraInfo", (1450, 820), {"frame": 48})
-        g.link(cams, "cameras", info, "cameras")
-        render = g.add("RenderSplat", (1800, 1150), {
-            "width": 720, "height": 480, "frames": 1, "splat_scale": 1.0, "sharpen": 2.0, "headlight_shading": 0.0,
-            "opacity_threshold": 0.0, "render_style": "color", "background": "#000000"})
-        g.link(cache, "splat", render, "splat")
-        g.link(info, "camera_info", render, "camera_info")
-        g.link(render, "image", g.add("PreviewImage", (2200, 1150), title="core Render Splat"), "images")
-    model, vae, clip = _core_models(g)
-    sampler = g.add("WorldWarpSTDiffSampler", (1800, 0), {"context_frames": 1})
-    g.link(model, "model", sampler, "model")
-    g.link(vae, "VAE", sampler, "vae")
-    positive = g.add("CLIPTextEncode", (720, 620), {"text": "a bright living room with large windows and wooden floors"},
-                     title="prompt")
-    negative = g.add("CLIPTextEncode", (720, 760), {"text": DEFAULT_NEGATIVE}, title="negative prompt")
-    for enc, name in ((positive, "conditioning"), (negative, "negative_conditioning")):
-        g.link(clip, "CLIP", enc, "clip")
-        g.link(enc, "CONDITIONING", sampler, name)
-    g.link(hint_src, hint_out, sampler, "hints")
-    g.link(mask_src, mask_out, sampler, "masks")
+    g.link(hints, "hints", g.add("PreviewImage", (1000, 740), title="hints", size=(340, 400)), "images")
+    m2i = g.add("MaskToImage", (1000, 1180))
+    g.link(hints, "valid", m2i, "mask")
+    g.link(m2i, "IMAGE", g.add("PreviewImage", (1000, 1330), title="valid", size=(340, 400)), "images")
+    sampler = g.add("WorldWarpSTDiffSampler", (1400, 0), {"prompt": "", "context_frames": 1}, size=(360, 640))
+    _wire_models(g, model, vae, False, sampler)
+    for text, pos, title, name in ((PROMPT, (600, 1340), "prompt", "conditioning"),
+                                   (DEFAULT_NEGATIVE, (600, 1580), "negative prompt", "negative_conditioning")):
+        g.link(_encode(g, clip, text, pos, title), "CONDITIONING", sampler, name)
+    g.link(hints, "hints", sampler, "hints")
+    g.link(hints, "valid", sampler, "masks")
     g.link(scale, "IMAGE", sampler, "context")
-    save = g.add("SaveImage", (2200, 0), {"filename_prefix": "worldwarp/chunk"})
-    g.link(sampler, "frames", save, "images")
-    g.link(sampler, "noise_schedule", g.add("PreviewImage", (2200, 360)), "images")
-    g.link(hint_src, hint_out, g.add("PreviewImage", (1800, 600), title="hints"), "images")
-    m2i = g.add("MaskToImage", (1800, 900))
-    g.link(mask_src, mask_out, m2i, "mask")
-    g.link(m2i, "IMAGE", g.add("PreviewImage", (2000, 900), title="valid"), "images")
-    ps = g.add("WorldWarpPreviewSchedule", (2200, 600), {"context_frames": 1})
-    g.link(mask_src, mask_out, ps, "masks")
-    sp = g.add("WorldWarpSaveSplat", (1450, 0))
-    g.link(cache, "cache", sp, "cache")
+    ps = g.add("WorldWarpPreviewSchedule", (1400, 700), {"context_frames": 1}, size=(360, 400))
+    g.link(hints, "valid", ps, "masks")
+    g.link(sampler, "frames", g.add("SaveImage", (1820, 0), {"filename_prefix": "worldwarp/chunk"}, size=(400, 420)),
+           "images")
+    g.link(sampler, "noise_schedule", g.add("PreviewImage", (1820, 480), title="noise schedule", size=(400, 400)),
+           "images")
     return g
 
 
 WORKFLOWS = {
-    "worldwarp_camera_director.json": (full_generator(director=True), "The camera path drawn in 3D: queue once (or "
+    "worldwarp_camera_director.json": (wired_generator("director"), "The camera path drawn in 3D: queue once (or "
                                        "only the Camera Director) to see the start image's point cloud, drag the "
-                                       "keyframes, watch the coverage strip, then generate 93 frames along exactly "
-                                       "that path."),
-    "worldwarp_full_generator.json": (full_generator(), "The whole autoregressive generator: image + camera path -> "
-                                      "93 frames (2 chunks), cameras saved. Needs the Wan2.1 files, the WorldWarp "
-                                      "fine-tune and Depth Pro."),
+                                       "keyframes, watch the coverage strip, then generate along exactly that path."),
+    "worldwarp_full_generator.json": (wired_generator("full"), "The whole autoregressive generator as a graph: "
+                                      "Loop Start -> geometry -> depth alignment -> 3DGS cache -> hints -> ST-Diff -> "
+                                      "Loop End, once per chunk; video, frames, cameras and the scene saved."),
     "worldwarp_one_chunk_step_by_step.json": (one_chunk(), "One chunk with every stage visible: geometry, 3DGS cache "
                                               "(+ .ply), hints and masks, the noise schedule, ST-Diff."),
-    "worldwarp_stylized_prompt.json": (full_generator(style="Van Gogh style, thick impasto brush strokes",
-                                                      captioned=True),
-                                       "Style text appended to the prompt (paper Fig. 8)."),
-    "worldwarp_component_swap_edited_hints.json": (one_chunk(edit_hints=True), "Hints and masks are plain IMAGE / "
-                                                   "MASK: here core nodes blur the hints and erode the masks before "
-                                                   "sampling."),
-    "worldwarp_training_free.json": (full_generator(training_free=True), "Base Wan2.1 weights without the WorldWarp "
+    "worldwarp_stylized_prompt.json": (wired_generator("stylized"), "A captioner and a style text give each chunk "
+                                       "its prompt (paper Fig. 8)."),
+    "worldwarp_component_swap_edited_hints.json": (wired_generator("component_swap"), "Core nodes in the loop body "
+                                                   "blur the hints and erode the masks of every chunk."),
+    "worldwarp_training_free.json": (wired_generator("training_free"), "Base Wan2.1 weights without the WorldWarp "
                                      "fine-tune: the sampler's training-free mode."),
+    "worldwarp_compact_chunk_loop.json": (compact_generator(), "The whole generator in one node (WorldWarp Chunk "
+                                          "Loop)."),
 }
 
 

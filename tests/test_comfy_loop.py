@@ -50,7 +50,7 @@ def _base(folder=None):
         "2": {"class_type": "WorldWarpLoadModel", "inputs": {
             "transformer": "wan2.1_t2v_1.3B_fp16.safetensors", "vae": "wan_2.1_vae.safetensors",
             "text_encoder": "umt5_xxl_fp16.safetensors", "tokenizer": "umt5-xxl-tokenizer",
-            "worldwarp_checkpoint": "(none)", "dtype": "fp32", "offload": "none"}},
+            "worldwarp_checkpoint": "worldwarp_latest.ckpt", "dtype": "fp32", "offload": "none"}},
         "3": {"class_type": "WorldWarpLoadGeometryModel", "inputs": {"backend": "depth-pro", "folder": "depth-pro-hf",
                                                                      "fov_degrees": 60.0}},
         "4": {"class_type": "WorldWarpEstimateGeometry", "inputs": {"geometry_model": L(3), "images": L(1),
@@ -79,7 +79,8 @@ def wired_prompt(folder, resume=False, grow=False, fps=16):
         "16": {"class_type": "WorldWarpSTDiffSampler", "inputs": {
             "model": L(2), "hints": L(14), "masks": L(14, 1), "prompt": "a room", "negative_prompt": negative,
             "context_frames": L(10, 5), "strength": TAU, "steps": 2, "cfg": 2.0, "seed": L(10, 8),
-            "schedule": "spatio-temporal", "training_free": False, "context": L(10, 4)}},
+            "schedule": "spatio-temporal", "training_free": False, "context": L(10, 4),
+            "mask_rule": "official", "shift": 5.0}},
         "17": {"class_type": "WorldWarpLoopEnd", "inputs": {"loop": L(10), "frames": L(16), "cache": L(13)}},
         "18": {"class_type": "SaveVideo", "inputs": {"video": L(17, 4), "filename_prefix": folder + "/video",
                                                      "format": "auto", "codec": "auto"}},
@@ -97,7 +98,7 @@ def compact_prompt(folder):
         "style": "", "chunk_frames": C, "context_frames": CTX, "strength": TAU, "steps": 2, "cfg": 2.0, "seed": 0,
         "schedule": "spatio-temporal", "cache_mode": "3dgs", "gs_iterations": 2, "extend_mode": "extrapolate",
         "training_free": False, "output_folder": folder, "resume": False, "pose_source": "requested",
-        "extrapolation": "auto"}}
+        "extrapolation": "auto", "mask_rule": "official", "shift": 5.0}}
     p["21"] = {"class_type": "SaveImage", "inputs": {"images": L(20), "filename_prefix": folder + "/frames"}}
     return p
 
@@ -105,8 +106,11 @@ def compact_prompt(folder):
 def _req(path, data=None, timeout=60):
     body = json.dumps(data).encode() if data is not None else None
     r = urllib.request.Request(URL + path, data=body, headers={"Content-Type": "application/json"} if body else {})
-    with urllib.request.urlopen(r, timeout=timeout) as resp:
-        raw = resp.read()
+    try:
+        with urllib.request.urlopen(r, timeout=timeout) as resp:
+            raw = resp.read()
+    except urllib.error.HTTPError as e:  # the server's reason (e.g. a prompt that fails validation)
+        raise AssertionError(f"{path}: HTTP {e.code}: {e.read().decode(errors='replace')[:3000]}") from None
     return json.loads(raw) if raw[:1] in (b"{", b"[") else raw
 
 
@@ -149,6 +153,11 @@ def server(tmp_path_factory):
              "tokenizer": "worldwarp/umt5-xxl-tokenizer"}
     for k, rel in names.items():
         os.replace(paths[k], str(models / rel))
+    # the fine-tune the CLI loads by default: the tiny transformer as an official-style checkpoint
+    from safetensors.torch import load_file
+
+    sd = load_file(str(models / names["transformer"]))
+    torch.save({"state_dict": sd}, str(models / "diffusion_models" / "worldwarp_latest.ckpt"))
     tiny_depth_pro().save_pretrained(str(models / "worldwarp" / "depth-pro-hf"))
     cfg = tmp / "extra_model_paths.yaml"
     cfg.write_text("worldwarp_loop_test:\n" + f"  base_path: {models}\n" + "".join(

@@ -12,15 +12,39 @@ WF_DIR = os.path.join(ROOT, "workflows")
 WORKFLOWS = sorted(f for f in os.listdir(WF_DIR) if f.endswith(".json"))
 CORE_WIDGETS = {"LoadImage": 2, "ImageScale": 4, "SaveImage": 1, "PreviewImage": 0, "MaskToImage": 0,
                 "ImageBlur": 2, "GrowMask": 2, "RenderSplat": 9, "UNETLoader": 2, "VAELoader": 1, "CLIPLoader": 3,
-                "CLIPTextEncode": 1}
+                "CLIPTextEncode": 1, "MarkdownNote": 1, "SaveVideo": 3, "CreateVideo": 2}
 WIDGET_KINDS = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 
 
 def test_five_workflows_ship():
     assert len(WORKFLOWS) >= 5
     names = " ".join(WORKFLOWS)
-    for word in ("full_generator", "one_chunk", "stylized", "component_swap", "training_free"):
+    for word in ("full_generator", "one_chunk", "stylized", "component_swap", "training_free", "compact"):
         assert word in names
+
+
+@pytest.mark.parametrize("name", WORKFLOWS)
+def test_workflow_starts_with_a_note_on_model_files_and_saves_a_video(name):
+    wf = json.load(open(os.path.join(WF_DIR, name)))
+    first = wf["nodes"][0]
+    assert first["type"] == "MarkdownNote"
+    text = first["widgets_values"][0]
+    for needed in ("models/diffusion_models/", "models/vae/", "models/text_encoders/", "models/worldwarp/",
+                   "wan_2.1_vae.safetensors", "| from |"):
+        assert needed in text, (name, needed)
+    types = {n["type"] for n in wf["nodes"]}
+    if "one_chunk" not in name:
+        assert "SaveVideo" in types and "SaveImage" in types, name
+
+
+@pytest.mark.parametrize("name", [w for w in WORKFLOWS if "one_chunk" not in w and "compact" not in w])
+def test_generators_are_the_wired_loop(name):
+    """Every stage of the loop is a node of the graph between Loop Start and Loop End."""
+    wf = json.load(open(os.path.join(WF_DIR, name)))
+    types = {n["type"] for n in wf["nodes"]}
+    assert {"WorldWarpLoopStart", "WorldWarpEstimateGeometry", "WorldWarpAlignToHistory", "WorldWarpBuildCache",
+            "WorldWarpRenderHints", "WorldWarpSTDiffSampler", "WorldWarpLoopEnd"} <= types
+    assert "WorldWarpChunkLoop" not in types
 
 
 @pytest.mark.parametrize("name", WORKFLOWS)
@@ -54,8 +78,11 @@ def test_workflow_is_consistent(name):
                 assert isinstance(v, str) and v, (name, t, w.name)
         assert next(it, None) is None, f"{name}: {t} has extra widget values"
         sockets = [i for i in spec.inputs if i.kind not in WIDGET_KINDS]
-        assert [s["name"] for s in node["inputs"]] == [s.name for s in sockets]
-        for s, socket in zip(node["inputs"], sockets):
+        assert [s["name"] for s in node["inputs"] if "widget" not in s] == [s.name for s in sockets]
+        for s in node["inputs"]:  # a widget fed by a link (the sampler's seed from Loop Start)
+            if "widget" in s:
+                assert s["widget"]["name"] == s["name"] in [w.name for w in widgets] and s["link"] is not None
+        for s, socket in zip([s for s in node["inputs"] if "widget" not in s], sockets):
             assert s["link"] is not None or socket.optional, f"{name}: {t}.{s['name']} is not connected"
     for lid, src, src_slot, dst, dst_slot, kind in wf["links"]:
         assert nodes[src]["outputs"][src_slot]["type"] == kind
