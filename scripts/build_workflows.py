@@ -190,7 +190,7 @@ def _inputs(g: Graph, width=720, height=480, y=560, director: bool = False):
     g.link(scale, "IMAGE", geo, "images")
     if director:  # the path drawn over the scene in the Camera Director's 3D editor
         cams = g.add("WorldWarpCameraDirector", (600, 440), {"frames": 93, "keyframes": DIRECTOR_KEYFRAMES},
-                     size=(340, 420))
+                     size=(560, 700))
     else:
         cams = g.add("WorldWarpCameraTrajectory", (600, 440), {"preset": "dolly_in@0.6 + pan_left@0.5",
                                                                "frames": 49}, size=(340, 420))
@@ -224,7 +224,8 @@ def wired_generator(kind: str = "full") -> Graph:
              "director": "WorldWarp: Camera Director"}[kind]
     _note(g, note(title, what, files))
     scale, geo_model, cams = _inputs(g, director=director)
-    model, vae, clip = _core_models(g, training_free)
+    # the Camera Director is wider and taller: the loaders go below it, the loop to its right (moved below)
+    model, vae, clip = _core_models(g, training_free, y=1180 if director else 900)
     folder = "worldwarp/" + {"full": "run", "stylized": "stylized", "component_swap": "edited",
                              "training_free": "training_free", "director": "director"}[kind]
     start = g.add("WorldWarpLoopStart", (1000, 0), {"frames": 93, "output_folder": folder}, size=(340, 420))
@@ -268,20 +269,20 @@ def wired_generator(kind: str = "full") -> Graph:
     g.link(start, "context_frames", sampler, "context_frames")
     g.link(start, "sampler_seed", sampler, "seed")
     if styled:
-        cap = g.add("WorldWarpLoadCaptioner", (1000, 460), {"captioner": "fixed",
+        cap = g.add("WorldWarpLoadCaptioner", (1000, 480), {"captioner": "fixed",
                                                             "fixed_prompt": "a quiet village street at dusk"},
                     size=(340, 260))
-        desc = g.add("WorldWarpDescribeScene", (1000, 760), {"style": "Van Gogh style, thick impasto brush strokes"},
+        desc = g.add("WorldWarpDescribeScene", (1000, 790), {"style": "Van Gogh style, thick impasto brush strokes"},
                      size=(340, 180))
         g.link(cap, "captioner", desc, "captioner")
         g.link(start, "history", desc, "images")
         g.link(clip, "CLIP", desc, "clip")
         g.link(desc, "conditioning", sampler, "conditioning")
-        negative = _encode(g, clip, DEFAULT_NEGATIVE, (1000, 1000), "negative prompt")
+        negative = _encode(g, clip, DEFAULT_NEGATIVE, (1000, 1020), "negative prompt")
     else:
-        positive = _encode(g, clip, PROMPT, (1000, 460), "prompt")
+        positive = _encode(g, clip, PROMPT, (1000, 480), "prompt")
         g.link(positive, "CONDITIONING", sampler, "conditioning")
-        negative = _encode(g, clip, DEFAULT_NEGATIVE, (1000, 720), "negative prompt")
+        negative = _encode(g, clip, DEFAULT_NEGATIVE, (1000, 740), "negative prompt")
     g.link(negative, "CONDITIONING", sampler, "negative_conditioning")
     g.link(sampler, "noise_schedule", g.add("PreviewImage", (x, 680), title="noise schedule", size=(360, 400)),
            "images")
@@ -306,6 +307,10 @@ def wired_generator(kind: str = "full") -> Graph:
     g.link(end, "cameras", sc, "cameras")
     sp = g.add("WorldWarpSaveSplat", (x + 460, 200), {"filename_prefix": folder + "/scene"})
     g.link(end, "cache", sp, "cache")
+    if director:
+        for n in g.nodes:
+            if n["pos"][0] >= 1000:
+                n["pos"][0] += 240
     return g
 
 
