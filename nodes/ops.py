@@ -351,7 +351,8 @@ def loop_start(env, image, cameras, frames, chunk_frames, context_frames, seed, 
                output_folder, resume, fps, *, graph_signature=None):
     settings = PipelineSettings(chunk_frames=chunk_frames, context_frames=context_frames, seed=seed,
                                 extend_mode=extend_mode, extrapolation=extrapolation, fps=fps)
-    start = image[0].float().cpu()
+    start = _start_image(image)
+    settings.chunk_starts(frames)  # checked before the folder is touched (the message names valid totals)
     WorldWarpPipeline(None, None, settings=settings)._check_inputs(start, cameras)
     out_dir = env.output_path(output_folder) if output_folder.strip() else None
     # what the loop computes: these settings and (inside ComfyUI) the graph Loop End depends on

@@ -124,6 +124,9 @@ def test_every_workflow_runs_in_the_real_server(comfy_setup):
     log = r.stdout + r.stderr
     assert not re.search(r"^\s+node \S+ \(\w+\):$", log, re.M), log[-4000:]
     assert (sorted(os.listdir(comfy_input)) if os.path.isdir(comfy_input) else None) == before
+    # the wired generators ran every chunk through Loop End's expansion (17 frames: 2 chunks)
+    for run in ("run", "stylized", "edited", "training_free", "director"):
+        assert os.path.isdir(out / "worldwarp" / run / "chunks" / "chunk_001"), run
     # save nodes number their files like ComfyUI's own saves
     saved = [f for f in os.listdir(out / "worldwarp") if f.endswith((".ply", ".txt"))]  # run folders are subfolders
     assert saved and all(re.search(r"_\d{5}_\.(ply|txt)$", f) for f in saved), saved

@@ -234,3 +234,14 @@ def test_body_signature_and_expansion():
     p["16"]["inputs"]["loop"] = ["11", 0]
     with pytest.raises(ValueError, match="comes from a WorldWarpEstimateGeometry node"):
         loop_graph.start_of(get, "16")
+
+
+def test_loop_start_refuses_bad_inputs_before_touching_the_folder(parts):
+    env, model, geo, image, cams = parts
+    cases = [((torch.cat([image, image]), cams, FRAMES), "holds 2 images; this node starts from one"),
+             ((image, cams, FRAMES + 1), f"use {FRAMES} or {FRAMES + C - CTX}"),
+             ((image[:, :, :, :1], cams, FRAMES), r"image must be \[H, W, 3\] in 0..1, got shape \[32, 32, 1\]")]
+    for (img, c, frames), message in cases:
+        with pytest.raises(ValueError, match=message):
+            ops.loop_start(env, img, c, frames, C, CTX, 0, "extrapolate", "auto", "refused", False, 16)
+    assert not os.path.exists(os.path.join(env.output, "refused"))
