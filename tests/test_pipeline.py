@@ -1,11 +1,13 @@
 """The chunk loop end to end on CPU with tiny models: chunking, context, cameras, manifest, resume."""
 
+import io
 import json
 import os
 
 import pytest
 import torch
 
+from worldwarp_core.cli import Progress
 from worldwarp_core.geometry.monocular import DepthAnythingV2
 from worldwarp_core.geometry.testing import tiny_depth_anything
 from worldwarp_core.gscache import GSConfig
@@ -37,11 +39,13 @@ def _pipe(settings=SETTINGS):
 def full_run(inputs, tmp_path_factory):
     rgb, depth, path = inputs
     out = str(tmp_path_factory.mktemp("run") / "full")
-    return _pipe()(rgb, path, 17, prompt="a room", out_dir=out, start_depth=depth), out
+    text = io.StringIO()  # what the CLI prints while it runs
+    result = _pipe()(rgb, path, 17, prompt="a room", out_dir=out, start_depth=depth, callback=Progress(2, text))
+    return result, out, text.getvalue()
 
 
 def test_two_chunks_frames_context_cameras_manifest(full_run, inputs):
-    result, out = full_run
+    result, out, _ = full_run
     rgb, _, path = inputs
     assert result.frames.shape == (17, 32, 48, 3) and len(result.cameras) == 17
     assert len(result.chunks) == 2 and [c["first_frame"] for c in result.chunks] == [0, 8]
@@ -72,8 +76,19 @@ def test_two_chunks_frames_context_cameras_manifest(full_run, inputs):
     assert result.chunks[1]["depth_fit_residual"] is not None  # chunk 2 aligned its depth to the cache
 
 
+def test_progress_names_chunk_k_of_n_and_every_stage(full_run):
+    lines = [line.strip() for line in full_run[2].replace("\r", "\n").splitlines() if line.strip()]
+    # chunk 1's start depth is given (no geometry line); chunk 2 has an ETA from chunk 1's time
+    chunk2 = next(i for i, line in enumerate(lines) if line.startswith("chunk 2/2 (from frame 8), ETA "))
+    assert lines[0] == "chunk 1/2 (from frame 0)"
+    seen = [line.split()[0] for line in lines[chunk2 + 1:]]
+    order = ["geometry", "3dgs", "warp", "encode", "st-diff", "decode", "done:"]
+    assert [s for s in dict.fromkeys(seen) if s in order] == order
+    assert "3dgs     [####################] 4/4" in lines and lines[-1].startswith("done: chunk 2/2, 17 frames")
+
+
 def test_resume_after_interrupt_is_identical(full_run, inputs, tmp_path):
-    full, _ = full_run
+    full, _, _ = full_run
     rgb, depth, path = inputs
     out = str(tmp_path / "resumed")
 
@@ -101,7 +116,7 @@ def test_resume_names_a_damaged_chunk_record(full_run, inputs, tmp_path):
     import shutil
 
     rgb, depth, path = inputs
-    _, out = full_run
+    _, out, _ = full_run
     for name, damage in [("chunk.json", lambda p: open(p, "w").write('{"chunk": 0, "fir')),
                          ("hint_depth.npy", lambda p: open(p, "r+b").truncate(300))]:
         copy = str(tmp_path / name)

@@ -243,6 +243,9 @@ class WorldWarpPipeline:
         emit({"stage": "chunk", "chunk": k, "first_frame": plan.start})
         t = time.perf_counter()
 
+        def starting(name: str) -> None:  # a line for the stages without their own step events
+            emit({"stage": "stage", "chunk": k, "name": name})
+
         # 1. geometry on the history: chunk 1 = the start image; later = the previous chunk's frames
         hist_frames, hist_cams = plan.history_frames, plan.history_cameras
         residual = None
@@ -252,6 +255,7 @@ class WorldWarpPipeline:
         else:
             if self.geometry is None:
                 raise ValueError("a geometry estimator is needed (or give the start image's depth)")
+            starting("geometry")
             geo: GeometryResult = self.geometry.estimate(hist_frames, hist_cams.to(dtype=torch.float32))
             t = _stage(timings, "geometry", t)
             # 2. align: poses to the requested path, depth to the cache the history was generated from
@@ -279,13 +283,17 @@ class WorldWarpPipeline:
         t = _stage(timings, "warp", t)
 
         # 5. caption the history (optional) and append the user's style
-        caption = self.captioner.describe(hist_frames) if not isinstance(self.captioner, FixedCaptioner) else ""
+        caption = ""
+        if not isinstance(self.captioner, FixedCaptioner):
+            starting("caption")
+            caption = self.captioner.describe(hist_frames)
         if s.offload_helpers:
             self.captioner.unload()
         text = compose_prompt(caption or prompt, style)
         t = _stage(timings, "vlm", t)
 
         # 6. encode prompt and hints
+        starting("encode")
         for p in (text, s.negative_prompt):
             if p not in embeds:
                 embeds[p] = self.model.encode_prompt([p])
@@ -306,6 +314,7 @@ class WorldWarpPipeline:
         t = _stage(timings, "st-diff", t)
 
         # 8. decode
+        starting("decode")
         decoded = self.model.decode_video(result.latents)
         t = _stage(timings, "decode", t)
 
