@@ -90,7 +90,9 @@ class PipelineSettings:
     cache_mode: CacheMode = "3dgs"
     gs: GSConfig = field(default_factory=GSConfig)
     history_stride: int = 1  # use every n-th history frame for geometry and the cache
-    cache_frames: CacheFrames = "chunk"  # the cache trains on the whole history or only its context frames
+    # the cache trains only on the history's context frames (the official code's; measured better than
+    # the whole previous chunk, docs/CACHE.md) or on every history frame
+    cache_frames: CacheFrames = "context"
     pose_source: PoseSource | Literal["auto"] = "auto"  # auto: estimated when the backend estimates poses
     extend_mode: ExtendMode = "extrapolate"
     extrapolation: ExtrapolationMethod = "auto"  # how extend_mode "extrapolate" continues the path
