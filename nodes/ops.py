@@ -20,6 +20,7 @@ from worldwarp_core.geometry import align_poses, load_estimator, resolve_pose_so
 from worldwarp_core.gscache import GSConfig, build_cache, load_ply, save_ply, to_comfy_splat
 from worldwarp_core.gscache.cache import render_hints_in_steps
 from worldwarp_core.inputs import (
+    check_choice,
     check_float,
     check_image,
     check_int,
@@ -29,6 +30,7 @@ from worldwarp_core.inputs import (
     load_camera_file,
 )
 from worldwarp_core.loop import (
+    CACHE_FRAMES,
     align_history_depth,
     catch_up,
     chunk_record,
@@ -54,6 +56,7 @@ from worldwarp_core.trajectory import extend_to, make_trajectory
 from .director import start_and_scale
 
 NONE = "(none)"
+_GS, _PS = GSConfig(), PipelineSettings()  # the cache options' defaults
 DIFFUSERS = "(diffusers folder in models/worldwarp)"
 
 
@@ -206,13 +209,22 @@ def estimate_geometry(env, geometry_model, images, pose_source="auto", cameras=N
 
 
 @deterministic
-def build_cache_node(env, images, geometry, mode, iterations, learning_rate, stride, alpha_threshold, seed):
+def build_cache_node(env, images, geometry, mode, iterations, learning_rate, stride, alpha_threshold, seed,
+                     depth_loss=_GS.depth_loss, depth_loss_weight=_GS.depth_loss_weight, sh_degree=_GS.sh_degree,
+                     init_opacity=_GS.init_opacity, position_lr_scaling=_GS.position_lr_scaling,
+                     train_frames=_PS.cache_frames, context_frames=_PS.context_frames):
     check_video(images.float().cpu(), "images")
     if tuple(geometry.depth.shape) != tuple(images.shape[:3]):
         raise ValueError(f"images are {list(images.shape[:3])} but the geometry is for {list(geometry.depth.shape)} "
                          "(frames, height, width); estimate the geometry of these images")
-    cfg = GSConfig(iterations=iterations, lr=learning_rate, stride=stride, alpha_threshold=alpha_threshold, seed=seed)
-    cache = build_cache(images.float().cpu(), geometry.depth, geometry.cameras, mode, cfg,
+    check_choice(train_frames, "train_frames", CACHE_FRAMES)
+    check_int(context_frames, "context_frames", 1)
+    cfg = GSConfig(iterations=iterations, lr=learning_rate, stride=stride, alpha_threshold=alpha_threshold, seed=seed,
+                   depth_loss=depth_loss, depth_loss_weight=depth_loss_weight, sh_degree=sh_degree,
+                   init_opacity=init_opacity, position_lr_scaling=position_lr_scaling)
+    # 'context': the last context_frames images (the next chunk's context) are the cache's only views
+    sel = slice(-context_frames, None) if train_frames == "context" else slice(None)
+    cache = build_cache(images.float().cpu()[sel], geometry.depth[sel], geometry.cameras[sel], mode, cfg,
                         callback=_progress_callback(env, max(iterations, 1)))
     splat = to_comfy_splat(cache.gaussians) if cache.gaussians is not None else None
     return cache, env.make_splat(splat)
@@ -315,12 +327,16 @@ def preview_schedule(env, masks, context_frames, strength, steps, schedule, mask
 def chunk_loop(env, model, geometry_model, image, cameras, frames, prompt, style, chunk_frames, context_frames,
                strength, steps, cfg, seed, schedule, cache_mode, gs_iterations, extend_mode, training_free,
                output_folder, resume, pose_source="auto", extrapolation="auto", captioner=None, vae=None,
-               clip=None, mask_rule="official", shift=5.0):
+               clip=None, mask_rule="official", shift=5.0, depth_loss=_GS.depth_loss,
+               depth_loss_weight=_GS.depth_loss_weight, sh_degree=_GS.sh_degree, init_opacity=_GS.init_opacity,
+               position_lr_scaling=_GS.position_lr_scaling, cache_frames=_PS.cache_frames):
     # every input is checked before the run folder is touched
     start = _start_image(image)
+    gs = GSConfig(iterations=gs_iterations, depth_loss=depth_loss, depth_loss_weight=depth_loss_weight,
+                  sh_degree=sh_degree, init_opacity=init_opacity, position_lr_scaling=position_lr_scaling)
     settings = PipelineSettings(chunk_frames=chunk_frames, context_frames=context_frames, strength=strength,
                                 steps=steps, guidance_scale=cfg, seed=seed, variant=schedule, cache_mode=cache_mode,
-                                gs=GSConfig(iterations=gs_iterations), extend_mode=extend_mode,
+                                gs=gs, cache_frames=cache_frames, extend_mode=extend_mode,
                                 training_free=training_free, pose_source=pose_source,
                                 extrapolation=extrapolation, mask_rule=mask_rule, shift=shift)
     total_chunks = len(settings.chunk_starts(frames))

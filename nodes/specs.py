@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 
 from worldwarp_core.caption import DEFAULT_NEGATIVE, list_captioners
 from worldwarp_core.geometry import POSE_SOURCES, list_estimators
-from worldwarp_core.gscache import CACHE_MODES
+from worldwarp_core.gscache import CACHE_MODES, DEPTH_LOSSES, POSITION_LR_SCALINGS, GSConfig
+from worldwarp_core.loop import CACHE_FRAMES
+from worldwarp_core.pipeline import PipelineSettings
 from worldwarp_core.schedule import MASK_RULES, SCHEDULE_VARIANTS
 from worldwarp_core.trajectory import EXTRAPOLATION_METHODS, MAX_FRAMES, list_presets
 
@@ -105,6 +107,20 @@ MASK_RULE = In("mask_rule", "COMBO", "Which hint pixels count as warped. officia
                options=MASK_RULES)
 SHIFT = In("shift", "FLOAT", "Flow shift of the sigma schedule (official WorldWarp sampler: 5; Wan2.1 480p: 3).", 5.0,
            min=0.1, max=20.0, step=0.1)
+# the 3DGS cache's options (defaults from GSConfig / PipelineSettings, measured in docs/CACHE.md)
+_GS, _PS = GSConfig(), PipelineSettings()
+GS_DEPTH_LOSS = In("depth_loss", "COMBO", "Depth term of the 3DGS loss: L1 of the rendered depth, or of its inverse "
+                   "(disparity, the official code's), against the geometry's depth; none: colour only.",
+                   _GS.depth_loss, options=DEPTH_LOSSES)
+GS_DEPTH_WEIGHT = In("depth_loss_weight", "FLOAT", "Weight of the depth term (official: 0.01).", _GS.depth_loss_weight,
+                     min=0.0, max=10.0, step=0.001)
+GS_SH_DEGREE = In("sh_degree", "INT", "Spherical-harmonic degree of the Gaussians' colour (0: the same from every "
+                  "side; official: 3).", _GS.sh_degree, min=0, max=3)
+GS_INIT_OPACITY = In("init_opacity", "FLOAT", "Initial opacity of the Gaussians (official: 0.9999).",
+                     _GS.init_opacity, min=0.01, max=0.9999, step=0.0001)
+GS_POSITION_LR = In("position_lr_scaling", "COMBO", "Position learning rate times the scene extent (the same setting "
+                    "whatever the depth units) or absolute (the official code's).", _GS.position_lr_scaling,
+                    options=POSITION_LR_SCALINGS)
 CTX = In("context_frames", "INT", "History frames at the start of the chunk kept fixed (4j+1: 1, 5, 9...).", 5,
          min=1, max=81, step=4)
 
@@ -237,7 +253,12 @@ SPECS: tuple[NodeSpec, ...] = (
               In("stride", "INT", "One Gaussian every n pixels.", 1, min=1, max=16),
               In("alpha_threshold", "FLOAT", "Hint pixels are valid where alpha exceeds this (official: 0.5).", 0.5,
                  min=0.0, max=0.99, step=0.01),
-              SEED),
+              SEED, GS_DEPTH_LOSS, GS_DEPTH_WEIGHT, GS_SH_DEGREE, GS_INIT_OPACITY, GS_POSITION_LR,
+              In("train_frames", "COMBO", "Optimise on every image (the whole previous chunk) or only the last "
+                 "context_frames (the next chunk's context, the official code's).", _PS.cache_frames,
+                 options=CACHE_FRAMES),
+              In("context_frames", "INT", "With train_frames 'context': how many of the last images.",
+                 _PS.context_frames, min=1, max=81)),
              (Out(CACHE, "cache"), Out("SPLAT", "splat"))),
     NodeSpec("WorldWarpRenderHints", "Render Warp Hints", "WorldWarp/cache",
              "Renders forward-warped hints and validity masks at cameras; edit them with any image node.",
@@ -299,7 +320,10 @@ SPECS: tuple[NodeSpec, ...] = (
               In("vae", "VAE", "Core Load VAE (wan_2.1_vae.safetensors); needed with a core MODEL.", optional=True),
               In("clip", "CLIP", "Core Load CLIP (umt5_xxl, type wan): encodes each chunk's prompt; needed with a "
                  "core MODEL.", optional=True),
-              MASK_RULE, SHIFT),
+              MASK_RULE, SHIFT, GS_DEPTH_LOSS, GS_DEPTH_WEIGHT, GS_SH_DEGREE, GS_INIT_OPACITY, GS_POSITION_LR,
+              In("cache_frames", "COMBO", "Frames the 3DGS cache is optimised on: the whole previous chunk, or only "
+                 "its context frames (the official code's). Geometry uses the whole chunk either way.",
+                 _PS.cache_frames, options=CACHE_FRAMES)),
              (Out("IMAGE", "frames"), Out(CAMERAS, "cameras"))),
     # the chunk loop as a graph: Loop Start -> the body (stage nodes, any core nodes) -> Loop End
     NodeSpec("WorldWarpLoopStart", "WorldWarp Loop Start", "WorldWarp/loop",

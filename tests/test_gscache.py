@@ -1,11 +1,15 @@
 """gscache: cache quality ordering on the synthetic scene, disocclusions, gradcheck, export round trips."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
+from nodes import ops
 from worldwarp_core.cameras import Cameras, look_at
 from worldwarp_core.eval.metrics import psnr
 from worldwarp_core.gscache import (
+    SH_C0,
     Gaussians,
     GSConfig,
     WorldModel,
@@ -14,12 +18,17 @@ from worldwarp_core.gscache import (
     from_comfy_splat,
     init_gaussians,
     load_ply,
+    optimize_gaussians,
     rasterize_gsplat,
     rasterize_torch,
     render_gaussians,
     save_ply,
+    scene_extent,
+    sh_colors,
     to_comfy_splat,
 )
+from worldwarp_core.loop import cache_views
+from worldwarp_core.pipeline import PipelineSettings
 from worldwarp_core.synthetic import default_scene
 
 W, H = 64, 48
@@ -133,6 +142,19 @@ def test_gsplat_parity_outputs_and_gradients(history):
         assert float(cos) > 0.95
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="gsplat parity needs CUDA")
+def test_gsplat_parity_view_dependent_colour(history):
+    """SH degree 3: gsplat's own SH evaluation and sh_colors in the torch reference agree."""
+    train, rgb, depth, _, _ = history
+    g = init_gaussians(rgb[:2], depth[:2], train[:2], GSConfig(stride=2, sh_degree=3))
+    sh = g.sh.clone()
+    sh[:, 1:] = 0.3 * torch.randn(sh[:, 1:].shape, generator=torch.Generator().manual_seed(0), dtype=sh.dtype)
+    g = Gaussians(g.means, g.quats, g.log_scales, g.opacity_logits, sh).to("cuda")
+    cams = train[2:4].to("cuda")
+    ref, fast = rasterize_torch(g, cams, max_radius=64), rasterize_gsplat(g, cams)
+    torch.testing.assert_close(fast.rgb, ref.rgb, atol=2e-2, rtol=0)
+
+
 def test_ply_and_splat_round_trips(tmp_path, optimised, history):
     cache, _ = optimised
     g = cache.gaussians
@@ -143,11 +165,11 @@ def test_ply_and_splat_round_trips(tmp_path, optimised, history):
     _, _, _, test, _ = history
     a, b = render_gaussians(g, test[:1]), render_gaussians(back, test[:1])
     torch.testing.assert_close(a.rgb, b.rgb, atol=1e-5, rtol=0)
-    header = open(path, "rb").read(1000).split(b"end_header")[0].decode()
+    header = open(path, "rb").read(4000).split(b"end_header")[0].decode()  # 45 f_rest lines at SH degree 3
     for prop in ("f_dc_0", "opacity", "scale_2", "rot_3", "nx"):
         assert f"property float {prop}\n" in header
     splat = to_comfy_splat(g)
-    assert splat["positions"].shape == (1, len(g), 3) and splat["sh"].shape == (1, len(g), 1, 3)
+    assert splat["positions"].shape == (1, len(g), 3) and splat["sh"].shape == (1, len(g), 16, 3)  # SH degree 3
     assert splat["opacities"].shape == (1, len(g), 1) and float(splat["opacities"].max()) <= 1
     torch.testing.assert_close(splat["rotations"][0].norm(dim=1), torch.ones(len(g)))
     again = from_comfy_splat(**splat)
@@ -202,3 +224,130 @@ def test_optimisation_runs_under_inference_mode(history):
         cache = build_cache(rgb[:1].clone(), depth[:1].clone(), train[:1], "3dgs", GSConfig(iterations=3, stride=4),
                             callback=lambda i, n, loss: losses.append(loss))
     assert len(losses) == 3 and len(cache.gaussians) > 0
+
+
+# ----------------------------------------------------------------------------- cache options
+def _plane(n=10, z=3.0, colour=0.5, sh_degree=0):
+    """``n x n`` Gaussians on the plane z = ``z`` facing the cameras below, one grey ``colour``."""
+    ys, xs = torch.meshgrid(torch.linspace(-0.6, 0.6, n), torch.linspace(-0.6, 0.6, n), indexing="ij")
+    means = torch.stack([xs.reshape(-1), ys.reshape(-1), torch.full((n * n,), z)], 1).double()
+    N = n * n
+    quats = torch.zeros(N, 4, dtype=torch.float64)
+    quats[:, 0] = 1
+    sh = torch.zeros(N, (sh_degree + 1) ** 2, 3, dtype=torch.float64)
+    sh[:, 0] = (colour - 0.5) / SH_C0
+    return Gaussians(means, quats, torch.full((N, 3), -2.6, dtype=torch.float64),
+                     torch.full((N,), 2.0, dtype=torch.float64), sh)
+
+
+def _two_cams(w=16, h=16):
+    eyes = torch.tensor([[-0.3, 0.0, 0.0], [0.3, 0.0, 0.0]])
+    Ks = torch.tensor([[20.0, 0, w / 2], [0, 20.0, h / 2], [0, 0, 1]]).expand(2, 3, 3)
+    return Cameras(look_at(eyes, torch.tensor([[0.0, 0.0, 3.0]]).expand(2, 3)), Ks, w, h).to(dtype=torch.float64)
+
+
+def test_sh_colors_hand_values_and_degree_zero_is_the_dc_colour():
+    sh = torch.zeros(1, 4, 3)
+    sh[0, 0] = 0.2
+    sh[0, 2] = 0.5  # the band-1 coefficient of z
+    along_z = sh_colors(sh, torch.tensor([[0.0, 0.0, 2.0]]))
+    torch.testing.assert_close(along_z, torch.full((1, 3), SH_C0 * 0.2 + 0.4886025119029199 * 0.5 + 0.5))
+    sideways = sh_colors(sh, torch.tensor([[1.0, 0.0, 0.0]]))  # z = 0: only the DC term
+    torch.testing.assert_close(sideways, torch.full((1, 3), SH_C0 * 0.2 + 0.5))
+    g = _plane(3)
+    torch.testing.assert_close(g.colors_from(torch.tensor([5.0, 0, 0], dtype=torch.float64)), g.colors)
+
+
+def test_sh_degree_one_learns_view_dependent_colour():
+    """Two views of one plane, dark from the left and bright from the right: only SH > 0 can fit both."""
+    cams = _two_cams()
+    target = torch.stack([torch.full((16, 16, 3), 0.3), torch.full((16, 16, 3), 0.7)]).double()
+    spread = {}
+    for degree in (0, 1):
+        g = _plane(sh_degree=degree)
+        cfg = GSConfig(iterations=25, sh_degree=degree, lr_sh_rest=0.08, ssim_weight=0.0, lr=0.0, depth_loss="none",
+                       backend="torch")
+        out = rasterize_torch(optimize_gaussians(g, target, cams, cfg), cams)
+        centre = out.rgb[:, 4:12, 4:12].mean(dim=(1, 2, 3))
+        spread[degree] = float(centre[1] - centre[0])
+    assert abs(spread[0]) < 0.02 and spread[1] > 0.15, spread
+
+
+def test_depth_loss_pulls_rendered_depth_to_the_target():
+    """Gaussians start 10 % too far; colour alone (flat grey) does not move them, the depth term does."""
+    cams = _two_cams()
+    truth = rasterize_torch(_plane(), cams)
+    g = _plane()
+    g = Gaussians(g.means * torch.tensor([1.0, 1.0, 1.1], dtype=torch.float64), g.quats, g.log_scales,
+                  g.opacity_logits, g.sh)
+    target_depth = torch.where(truth.alpha > 0.5, truth.depth, torch.zeros_like(truth.depth))
+    err = {}
+    for kind, weight in (("none", 0.0), ("depth", 1.0), ("disparity", 10.0)):
+        cfg = GSConfig(iterations=15, lr=0.01, depth_loss=kind, depth_loss_weight=weight, backend="torch")
+        out = rasterize_torch(optimize_gaussians(g, truth.rgb, cams, cfg, depths=target_depth), cams)
+        err[kind] = float((out.depth - target_depth)[target_depth > 0].abs().mean())
+    assert err["depth"] < 0.8 * err["none"] and err["disparity"] < 0.8 * err["none"], err
+
+
+def test_absolute_and_extent_position_lr_differ_by_the_extent_on_the_first_step():
+    cams = _two_cams()
+    g = _plane()
+    target = torch.full((2, 16, 16, 3), 0.8, dtype=torch.float64)
+    moved = {}
+    for scaling in ("absolute", "extent"):
+        cfg = GSConfig(iterations=1, position_lr_scaling=scaling, depth_loss="none", backend="torch")
+        moved[scaling] = optimize_gaussians(g, target, cams, cfg).means - g.means
+    extent = scene_extent(g.means, cams)
+    assert extent > 2.5 and moved["absolute"].abs().max() > 0
+    torch.testing.assert_close(moved["extent"], moved["absolute"] * extent, rtol=1e-6, atol=1e-12)
+
+
+class _NoEnv:
+    """What build_cache_node asks of ComfyUI: a progress bar and a splat wrapper."""
+
+    def progress(self, total):
+        return SimpleNamespace(update_absolute=lambda *a, **k: None)
+
+    def check_interrupt(self):
+        pass
+
+    def make_splat(self, fields):
+        return fields
+
+
+def test_context_train_frames_use_only_those_frames(history):
+    train, rgb, depth, _, _ = history
+    cache, _ = ops.build_cache_node(_NoEnv(), rgb[:3].float(), SimpleNamespace(depth=depth[:3],
+                                    cameras=train[:3]), "3dgs", 0, 1.6e-3, 4, 0.5, 0, train_frames="context",
+                                    context_frames=1)
+    assert torch.equal(cache.source_depths, depth[2:3].float())
+    whole, _ = ops.build_cache_node(_NoEnv(), rgb[:3].float(), SimpleNamespace(depth=depth[:3], cameras=train[:3]),
+                                    "3dgs", 0, 1.6e-3, 4, 0.5, 0, train_frames="chunk")
+    assert len(whole.source_depths) == 3 and len(whole.gaussians) > len(cache.gaussians)
+    # the chunk loop: history = the previous chunk [0, 13), the new chunk starts at 8 with 5 context frames
+    plan = SimpleNamespace(index=1, start=8, history=torch.arange(0, 13, 2))
+    assert cache_views(plan, "context").tolist() == [4, 5, 6]  # video frames 8, 10, 12 of the stride-2 history
+    assert cache_views(plan, "chunk").tolist() == list(range(7))
+    assert cache_views(SimpleNamespace(index=0, start=0, history=torch.tensor([0])), "context").tolist() == [0]
+
+
+def test_cache_options_bad_values():
+    with pytest.raises(ValueError, match=r"depth_loss must be one of \('none', 'depth', 'disparity'\), got 'l2'"):
+        GSConfig(depth_loss="l2")
+    with pytest.raises(ValueError, match=r"depth_loss_weight must be a finite number >= 0 \(official: 0.01\), got -1"):
+        GSConfig(depth_loss_weight=-1)
+    with pytest.raises(ValueError, match=r"position_lr_scaling must be one of \('extent', 'absolute'\), got 'x'"):
+        GSConfig(position_lr_scaling="x")
+    with pytest.raises(ValueError, match="sh_degree must be 0-3, got 4"):
+        GSConfig(sh_degree=4)
+    with pytest.raises(ValueError, match=r"init_opacity must be in \(0, 1\), got 1.0"):
+        GSConfig(init_opacity=1.0)
+    with pytest.raises(ValueError, match="lr_sh_rest must be a finite number >= 0, got nan"):
+        GSConfig(lr_sh_rest=float("nan"))
+    with pytest.raises(ValueError, match="cache_frames must be one of chunk, context; got 'all'"):
+        PipelineSettings(cache_frames="all")
+    with pytest.raises(ValueError, match=r"cache_frames must be one of \('chunk', 'context'\), got 'all'"):
+        cache_views(SimpleNamespace(index=1, start=8, history=torch.arange(13)), "all")
+    with pytest.raises(ValueError, match=r"depth_loss 'depth' needs the frames' depth \[F, H, W\] = \[2, 16, 16\], "
+                       "got None"):
+        optimize_gaussians(_plane(), torch.zeros(2, 16, 16, 3), _two_cams(), GSConfig(depth_loss="depth"))

@@ -130,6 +130,8 @@ def check_generate_args(args) -> dict:
     check_int(args.steps, "--steps", 1)
     check_float(args.cfg, "--cfg", 1.0, example=5.0)
     check_int(args.gs_iterations, "--gs-iterations", 0)
+    check_float(args.gs_depth_loss_weight, "--gs-depth-loss-weight", 0.0, example=0.01)
+    check_float(args.gs_init_opacity, "--gs-init-opacity", 0.0, 1.0, lo_open=True, hi_open=True, example=0.8)
     if args.world_voxel is not None:
         check_float(args.world_voxel, "--world-voxel", 0.0, lo_open=True, example=0.05)
     check_seed(args.seed, "--seed")
@@ -137,7 +139,10 @@ def check_generate_args(args) -> dict:
         settings = PipelineSettings(
             chunk_frames=args.chunk, context_frames=args.context, strength=args.tau, steps=args.steps,
             guidance_scale=args.cfg, variant=args.schedule, training_free=args.training_free, cache_mode=args.cache,
-            gs=GSConfig(iterations=args.gs_iterations), extend_mode=args.extend, seed=args.seed,
+            gs=GSConfig(iterations=args.gs_iterations, depth_loss=args.gs_depth_loss,
+                        depth_loss_weight=args.gs_depth_loss_weight, sh_degree=args.gs_sh_degree,
+                        init_opacity=args.gs_init_opacity, position_lr_scaling=args.gs_position_lr),
+            cache_frames=args.cache_frames, extend_mode=args.extend, seed=args.seed,
             extrapolation=args.extrapolation, extrapolation_window=args.extrapolation_window,
             world_voxel=args.world_voxel, pose_source=args.pose_source, mask_rule=args.mask_rule, shift=args.shift)
         starts = settings.chunk_starts(args.frames)
@@ -268,6 +273,29 @@ def cmd_convert_checkpoint(args) -> int:
 
 
 # ----------------------------------------------------------------------------- the parser
+def _add_cache_options(g) -> None:
+    """The 3DGS cache's options (``GSConfig``; docs/CACHE.md measures them)."""
+    from .gscache import DEPTH_LOSSES, POSITION_LR_SCALINGS, GSConfig
+    from .loop import CACHE_FRAMES
+    from .pipeline import PipelineSettings
+
+    gs, s = GSConfig(), PipelineSettings()
+    g.add_argument("--gs-depth-loss", default=gs.depth_loss, choices=list(DEPTH_LOSSES),
+                   help="3DGS depth term: L1 of the rendered depth, or of its inverse (disparity, the official "
+                        "code's), against the geometry's depth; none: colour only")
+    g.add_argument("--gs-depth-loss-weight", type=float, default=gs.depth_loss_weight,
+                   help="weight of the depth term, >= 0 (official: 0.01)")
+    g.add_argument("--gs-sh-degree", type=int, default=gs.sh_degree, choices=[0, 1, 2, 3],
+                   help="spherical-harmonic degree of the Gaussians' colour (0: view-independent; official: 3)")
+    g.add_argument("--gs-init-opacity", type=float, default=gs.init_opacity,
+                   help="initial opacity of the Gaussians, 0..1 exclusive (official: 0.9999)")
+    g.add_argument("--gs-position-lr", default=gs.position_lr_scaling, choices=list(POSITION_LR_SCALINGS),
+                   help="position learning rate: times the scene extent, or absolute (the official code's)")
+    g.add_argument("--cache-frames", default=s.cache_frames, choices=list(CACHE_FRAMES),
+                   help="frames the cache is optimised on: the whole previous chunk, or only its context frames "
+                        "(the official code's)")
+
+
 class _Formatter(argparse.RawDescriptionHelpFormatter):
     """Every option's help ends with its choices and its default."""
 
@@ -353,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--cache", default="3dgs", choices=["3dgs", "pointcloud", "none"],
                    help="geometry cache the hints are rendered from")
     g.add_argument("--gs-iterations", type=int, default=500, help="3DGS optimisation iterations per chunk (paper: 500)")
+    _add_cache_options(g)
     g.add_argument("--extend", default="extrapolate", choices=["extrapolate", "loop", "pingpong"],
                    help="how the path continues past its last camera")
     g.add_argument("--extrapolation", default="auto", choices=["auto", "paper", "official"],

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import numpy as np
 import torch
@@ -114,6 +115,26 @@ def history_indices(settings, k: int, start: int) -> Tensor:
     if int(idx[-1]) != start + ctx - 1:
         idx = torch.cat([idx, torch.tensor([start + ctx - 1])])
     return idx
+
+
+CacheFrames = Literal["chunk", "context"]
+CACHE_FRAMES: tuple[str, ...] = ("chunk", "context")
+
+
+def cache_views(plan: ChunkPlan, cache_frames: CacheFrames) -> Tensor:
+    """Which history frames ``[S]`` (indices into ``plan.history``) the 3DGS cache is built and optimised on.
+
+    "chunk": every history frame (the previous chunk, paper §4.2); "context": only those that are
+    the new chunk's context frames (the previous chunk's last ``context_frames``, the official
+    code's source frames). The geometry is estimated on the whole history either way. The first
+    chunk's history is the start image alone.
+    """
+    if cache_frames not in CACHE_FRAMES:
+        raise ValueError(f"cache_frames must be one of {CACHE_FRAMES}, got {cache_frames!r}")
+    every = torch.arange(len(plan.history))
+    if cache_frames == "chunk" or plan.index == 0:
+        return every
+    return every[plan.history >= plan.start]
 
 
 def chunk_seeds(settings, k: int) -> tuple[int, int]:

@@ -44,7 +44,18 @@ from .gscache import CacheMode, GSConfig, build_cache
 from .gscache.cache import render_hints_in_steps
 from .gscache.validity import OFFICIAL_DEPTH_TOLERANCE
 from .inputs import check_choice, check_float, check_image, check_int, check_seed
-from .loop import LoopState, align_history_depth, chunk_record, end_chunk, finish_run, open_run, plan_chunk
+from .loop import (
+    CACHE_FRAMES,
+    CacheFrames,
+    LoopState,
+    align_history_depth,
+    cache_views,
+    chunk_record,
+    end_chunk,
+    finish_run,
+    open_run,
+    plan_chunk,
+)
 from .outputs import RunFolder, atomic_write_json
 from .sampler import SamplerConfig, st_diff_sample
 from .schedule import (
@@ -80,6 +91,9 @@ class PipelineSettings:
     cache_mode: CacheMode = "3dgs"
     gs: GSConfig = field(default_factory=GSConfig)
     history_stride: int = 1  # use every n-th history frame for geometry and the cache
+    # the cache trains only on the history's context frames (the official code's; measured better than
+    # the whole previous chunk, docs/CACHE.md) or on every history frame
+    cache_frames: CacheFrames = "context"
     pose_source: PoseSource | Literal["auto"] = "auto"  # auto: estimated when the backend estimates poses
     extend_mode: ExtendMode = "extrapolate"
     extrapolation: ExtrapolationMethod = "auto"  # how extend_mode "extrapolate" continues the path
@@ -133,6 +147,7 @@ def check_settings(s: PipelineSettings) -> None:
     check_float(s.coverage, "coverage", 0.0, 1.0, lo_open=True)
     check_choice(s.cache_mode, "cache mode", get_args(CacheMode))
     check_int(s.history_stride, "history_stride", 1)
+    check_choice(s.cache_frames, "cache_frames", CACHE_FRAMES)
     check_choice(s.pose_source, "pose_source", POSE_SOURCES)
     check_choice(s.extend_mode, "extend mode", get_args(ExtendMode))
     if s.extrapolation_window is not None:
@@ -265,9 +280,10 @@ class WorldWarpPipeline:
             self.geometry.unload()
         t = _stage(timings, "align", t)
 
-        # 3. the online 3DGS cache, optimised on the history
+        # 3. the online 3DGS cache, optimised on the history (or only its context frames)
         gs = replace(s.gs, seed=plan.cache_seed)
-        cache = build_cache(hist_frames, depth, geo_cams, s.cache_mode, gs,
+        sel = cache_views(plan, s.cache_frames)
+        cache = build_cache(hist_frames[sel], depth[sel], geo_cams[sel], s.cache_mode, gs,
                             callback=lambda i, n, loss: emit({"stage": "3dgs", "chunk": k, "step": i, "total": n,
                                                               "loss": loss}))
         t = _stage(timings, "3dgs", t)

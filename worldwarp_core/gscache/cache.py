@@ -99,7 +99,9 @@ def build_cache(
     if config.backend == "gsplat" or (config.backend == "auto" and torch.cuda.is_available() and device.type == "cuda"):
         device = torch.device("cuda")
     g = init_gaussians(images.to(device), depths.to(device), cameras.to(device), config, masks)
-    g = optimize_gaussians(g, images.to(device), cameras.to(device), config, callback)
+    # the depth loss targets the input depth where it is known (and not masked out)
+    target_depth = depths if masks is None else torch.where(masks.bool(), depths, torch.zeros_like(depths))
+    g = optimize_gaussians(g, images.to(device), cameras.to(device), config, callback, depths=target_depth.to(device))
     return GeometryCache(mode, config, gaussians=g, source_depths=depths.detach().float().cpu(),
                          source_cameras=cameras.to("cpu"))
 

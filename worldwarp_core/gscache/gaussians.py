@@ -1,7 +1,8 @@
 """Gaussians, their hyper-parameters and their initialisation from history frames (paper §4.2).
 
 One Gaussian per (strided) valid pixel of the history frames, unprojected with its depth
-(eq. 2-3, ``warp.unproject``): colour from the pixel (SH degree 0), an isotropic scale equal to
+(eq. 2-3, ``warp.unproject``): colour from the pixel (the SH DC term; higher bands start at zero
+and learn view-dependent colour when ``sh_degree`` > 0), an isotropic scale equal to
 the pixel's footprint at its depth (``depth / focal``, times ``scale_factor``), opacity
 ``init_opacity`` and identity rotation. Optional voxel de-duplication keeps one Gaussian per voxel
 so that overlapping history frames do not multiply points.
@@ -9,6 +10,7 @@ so that overlapping history frames do not multiply points.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -21,16 +23,20 @@ from ..warp import unproject
 SH_C0 = 0.28209479177387814  # band-0 spherical-harmonic constant: rgb = SH_C0 * dc + 0.5
 
 Backend = Literal["auto", "torch", "gsplat"]
+DepthLoss = Literal["none", "depth", "disparity"]
+PositionLrScaling = Literal["extent", "absolute"]
+DEPTH_LOSSES: tuple[str, ...] = ("none", "depth", "disparity")
+POSITION_LR_SCALINGS: tuple[str, ...] = ("extent", "absolute")
 
 
 @dataclass(frozen=True)
 class GSConfig:
     iterations: int = 500  # paper supp. §7
-    lr: float = 1.6e-3  # paper supp. §7: position learning rate (times the scene extent)
+    lr: float = 1.6e-3  # paper supp. §7: position learning rate (see position_lr_scaling)
     views_per_step: int = 1
     ssim_weight: float = 0.2  # L = (1-λ) L1 + λ (1 - SSIM), as 3DGS
-    sh_degree: int = 0
-    init_opacity: float = 0.8
+    sh_degree: int = 3  # the official code's; 0-3 measured alike (docs/CACHE.md)
+    init_opacity: float = 0.8  # measured better than the official 0.9999 (docs/CACHE.md)
     scale_factor: float = 1.0  # initial std = scale_factor * depth / focal
     stride: int = 1
     voxel_size: float | None = None  # in scene units; None = no de-duplication
@@ -41,7 +47,17 @@ class GSConfig:
     lr_scales: float = 5e-3
     lr_quats: float = 1e-3
     lr_opacity: float = 5e-2
-    lr_sh: float = 2.5e-3
+    lr_sh: float = 2.5e-3  # the DC term
+    lr_sh_rest: float = 2.5e-3 / 20  # higher SH bands (official code and 3DGS: the DC rate / 20)
+    # L1 between the rendered expected depth and the input depth where that is > 0, weighted and
+    # added to the photometric loss; "disparity" compares 1/depth (the official code: weight 1e-2)
+    # (depth at 0.1 measured best; disparity at the official 0.01 changed nothing: docs/CACHE.md)
+    depth_loss: DepthLoss = "depth"
+    depth_loss_weight: float = 0.1
+    # "extent": the position rate is lr x the scene extent (median camera-to-point distance), the
+    # same setting whatever the depth units; "absolute": lr as it is (the official code; measured
+    # within noise of "extent" on scenes a few units deep, docs/CACHE.md)
+    position_lr_scaling: PositionLrScaling = "extent"
 
     def __post_init__(self) -> None:
         if self.iterations < 0:
@@ -56,6 +72,18 @@ class GSConfig:
             raise ValueError(f"backend must be 'auto', 'torch' or 'gsplat', got {self.backend!r}")
         if self.sh_degree not in (0, 1, 2, 3):
             raise ValueError(f"sh_degree must be 0-3, got {self.sh_degree}")
+        if self.depth_loss not in DEPTH_LOSSES:
+            raise ValueError(f"depth_loss must be one of {DEPTH_LOSSES}, got {self.depth_loss!r}")
+        if not (self.depth_loss_weight >= 0 and math.isfinite(self.depth_loss_weight)):
+            raise ValueError(f"depth_loss_weight must be a finite number >= 0 (official: 0.01), "
+                             f"got {self.depth_loss_weight}")
+        if self.position_lr_scaling not in POSITION_LR_SCALINGS:
+            raise ValueError(f"position_lr_scaling must be one of {POSITION_LR_SCALINGS}, "
+                             f"got {self.position_lr_scaling!r}")
+        for name in ("lr", "lr_scales", "lr_quats", "lr_opacity", "lr_sh", "lr_sh_rest"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
 
 
 @dataclass
@@ -90,6 +118,16 @@ class Gaussians:
     def colors(self) -> Tensor:  # [N, 3] view-independent colour (DC term)
         return (self.sh[:, 0] * SH_C0 + 0.5).clamp_min(0.0)
 
+    @property
+    def sh_degree(self) -> int:
+        return int(round(self.sh.shape[1] ** 0.5)) - 1
+
+    def colors_from(self, center: Tensor) -> Tensor:
+        """``[N, 3]`` colour seen from the camera centre ``[3]``: all SH bands (``sh_colors``)."""
+        if self.sh.shape[1] == 1:
+            return self.colors
+        return sh_colors(self.sh, self.means - center)
+
     def detach(self) -> "Gaussians":
         return Gaussians(*(t.detach().clone() for t in (self.means, self.quats, self.log_scales,
                                                           self.opacity_logits, self.sh)))
@@ -106,6 +144,38 @@ class Gaussians:
     def cat(parts: list["Gaussians"]) -> "Gaussians":
         return Gaussians(*(torch.cat([getattr(p, f) for p in parts]) for f in
                            ("means", "quats", "log_scales", "opacity_logits", "sh")))
+
+
+# real spherical-harmonic basis up to degree 3, as 3DGS (Kerbl et al. 2023) evaluates it
+# (constants of the standard real SH; the sign convention is the one 3DGS viewers expect)
+SH_C1 = 0.4886025119029199
+SH_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
+SH_C3 = (-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154, -0.4570457994644658,
+         1.445305721320277, -0.5900435899266435)
+
+
+def sh_colors(sh: Tensor, dirs: Tensor) -> Tensor:
+    """Colour ``[N, 3]`` of SH coefficients ``[N, K, 3]`` (K = (d+1)^2, d <= 3) seen along ``dirs`` ``[N, 3]``
+    (from the camera to the Gaussian; normalised here): ``max(0, Σ_k c_k Y_k(dir) + 0.5)``."""
+    K = sh.shape[1]
+    if K not in (1, 4, 9, 16) or sh.ndim != 3 or sh.shape[2] != 3 or dirs.shape != (sh.shape[0], 3):
+        raise ValueError(f"sh must be [N, K, 3] with K in 1, 4, 9, 16 and dirs [N, 3]; got {list(sh.shape)} "
+                         f"and {list(dirs.shape)}")
+    d = dirs / dirs.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    x, y, z = (t.unsqueeze(-1) for t in d.unbind(-1))
+    out = SH_C0 * sh[:, 0]
+    if K > 1:
+        out = out - SH_C1 * y * sh[:, 1] + SH_C1 * z * sh[:, 2] - SH_C1 * x * sh[:, 3]
+    if K > 4:
+        xx, yy, zz, xy, yz, xz = x * x, y * y, z * z, x * y, y * z, x * z
+        out = (out + SH_C2[0] * xy * sh[:, 4] + SH_C2[1] * yz * sh[:, 5] + SH_C2[2] * (2 * zz - xx - yy) * sh[:, 6]
+               + SH_C2[3] * xz * sh[:, 7] + SH_C2[4] * (xx - yy) * sh[:, 8])
+    if K > 9:
+        out = (out + SH_C3[0] * y * (3 * xx - yy) * sh[:, 9] + SH_C3[1] * xy * z * sh[:, 10]
+               + SH_C3[2] * y * (4 * zz - xx - yy) * sh[:, 11] + SH_C3[3] * z * (2 * zz - 3 * xx - 3 * yy) * sh[:, 12]
+               + SH_C3[4] * x * (4 * zz - xx - yy) * sh[:, 13] + SH_C3[5] * z * (xx - yy) * sh[:, 14]
+               + SH_C3[6] * x * (xx - 3 * yy) * sh[:, 15])
+    return (out + 0.5).clamp_min(0.0)
 
 
 def voxel_dedup(points: Tensor, voxel_size: float, priority: Tensor | None = None) -> Tensor:
@@ -166,4 +236,5 @@ def init_gaussians(images: Tensor, depths: Tensor, cameras: Cameras, config: GSC
     return g
 
 
-__all__ = ["GSConfig", "Gaussians", "SH_C0", "init_gaussians", "voxel_dedup"]
+__all__ = ["DEPTH_LOSSES", "POSITION_LR_SCALINGS", "DepthLoss", "GSConfig", "Gaussians", "PositionLrScaling", "SH_C0",
+           "init_gaussians", "sh_colors", "voxel_dedup"]

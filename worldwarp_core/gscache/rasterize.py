@@ -5,7 +5,8 @@ Both follow 3DGS (Kerbl et al. 2023): means projected with the pinhole of ``Ks``
 anti-aliasing low-pass), footprint radius ``3 sqrt(λ_max)``, per pixel front-to-back
 compositing ``C = Σ_i c_i α_i Π_{j<i} (1 - α_j)`` with ``α = min(0.99, o·exp(-½ dᵀ Σ⁻¹ d))`` and
 contributions below 1/255 skipped, Gaussians ordered by the depth of their means. Depth output
-is the alpha-normalised expected depth (gsplat's ``"ED"``).
+is the alpha-normalised expected depth (gsplat's ``"ED"``). Colour is evaluated from all SH bands
+along the camera-to-Gaussian direction (``gaussians.sh_colors``), per view.
 
 The torch reference is written for clarity and CPU tractability, not speed. It differs from
 gsplat in two documented ways: a footprint is cut at ``max_radius`` pixels (Gaussians larger
@@ -143,8 +144,9 @@ def rasterize_torch(g: Gaussians, cameras: Cameras, near: float = 0.01, max_radi
                     background: float = 0.0) -> RenderResult:
     """Reference rasteriser (module docstring): ``V`` views, one at a time."""
     cams = cameras.to(g.means.device, g.means.dtype)
-    scales, opac, colors = g.scales, g.opacities, g.colors
-    out = [_render_view_torch(g.means, g.quats, scales, opac, colors, cams.viewmats[i], cams.Ks[i],
+    scales, opac, centers = g.scales, g.opacities, cams.centers
+    # SH degree > 0: each view sees the colour along its own camera-to-Gaussian direction (as gsplat)
+    out = [_render_view_torch(g.means, g.quats, scales, opac, g.colors_from(centers[i]), cams.viewmats[i], cams.Ks[i],
                               cams.width, cams.height, near, max_radius, background) for i in range(len(cams))]
     rgb, alpha, depth = (torch.stack(x) for x in zip(*out))
     return RenderResult(rgb, alpha, depth)
@@ -155,8 +157,7 @@ def rasterize_gsplat(g: Gaussians, cameras: Cameras, near: float = 0.01, backgro
     from gsplat import rasterization
 
     cams = cameras.to(g.means.device, torch.float32)
-    K = g.sh.shape[1]
-    degree = int(round(K**0.5)) - 1
+    degree = g.sh_degree  # gsplat evaluates the SH bands along the camera-to-Gaussian direction itself
     render, alpha, _ = rasterization(
         g.means.float(), g.quats.float(), g.scales.float(), g.opacities.float(), g.sh.float(),
         cams.viewmats, cams.Ks, cams.width, cams.height, near_plane=near, sh_degree=degree,
