@@ -244,6 +244,7 @@ def wired_generator(kind: str = "full") -> Graph:
     g.link(start, "history", cache, "images")
     g.link(align, "geometry", cache, "geometry")
     g.link(start, "cache_seed", cache, "seed")
+    g.link(start, "context_frames", cache, "context_frames")  # trained on the next chunk's context frames
     hints = g.add("WorldWarpRenderHints", (x, 760))
     g.link(cache, "cache", hints, "cache")
     g.link(start, "cameras", hints, "cameras")

@@ -38,6 +38,11 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+# the 3DGS cache widgets at their defaults (an API prompt states every widget)
+GS_DEFAULTS = {"depth_loss": "depth", "depth_loss_weight": 0.1, "sh_degree": 3, "init_opacity": 0.8,
+               "position_lr_scaling": "extent"}
+
+
 def L(node, slot=0):
     return [str(node), slot]
 
@@ -74,7 +79,8 @@ def wired_prompt(folder, resume=False, grow=False, fps=16):
         "12": {"class_type": "WorldWarpAlignToHistory", "inputs": {"loop": L(10), "geometry": L(11)}},
         "13": {"class_type": "WorldWarpBuildCache", "inputs": {
             "images": L(10, 1), "geometry": L(12), "mode": "3dgs", "iterations": 2, "learning_rate": 1.6e-3,
-            "stride": 1, "alpha_threshold": 0.5, "seed": L(10, 7)}},
+            "stride": 1, "alpha_threshold": 0.5, "seed": L(10, 7), **GS_DEFAULTS,
+            "train_frames": "context", "context_frames": L(10, 5)}},
         "14": {"class_type": "WorldWarpRenderHints", "inputs": {"cache": L(13), "cameras": L(10, 3)}},
         "16": {"class_type": "WorldWarpSTDiffSampler", "inputs": {
             "model": L(2), "hints": L(14), "masks": L(14, 1), "prompt": "a room", "negative_prompt": negative,
@@ -98,7 +104,7 @@ def compact_prompt(folder):
         "style": "", "chunk_frames": C, "context_frames": CTX, "strength": TAU, "steps": 2, "cfg": 2.0, "seed": 0,
         "schedule": "spatio-temporal", "cache_mode": "3dgs", "gs_iterations": 2, "extend_mode": "extrapolate",
         "training_free": False, "output_folder": folder, "resume": False, "pose_source": "requested",
-        "extrapolation": "auto", "mask_rule": "official", "shift": 5.0}}
+        "extrapolation": "auto", "mask_rule": "official", "shift": 5.0, **GS_DEFAULTS, "cache_frames": "context"}}
     p["21"] = {"class_type": "SaveImage", "inputs": {"images": L(20), "filename_prefix": folder + "/frames"}}
     return p
 

@@ -59,7 +59,8 @@ def wired(env, model, geo, image, cams, folder, resume=False, edit=None, start_o
             raise Interrupted(first)
         geometry, _ = ops.estimate_geometry(env, geo, hist, "requested", hist_cams)
         (geometry,) = ops.align_to_history(env, loop, geometry)
-        cache, _ = ops.build_cache_node(env, hist, geometry, "3dgs", GS_IT, 1.6e-3, 1, 0.5, cache_seed)
+        cache, _ = ops.build_cache_node(env, hist, geometry, "3dgs", GS_IT, 1.6e-3, 1, 0.5, cache_seed,
+                                        context_frames=n_ctx)
         hints, masks = ops.render_hints(env, cache, chunk_cams)
         if edit is not None:
             masks = edit(masks)
