@@ -168,15 +168,14 @@ def diagram(wf: dict) -> Diagram:
     if cam_id is not None:
         cam = links.nodes[cam_id]
         values = widget_values(cam)
-        camera = node_label(cam["type"])
         if cam["type"] == "WorldWarpCameraDirector":
-            camera += ": the keyframed path drawn in 3D"
+            camera = "drawn in the " + node_label(cam["type"])
             keys = json.loads(values["keyframes"] or "{}").get("keyframes", [])
             path = ((0.0, 0.0, 0.0),) + tuple(  # frame 0 is the start image's camera
                 (k["position"][0], k["position"][2], 2 * math.atan2(k["rotation"][2], k["rotation"][0]))
                 for k in keys)
-        elif values.get("preset"):
-            camera += ": " + values["preset"]
+        else:
+            camera = values.get("preset") or node_label(cam["type"])
     sampler = core or links.first("WorldWarpSTDiffSampler")
     model_src = links.input_src.get((sampler, "model")) if sampler is not None else None
     model = node_label(links.nodes[model_src]["type"]) if model_src is not None else None
@@ -357,14 +356,14 @@ def render(title: str, wf: dict) -> Image.Image:
         _draw_flow(c, g)
     lines = ([("camera", g.camera)] if g.camera else []) + ([("model", g.model)] if g.model else []) \
         + ([("saves", ", ".join(g.saves))] if g.saves else [])
-    y = 504
+    y = 502
     for key, value in lines:
-        c.text((24, y), key, 21, fill=MUTED, anchor="lm")
+        c.text((24, y), key, 23, fill=MUTED, anchor="lm")
         shown = value
-        while c.width(shown, 21) > SIZE - 24 - 106 and len(shown) > 4:
+        while c.width(shown, 23) > SIZE - 24 - 112 and len(shown) > 4:
             shown = shown[:-2].rstrip() + "…"
-        c.text((106, y), shown, 21, fill=TEXT, anchor="lm")
-        y += 32
+        c.text((112, y), shown, 23, fill=TEXT, anchor="lm")
+        y += 34
     return c.picture()
 
 
