@@ -153,16 +153,16 @@ def diagram(wf: dict) -> Diagram:
     start, end = links.first("WorldWarpLoopStart"), links.first("WorldWarpLoopEnd")
     compact = links.first("WorldWarpChunkLoop")
     if start is not None and end is not None:
-        kind, slots, core = "loop", _slots(links, start, end), None
+        kind, slots, model_node = "loop", _slots(links, start, end), None
     elif compact is not None:
         box = Box(compact, "WorldWarpChunkLoop", node_label("WorldWarpChunkLoop"), "loop")
-        kind, slots, core = "compact", ((box,),), compact
+        kind, slots, model_node = "compact", ((box,),), compact
     else:
         geo, sampler = links.first("WorldWarpEstimateGeometry"), links.first("WorldWarpSTDiffSampler")
         if geo is None or sampler is None:
             raise ValueError("a workflow thumbnail needs WorldWarp Loop Start + Loop End, a WorldWarp Chunk Loop, "
                              "or Estimate Geometry + ST-Diff Sampler; this workflow has none of them")
-        kind, slots, core = "chunk", _slots(links, geo, sampler), None
+        kind, slots, model_node = "chunk", _slots(links, geo, sampler), None
     camera = path = None
     cam_id = links.first("WorldWarpCameraDirector") or links.first("WorldWarpCameraTrajectory")
     if cam_id is not None:
@@ -176,7 +176,7 @@ def diagram(wf: dict) -> Diagram:
                 for k in keys)
         else:
             camera = values.get("preset") or node_label(cam["type"])
-    sampler = core or links.first("WorldWarpSTDiffSampler")
+    sampler = model_node or links.first("WorldWarpSTDiffSampler")  # the node the transformer feeds
     model_src = links.input_src.get((sampler, "model")) if sampler is not None else None
     model = node_label(links.nodes[model_src]["type"]) if model_src is not None else None
     types = {n["type"] for n in wf["nodes"]}
