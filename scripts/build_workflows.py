@@ -1,4 +1,5 @@
-"""Writes the shipped UI-format workflows in ``workflows/`` from one description each.
+"""Writes the shipped UI-format workflows in ``workflows/`` from one description each, and beside each one the
+thumbnail ComfyUI's Templates browser shows (``scripts/workflow_thumbnails.py``).
 
 Widget values of our nodes come from ``nodes/specs.py`` defaults (so they stay valid when a
 node gains an input); a workflow only states what it changes. Run after changing a node:
@@ -15,6 +16,8 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from workflow_thumbnails import thumbnail_bytes  # noqa: E402  (beside this script)
 
 from nodes.specs import SPECS  # noqa: E402
 from worldwarp_core.caption import DEFAULT_NEGATIVE  # noqa: E402
@@ -380,33 +383,56 @@ def one_chunk() -> Graph:
     return g
 
 
+# file name -> (graph, description). The Templates browser titles a template with its file name and shows
+# `<name>.jpg` beside it: names are words for a reader, without "-" or "_" (its description turns those into
+# spaces).
 WORKFLOWS = {
-    "worldwarp_camera_director.json": (wired_generator("director"), "The camera path drawn in 3D: queue once (or "
-                                       "only the Camera Director) to see the start image's point cloud, drag the "
-                                       "keyframes, watch the coverage strip, then generate along exactly that path."),
-    "worldwarp_full_generator.json": (wired_generator("full"), "The whole autoregressive generator as a graph: "
-                                      "Loop Start -> geometry -> depth alignment -> 3DGS cache -> hints -> ST-Diff -> "
-                                      "Loop End, once per chunk; video, frames, cameras and the scene saved."),
-    "worldwarp_one_chunk_step_by_step.json": (one_chunk(), "One chunk with every stage visible: geometry, 3DGS cache "
-                                              "(+ .ply), hints and masks, the noise schedule, ST-Diff."),
-    "worldwarp_stylized_prompt.json": (wired_generator("stylized"), "A captioner and a style text give each chunk "
-                                       "its prompt (paper Fig. 8)."),
-    "worldwarp_component_swap_edited_hints.json": (wired_generator("component_swap"), "Core nodes in the loop body "
-                                                   "blur the hints and erode the masks of every chunk."),
-    "worldwarp_training_free.json": (wired_generator("training_free"), "Base Wan2.1 weights without the WorldWarp "
-                                     "fine-tune: the sampler's training-free mode."),
-    "worldwarp_compact_chunk_loop.json": (compact_generator(), "The whole generator in one node (WorldWarp Chunk "
-                                          "Loop)."),
+    "WorldWarp Camera Director.json": (
+        wired_generator("director"), "The camera path drawn in 3D: queue once (or only the Camera Director) to see "
+        "the start image's point cloud, drag the keyframes, watch the coverage strip, then generate along exactly "
+        "that path."),
+    "WorldWarp full generator.json": (
+        wired_generator("full"), "The whole autoregressive generator as a graph: Loop Start -> geometry -> depth "
+        "alignment -> 3DGS cache -> hints -> ST-Diff -> Loop End, once per chunk; video, frames, cameras and the "
+        "scene saved."),
+    "WorldWarp one chunk step by step.json": (
+        one_chunk(), "One chunk with every stage visible: geometry, 3DGS cache (+ .ply), hints and masks, the noise "
+        "schedule, ST-Diff."),
+    "WorldWarp stylized prompt.json": (
+        wired_generator("stylized"), "A captioner and a style text give each chunk its prompt (paper Fig. 8)."),
+    "WorldWarp edits in the loop body.json": (
+        wired_generator("component_swap"), "Core nodes in the loop body blur the hints and erode the masks of every "
+        "chunk."),
+    "WorldWarp training free.json": (
+        wired_generator("training_free"), "Base Wan2.1 weights without the WorldWarp fine-tune: the sampler's "
+        "training-free mode."),
+    "WorldWarp compact chunk loop.json": (
+        compact_generator(), "The whole generator in one node (WorldWarp Chunk Loop)."),
 }
 
 
-def main() -> None:
-    out = os.path.join(ROOT, "workflows")
+def write_all(out: str) -> None:
+    """Writes every workflow and its thumbnail into ``out``, and removes any other .json / .jpg there (a renamed
+    workflow leaves no stale copy: ``workflows/`` holds only what this script writes)."""
     os.makedirs(out, exist_ok=True)
+    written = set()
     for name, (graph, note) in WORKFLOWS.items():
+        wf = graph.to_json(note)
         with open(os.path.join(out, name), "w", encoding="utf-8") as f:
-            json.dump(graph.to_json(note), f, indent=1)
-        print("wrote", name)
+            json.dump(wf, f, indent=1)
+        picture = name.removesuffix(".json") + ".jpg"
+        with open(os.path.join(out, picture), "wb") as f:
+            f.write(thumbnail_bytes(name.removesuffix(".json"), wf))
+        written |= {name, picture}
+        print("wrote", name, "+ .jpg")
+    for stale in sorted(set(os.listdir(out)) - written):
+        if stale.endswith((".json", ".jpg")):
+            os.remove(os.path.join(out, stale))
+            print("removed", stale)
+
+
+def main() -> None:
+    write_all(os.path.join(ROOT, "workflows"))
 
 
 if __name__ == "__main__":

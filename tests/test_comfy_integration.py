@@ -119,7 +119,7 @@ def test_every_workflow_runs_in_the_real_server(comfy_setup):
     r = subprocess.run(cmd + [f"--server-arg=--input-directory={tmp / 'input'}"], capture_output=True, text=True,
                        timeout=1500)
     assert r.returncode == 0, (r.stdout[-4000:], r.stderr[-4000:])
-    assert "worldwarp_full_generator.json" in r.stdout
+    assert "WorldWarp full generator.json" in r.stdout
     # a node whose inputs fail validation is dropped from the prompt while the rest runs: none may be
     log = r.stdout + r.stderr
     assert not re.search(r"^\s+node \S+ \(\w+\):$", log, re.M), log[-4000:]

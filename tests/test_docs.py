@@ -4,6 +4,7 @@ describe the software (no notes about how or by whom it was made)."""
 import glob
 import os
 import re
+import urllib.parse
 
 import pytest
 
@@ -47,6 +48,7 @@ def test_every_relative_link_resolves(doc):
         if re.match(r"^[a-z][a-z0-9+.-]*:", target, re.I):  # http:, https:, mailto:
             continue
         file_part, _, anchor = target.partition("#")
+        file_part = urllib.parse.unquote(file_part)  # a file name with spaces is linked as %20 (GitHub's way)
         dest = os.path.normpath(os.path.join(os.path.dirname(path), file_part)) if file_part else path
         if not os.path.exists(dest):
             broken.append(f"{target} (no {os.path.relpath(dest, ROOT)})")
@@ -74,8 +76,8 @@ def test_docs_describe_the_software_not_its_history(doc):
 
 def test_the_link_check_catches_a_broken_link(tmp_path):
     (tmp_path / "a.md").write_text("# Title\n[ok](a.md#title) [bad](missing.md) [web](https://example.org)\n"
-                                   "```\n[in code](nowhere.md)\n```\n")
+                                   "[spaced](b%20c.json)\n```\n[in code](nowhere.md)\n```\n")
     targets = _targets((tmp_path / "a.md").read_text())
-    assert targets == ["a.md#title", "missing.md", "https://example.org"]
+    assert targets == ["a.md#title", "missing.md", "https://example.org", "b%20c.json"]
     assert _anchors(str(tmp_path / "a.md")) == {"title"}
     assert _slug("Set up in ComfyUI (portable build)") == "set-up-in-comfyui-portable-build"
