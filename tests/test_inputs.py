@@ -206,6 +206,12 @@ def test_output_folder_checks(tmp_path):
                                          r"replace it"):
         check_output_folder(str(run))
     check_output_folder(str(run), resume=True)
+    mine = tmp_path / "mine"  # not a run: refused before any model loads, overwrite or not
+    mine.mkdir()
+    (mine / "holiday.png").write_bytes(b"x")
+    with pytest.raises(ValueError, match=r"holds no WorldWarp run; choose an empty or new folder \(--overwrite only "
+                                         r"replaces a WorldWarp run\)"):
+        check_output_folder(str(mine), overwrite=True)
     check_output_folder(str(tmp_path / "new" / "deeper"))
     if os.geteuid() != 0:  # root writes anywhere
         ro = tmp_path / "ro"

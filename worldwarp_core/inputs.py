@@ -313,8 +313,9 @@ def check_output_folder(path: str, resume: bool = False, overwrite: bool = False
         if not (resume or overwrite):
             raise ValueError(f"{path} already holds a run; pass {resume_flag} to continue it or {overwrite_flag} "
                              "to replace it, or choose another output folder")
-    elif os.path.isdir(path) and os.listdir(path) and not overwrite:
-        raise ValueError(f"{path} is not empty and holds no WorldWarp run; choose an empty or new folder")
+    elif os.path.isdir(path) and os.listdir(path):  # overwrite only ever replaces a WorldWarp run
+        raise ValueError(f"{path} is not empty and holds no WorldWarp run; choose an empty or new folder"
+                         + (f" ({overwrite_flag} only replaces a WorldWarp run)" if overwrite else ""))
 
 
 def os_error_message(e: OSError) -> str:
