@@ -14,23 +14,13 @@ import subprocess
 import sys
 
 import pytest
+from comfy_tree import COMFY_PY, COMFYUI_DIR, HARNESS, ROOT, needs_comfy, server_url
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HARNESS = os.path.join(os.path.dirname(ROOT), "shared", "tools", "comfy")
-COMFY_BASE = os.environ.get("COMFY_BASE", os.path.dirname(ROOT))
-COMFYUI_DIR = os.environ.get("COMFYUI_DIR", os.path.join(COMFY_BASE, "comfyui"))
-COMFY_PY = os.path.join(os.environ.get("COMFY_VENV", os.path.join(COMFY_BASE, "comfy-venv")), "bin", "python")
 # several checkouts can run this side by side, each with its own tree (COMFYUI_DIR) and port
-PORT = int(os.environ.get("COMFY_TEST_PORT", "8191"))
-URL = f"http://127.0.0.1:{PORT}"
+PORT, URL = server_url(8191)
 WORKFLOWS = sorted(f for f in os.listdir(os.path.join(ROOT, "workflows")) if f.endswith(".json"))
 
-pytestmark = pytest.mark.skipif(
-    not (os.path.isfile(os.path.join(COMFYUI_DIR, "main.py")) and os.path.isfile(COMFY_PY)
-         and os.path.isfile(os.path.join(HARNESS, "run_workflow.py"))
-         and os.path.exists(os.path.join(COMFYUI_DIR, "custom_nodes", "worldwarp"))),
-    reason="no ComfyUI tree with this pack linked (run ../shared/tools/comfy/setup.sh to enable)",
-)
+pytestmark = needs_comfy
 
 # small sizes and few steps so every workflow runs in seconds on CPU with tiny models
 FAST = {

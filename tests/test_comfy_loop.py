@@ -17,25 +17,15 @@ import urllib.request
 
 import numpy as np
 import pytest
+from comfy_tree import COMFYUI_DIR, HARNESS, ROOT, needs_comfy, server_url
 from PIL import Image
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HARNESS = os.path.join(os.path.dirname(ROOT), "shared", "tools", "comfy")
-COMFY_BASE = os.environ.get("COMFY_BASE", os.path.dirname(ROOT))
-COMFYUI_DIR = os.environ.get("COMFYUI_DIR", os.path.join(COMFY_BASE, "comfyui"))
-COMFY_PY = os.path.join(os.environ.get("COMFY_VENV", os.path.join(COMFY_BASE, "comfy-venv")), "bin", "python")
-PORT = int(os.environ.get("COMFY_TEST_PORT", "8191"))
-URL = f"http://127.0.0.1:{PORT}"
+PORT, URL = server_url(8191)
 IMAGE = "worldwarp_loop_test.png"
 C, CTX, FRAMES = 5, 1, 13  # three chunks: frames 0-4, 4-8, 8-12
 TAU = 0.5  # with 2 steps, warped latents start at the second sigma (tau 0.8 would start them at full noise)
 
-pytestmark = pytest.mark.skipif(
-    not (os.path.isfile(os.path.join(COMFYUI_DIR, "main.py")) and os.path.isfile(COMFY_PY)
-         and os.path.isfile(os.path.join(HARNESS, "run_workflow.py"))
-         and os.path.exists(os.path.join(COMFYUI_DIR, "custom_nodes", "worldwarp"))),
-    reason="no ComfyUI tree with this pack linked (run ../shared/tools/comfy/setup.sh to enable)",
-)
+pytestmark = needs_comfy
 
 
 # the 3DGS cache widgets at their defaults (an API prompt states every widget)

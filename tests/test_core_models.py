@@ -11,16 +11,13 @@ import subprocess
 
 import pytest
 import torch
+from comfy_tree import COMFY_PY, COMFYUI_DIR, HARNESS, HAVE_COMFY, NO_TREE, ROOT, server_url
 
 from worldwarp_core.cli import main
 from worldwarp_core.convert import convert_checkpoint, read_transformer_file, to_comfy_layout
 from worldwarp_core.models import TINY_TRANSFORMER_CONFIG, load_transformer
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COMFY_BASE = os.environ.get("COMFY_BASE", os.path.dirname(ROOT))
-COMFYUI_DIR = os.environ.get("COMFYUI_DIR", os.path.join(COMFY_BASE, "comfyui"))
-COMFY_PY = os.path.join(os.environ.get("COMFY_VENV", os.path.join(COMFY_BASE, "comfy-venv")), "bin", "python")
-STUBS = os.path.join(os.path.dirname(ROOT), "shared", "tools", "comfy", "stubs")
+STUBS = os.path.join(HARNESS, "stubs")
 
 
 def _tiny_diffusers(seed=0):
@@ -146,8 +143,7 @@ def test_fp8_weights_and_core_lora_apply(parity_report):
 
 
 # ----------------------------------------------------------------------------- the real server, end to end
-HARNESS = os.path.join(os.path.dirname(ROOT), "shared", "tools", "comfy")
-PORT = int(os.environ.get("COMFY_TEST_PORT", "8191"))
+PORT, _ = server_url(8191)
 TEST_PACKS = os.path.join(ROOT, "tests", "comfy_test_packs")
 
 
@@ -206,9 +202,8 @@ def test_core_loader_workflow_runs_in_the_real_server(parity_report, tmp_path):
     from worldwarp_core.geometry.testing import save_tiny_depth_anything
     from worldwarp_core.synthetic import default_scene
 
-    if not (os.path.isfile(os.path.join(HARNESS, "run_workflow.py"))
-            and os.path.exists(os.path.join(COMFYUI_DIR, "custom_nodes", "worldwarp"))):
-        pytest.skip("no ComfyUI tree with this pack linked (run ../shared/tools/comfy/setup.sh to enable)")
+    if not HAVE_COMFY:
+        pytest.skip(NO_TREE)
     models = os.path.join(parity_report["out"], "models")
     save_tiny_depth_anything(os.path.join(models, "worldwarp", "tiny-depth-anything"))
     cfg = tmp_path / "extra_model_paths.yaml"

@@ -20,23 +20,13 @@ import urllib.request
 
 import pytest
 import torch
+from comfy_tree import COMFY_PY, COMFYUI_DIR, HARNESS, ROOT, needs_comfy, server_url
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HARNESS = os.path.join(os.path.dirname(ROOT), "shared", "tools", "comfy")
-COMFY_BASE = os.environ.get("COMFY_BASE", os.path.dirname(ROOT))
-COMFYUI_DIR = os.environ.get("COMFYUI_DIR", os.path.join(COMFY_BASE, "comfyui"))
-COMFY_PY = os.path.join(os.environ.get("COMFY_VENV", os.path.join(COMFY_BASE, "comfy-venv")), "bin", "python")
-PORT = int(os.environ.get("COMFY_TEST_PORT", "8192"))
-URL = f"http://127.0.0.1:{PORT}"
+PORT, URL = server_url(8192)
 PLAYWRIGHT = os.path.join(HARNESS, "browser", "node_modules", "playwright-core")
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 
-pytestmark = pytest.mark.skipif(
-    not (os.path.isfile(os.path.join(COMFYUI_DIR, "main.py")) and os.path.isfile(COMFY_PY)
-         and os.path.isfile(os.path.join(HARNESS, "run_workflow.py"))
-         and os.path.exists(os.path.join(COMFYUI_DIR, "custom_nodes", "worldwarp"))),
-    reason="no ComfyUI tree with this pack linked (run ../shared/tools/comfy/setup.sh to enable)",
-)
+pytestmark = needs_comfy
 
 
 def _post(route, body, timeout=60):

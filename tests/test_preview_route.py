@@ -18,6 +18,7 @@ import urllib.request
 
 import pytest
 import torch
+from comfy_tree import COMFY_PY, COMFYUI_DIR, HARNESS, needs_comfy, server_url
 
 from nodes import preview
 from worldwarp_core.cameras import Cameras, intrinsics_from_fov
@@ -152,16 +153,7 @@ def test_the_event_loop_answers_within_100_ms_under_attack():
 
 
 # ----------------------------------------------------------------------------- the real server
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HARNESS = os.path.join(os.path.dirname(ROOT), "shared", "tools", "comfy")
-COMFY_BASE = os.environ.get("COMFY_BASE", os.path.dirname(ROOT))
-COMFYUI_DIR = os.environ.get("COMFYUI_DIR", os.path.join(COMFY_BASE, "comfyui"))
-COMFY_PY = os.path.join(os.environ.get("COMFY_VENV", os.path.join(COMFY_BASE, "comfy-venv")), "bin", "python")
-PORT = int(os.environ.get("COMFY_TEST_PORT", "8191"))
-URL = f"http://127.0.0.1:{PORT}"
-HAVE_COMFY = (os.path.isfile(os.path.join(COMFYUI_DIR, "main.py")) and os.path.isfile(COMFY_PY)
-              and os.path.isfile(os.path.join(HARNESS, "run_workflow.py"))
-              and os.path.exists(os.path.join(COMFYUI_DIR, "custom_nodes", "worldwarp")))
+PORT, URL = server_url(8191)
 
 
 def _http(path, raw=None, timeout=30):
@@ -175,7 +167,7 @@ def _http(path, raw=None, timeout=30):
 
 
 @pytest.mark.comfy
-@pytest.mark.skipif(not HAVE_COMFY, reason="no ComfyUI tree with this pack linked (run ../shared/tools/comfy/setup.sh)")
+@needs_comfy
 def test_real_server_answers_a_cheap_route_within_100_ms_under_attack(tmp_path):
     r = subprocess.run([sys.executable, os.path.join(HARNESS, "run_workflow.py"), "--start-only", "--start", "always",
                         "--url", URL, "--comfy-dir", COMFYUI_DIR, "--python", COMFY_PY,

@@ -13,25 +13,18 @@ import urllib.parse
 import urllib.request
 
 import pytest
+from comfy_tree import COMFYUI_DIR, HARNESS, HAVE_COMFY, ROOT, server_url
 from PIL import Image
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HARNESS = os.path.join(os.path.dirname(ROOT), "shared", "tools", "comfy")
-COMFY_BASE = os.environ.get("COMFY_BASE", os.path.dirname(ROOT))
-COMFYUI_DIR = os.environ.get("COMFYUI_DIR", os.path.join(COMFY_BASE, "comfyui"))
-COMFY_PY = os.path.join(os.environ.get("COMFY_VENV", os.path.join(COMFY_BASE, "comfy-venv")), "bin", "python")
 PACK = os.environ.get("COMFY_PACK_NAME", "worldwarp")
-PORT = int(os.environ.get("COMFY_TEMPLATES_PORT", "8196"))  # beside the other real-server tests' port
-URL = f"http://127.0.0.1:{PORT}"
+PORT, URL = server_url(8196, "COMFY_TEMPLATES_PORT")  # beside the other real-server tests' port
 MODULES = os.path.join(HARNESS, "browser", "node_modules")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 WF_DIR = os.path.join(ROOT, "workflows")
 NAMES = sorted(f.removesuffix(".json") for f in os.listdir(WF_DIR) if f.endswith(".json"))
 
 pytestmark = pytest.mark.skipif(
-    not (os.path.isfile(os.path.join(COMFYUI_DIR, "main.py")) and os.path.isfile(COMFY_PY)
-         and os.path.isfile(os.path.join(HARNESS, "run_workflow.py"))
-         and os.path.exists(os.path.join(COMFYUI_DIR, "custom_nodes", PACK))
+    not (HAVE_COMFY and os.path.exists(os.path.join(COMFYUI_DIR, "custom_nodes", PACK))
          and CHROMIUM and os.path.isdir(MODULES) and shutil.which("node")),
     reason="no ComfyUI tree with this pack linked, or no headless Chromium / playwright-core / node "
            "(run ../shared/tools/comfy/setup.sh --browser to enable)",
