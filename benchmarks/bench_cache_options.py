@@ -134,8 +134,10 @@ def main() -> None:
     p.add_argument("--stride", type=int, default=2, help="synthetic: one Gaussian every n pixels (default 2)")
     p.add_argument("--mb-downsample", type=int, default=8, help="Middlebury: extra downsampling (default 8)")
     p.add_argument("--scenes", default="synthetic,middlebury", help="comma-separated scenes (default both)")
-    p.add_argument("--rows", default="", help="comma-separated row numbers to run (default all; 0 = baseline)")
-    p.add_argument("--best", default="", help="extra combined row: GSConfig changes as k=v,k=v (cache_frames too)")
+    p.add_argument("--rows", default="", help="comma-separated row numbers to run (default all; 0 = baseline; "
+                   "'none': only the --best rows)")
+    p.add_argument("--best", action="append", default=[], help="an extra combined row: GSConfig changes as k=v,k=v "
+                   "(cache_frames too); repeat for more rows")
     args = p.parse_args()
     torch.manual_seed(0)
     base = GSConfig(iterations=args.iterations, backend="torch")
@@ -148,16 +150,16 @@ def main() -> None:
         cases["middlebury"] = (middlebury_case(args.mb_downsample), base)
     rows = list(ROWS)
     if args.rows:
-        rows = [rows[int(i)] for i in args.rows.split(",")]
-    if args.best:
+        rows = [] if args.rows == "none" else [rows[int(i)] for i in args.rows.split(",")]
+    for best in args.best:
         changes, frames = {}, "chunk"
-        for kv in args.best.split(","):
+        for kv in best.split(","):
             k, v = kv.split("=")
             if k == "cache_frames":
                 frames = v
             else:
                 changes[k] = type(getattr(base, k))(v)
-        rows.append(("combined: " + args.best, changes, frames))
+        rows.append(("combined: " + best, changes, frames))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, torch rasteriser, {args.iterations} "
           f"iterations; synthetic {args.size}x{args.size * 3 // 4}, stride {args.stride}, history {args.history} "
           f"(context {args.context}), {args.held_out} held-out, depth noise {args.depth_noise}; Middlebury "

@@ -29,7 +29,7 @@ pytestmark = needs_comfy
 
 
 # the 3DGS cache widgets at their defaults (an API prompt states every widget)
-GS_DEFAULTS = {"depth_loss": "depth", "depth_loss_weight": 0.1, "sh_degree": 3, "init_opacity": 0.8,
+GS_DEFAULTS = {"depth_loss": "depth", "depth_loss_weight": 0.3, "sh_degree": 3, "init_opacity": 0.8,
                "position_lr_scaling": "extent"}
 
 

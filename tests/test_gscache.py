@@ -15,6 +15,7 @@ from worldwarp_core.gscache import (
     WorldModel,
     build_cache,
     check_overlap,
+    depth_loss,
     from_comfy_splat,
     init_gaussians,
     load_ply,
@@ -287,6 +288,22 @@ def test_depth_loss_pulls_rendered_depth_to_the_target():
         out = rasterize_torch(optimize_gaussians(g, truth.rgb, cams, cfg, depths=target_depth), cams)
         err[kind] = float((out.depth - target_depth)[target_depth > 0].abs().mean())
     assert err["depth"] < 0.8 * err["none"] and err["disparity"] < 0.8 * err["none"], err
+
+
+def test_depth_term_does_not_depend_on_the_depth_units():
+    """The 'depth' term is relative to the target's mean depth: metres or millimetres give one value
+    (the official 'disparity' term is in the depth's own units: it scales by 1/k)."""
+    torch.manual_seed(0)
+    target = torch.rand(2, 8, 8, dtype=torch.float64) + 0.5
+    target[0, :2] = 0.0  # unknown depth: left out
+    pred = target * (1 + 0.1 * torch.randn_like(target))
+    for k in (1e-3, 7.0, 1e3):
+        torch.testing.assert_close(depth_loss(k * pred, k * target, "depth"), depth_loss(pred, target, "depth"))
+        torch.testing.assert_close(depth_loss(k * pred, k * target, "disparity"),
+                                   depth_loss(pred, target, "disparity") / k)
+    known = target > 0
+    expect = (pred - target)[known].abs().mean() / target[known].mean()
+    torch.testing.assert_close(depth_loss(pred, target, "depth"), expect)
 
 
 def test_absolute_and_extent_position_lr_differ_by_the_extent_on_the_first_step():

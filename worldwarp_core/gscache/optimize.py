@@ -2,9 +2,10 @@
 
 Loss: the photometric loss of 3DGS, ``(1-λ)·L1 + λ·(1 - SSIM)`` with λ = ``ssim_weight`` (0.2),
 plus, with ``depth_loss``, ``depth_loss_weight`` times the L1 between the rendered expected depth
-and the input depth (``"depth"``) or their inverses (``"disparity"``, the official code's, weight
-1e-2) over the pixels whose input depth is > 0; a pixel the render leaves empty counts as depth
-(or disparity) 0 there. Adam with one learning rate per parameter group; the higher SH bands
+and the input depth relative to the input's mean depth (``"depth"``: the same for any depth units,
+metres or relative) or the L1 between their inverses (``"disparity"``, the official code's, weight
+1e-2, in the depth model's units) over the pixels whose input depth is > 0; a pixel the render
+leaves empty counts as depth (or disparity) 0 there. Adam with one learning rate per parameter group; the higher SH bands
 have their own (the DC rate / 20, as 3DGS). The position rate is ``lr`` times the scene extent
 (the median distance of the Gaussians from the mean camera centre) with ``position_lr_scaling``
 "extent", so the same setting works whatever the depth model's units, or ``lr`` itself with
@@ -40,7 +41,8 @@ def photometric_loss(pred: Tensor, target: Tensor, ssim_weight: float) -> Tensor
 def depth_loss(pred: Tensor, target: Tensor, kind: str) -> Tensor:
     """L1 of rendered depth ``[V, H, W]`` against ``target`` ``[V, H, W]`` where the target is > 0 (finite).
 
-    ``kind`` "disparity" compares ``1/depth`` (0 where the render is empty), "depth" the depths.
+    ``kind`` "disparity" compares ``1/depth`` (0 where the render is empty), "depth" the depths
+    divided by the target's mean depth (so the term does not depend on the depth's units).
     """
     valid = torch.isfinite(target) & (target > 0)
     if not bool(valid.any()):
@@ -49,7 +51,9 @@ def depth_loss(pred: Tensor, target: Tensor, kind: str) -> Tensor:
     if kind == "disparity":
         p = torch.where(p > 0, 1.0 / p.clamp_min(1e-12), torch.zeros_like(p))
         t = 1.0 / t
-    elif kind != "depth":
+    elif kind == "depth":
+        return (p - t).abs().mean() / t.mean()
+    else:
         raise ValueError(f"depth loss kind must be 'depth' or 'disparity', got {kind!r}")
     return (p - t).abs().mean()
 
