@@ -28,6 +28,7 @@ from worldwarp_core.inputs import (
     check_seed,
     check_video,
     load_camera_file,
+    os_error_message,
 )
 from worldwarp_core.loop import (
     CACHE_FRAMES,
@@ -73,6 +74,20 @@ def deterministic(fn):
             return fn(*args, **kwargs)
         finally:
             torch.use_deterministic_algorithms(was)
+
+    return run
+
+
+def writes_files(fn):
+    """A node that writes into the output folder: a failed write (disk full, a read-only folder) is
+    a one-line error that names the file and says what to do, not a raw OSError."""
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except OSError as e:
+            raise ValueError(os_error_message(e, "queue the workflow again with resume on")) from e
 
     return run
 
@@ -324,6 +339,7 @@ def preview_schedule(env, masks, context_frames, strength, steps, schedule, mask
 
 
 # ----------------------------------------------------------------------------- the whole loop
+@writes_files
 def chunk_loop(env, model, geometry_model, image, cameras, frames, prompt, style, chunk_frames, context_frames,
                strength, steps, cfg, seed, schedule, cache_mode, gs_iterations, extend_mode, training_free,
                output_folder, resume, pose_source="auto", extrapolation="auto", captioner=None, vae=None,
@@ -363,6 +379,7 @@ def chunk_loop(env, model, geometry_model, image, cameras, frames, prompt, style
 # Loop Start -> (the user's body of stage nodes) -> Loop End; Loop End appends the chunk and either
 # has the body run again (node expansion, nodes/_v3.py) or returns the video. The bookkeeping is
 # worldwarp_core.loop, the same functions the pipeline (CLI, Chunk Loop node) calls.
+@writes_files
 def loop_start(env, image, cameras, frames, chunk_frames, context_frames, seed, extend_mode, extrapolation,
                output_folder, resume, fps, *, graph_signature=None):
     settings = PipelineSettings(chunk_frames=chunk_frames, context_frames=context_frames, seed=seed,
@@ -407,6 +424,7 @@ def align_to_history(env, loop, geometry):
     return (replace(geometry, depth=depth),)
 
 
+@writes_files
 @deterministic
 def loop_end(env, loop, frames, cache, *, graph_signature=None):
     """Chunk appended and saved: ``(state, None)`` while chunks remain, else ``(state, outputs)`` with
@@ -448,6 +466,7 @@ class Saved(tuple):
         return obj
 
 
+@writes_files
 def save_cameras(env, cameras, filename_prefix):
     """RealEstate10K .txt + JSON named like ComfyUI's saves (``cameras_00001_.txt``: a new counter per
     run, nothing overwritten); outputs the .txt's absolute path (Camera Trajectory's camera_file reads it)."""
@@ -458,6 +477,7 @@ def save_cameras(env, cameras, filename_prefix):
     return Saved((base + ".txt",), f"{len(cameras)} cameras: {stem}.txt + .json in {folder}")
 
 
+@writes_files
 def save_splat(env, cache, filename_prefix):
     """The 3DGS cache as a standard .ply named like ComfyUI's saves; outputs its path relative to the
     output folder, which core Preview 3D reads as model_file to show the scene."""

@@ -246,3 +246,30 @@ def test_loop_start_refuses_bad_inputs_before_touching_the_folder(parts):
         with pytest.raises(ValueError, match=message):
             ops.loop_start(env, img, c, frames, C, CTX, 0, "extrapolate", "auto", "refused", False, 16)
     assert not os.path.exists(os.path.join(env.output, "refused"))
+
+
+def test_disk_full_is_one_line_and_resume_finishes_the_same_run(parts, compact, monkeypatch):
+    """A failed write inside the Chunk Loop node names the file and says to re-queue with resume on;
+    doing so gives the frames of a run that never failed."""
+    import errno
+
+    from worldwarp_core import loop as loop_mod
+
+    env, model, geo, image, cams = parts
+    real, calls = loop_mod.save_png, [0]
+
+    def full_once(path, image):
+        calls[0] += 1
+        if calls[0] == 20:  # partway through the run
+            raise OSError(errno.ENOSPC, "No space left on device", path)
+        return real(path, image)
+
+    monkeypatch.setattr(loop_mod, "save_png", full_once)
+    args = (env, model, geo, image, cams, FRAMES, "a room", "", C, CTX, TAU, STEPS, 2.0, 0, "spatio-temporal", "3dgs",
+            GS_IT, "extrapolate", False, "full_disk")
+    with pytest.raises(ValueError, match=r"^disk full while writing .*\.png; free space and queue the workflow again "
+                                         r"with resume on \(finished chunks are kept\)$"):
+        ops.chunk_loop(*args, False)
+    assert calls[0] == 20
+    frames, _ = ops.chunk_loop(*args, True)
+    assert torch.equal(frames, compact[0])

@@ -318,11 +318,12 @@ def check_output_folder(path: str, resume: bool = False, overwrite: bool = False
                          + (f" ({overwrite_flag} only replaces a WorldWarp run)" if overwrite else ""))
 
 
-def os_error_message(e: OSError) -> str:
-    """One line for a failed write or read (disk full, read-only, permissions)."""
+def os_error_message(e: OSError, again: str = "run again with --resume") -> str:
+    """One line for a failed write or read (disk full, read-only, permissions); ``again`` says how
+    to continue the run (the CLI's flag, or the nodes' resume switch)."""
     what = e.filename or "a file"
     if e.errno == errno.ENOSPC:
-        return f"disk full while writing {what}; free space and run again with --resume (finished chunks are kept)"
+        return f"disk full while writing {what}; free space and {again} (finished chunks are kept)"
     if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return f"cannot write {what}: {e.strerror}; choose an output folder you can write to"
     return f"{what}: {e.strerror or e}"
