@@ -109,8 +109,9 @@ SHIFT = In("shift", "FLOAT", "Flow shift of the sigma schedule (official WorldWa
            min=0.1, max=20.0, step=0.1)
 # the 3DGS cache's options (defaults from GSConfig / PipelineSettings, measured in docs/CACHE.md)
 _GS, _PS = GSConfig(), PipelineSettings()
-GS_DEPTH_LOSS = In("depth_loss", "COMBO", "Depth term of the 3DGS loss: L1 of the rendered depth, or of its inverse "
-                   "(disparity, the official code's), against the geometry's depth; none: colour only.",
+GS_DEPTH_LOSS = In("depth_loss", "COMBO", "Depth term of the 3DGS loss: L1 of the rendered depth against the geometry's, "
+                   "relative to its mean depth (any units), or of their inverses (disparity, the official code's, "
+                   "in the depth's units); none: colour only.",
                    _GS.depth_loss, options=DEPTH_LOSSES)
 GS_DEPTH_WEIGHT = In("depth_loss_weight", "FLOAT", "Weight of the depth term (official: 0.01).", _GS.depth_loss_weight,
                      min=0.0, max=10.0, step=0.001)

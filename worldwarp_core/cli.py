@@ -281,8 +281,8 @@ def _add_cache_options(g) -> None:
 
     gs, s = GSConfig(), PipelineSettings()
     g.add_argument("--gs-depth-loss", default=gs.depth_loss, choices=list(DEPTH_LOSSES),
-                   help="3DGS depth term: L1 of the rendered depth, or of its inverse (disparity, the official "
-                        "code's), against the geometry's depth; none: colour only")
+                   help="3DGS depth term: L1 of the rendered depth against the geometry's, relative to its mean "
+                        "depth (any units), or of their inverses (disparity, the official code's); none: colour only")
     g.add_argument("--gs-depth-loss-weight", type=float, default=gs.depth_loss_weight,
                    help="weight of the depth term, >= 0 (official: 0.01)")
     g.add_argument("--gs-sh-degree", type=int, default=gs.sh_degree, choices=[0, 1, 2, 3],
