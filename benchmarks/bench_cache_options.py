@@ -32,7 +32,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 
 from worldwarp_core.cameras import Cameras  # noqa: E402
 from worldwarp_core.eval.metrics import psnr  # noqa: E402
@@ -40,7 +41,8 @@ from worldwarp_core.gscache import GSConfig, build_cache  # noqa: E402
 from worldwarp_core.synthetic import default_scene  # noqa: E402
 from worldwarp_core.trajectory import make_trajectory, median_depth  # noqa: E402
 
-DATA = os.environ.get("WORLDWARP_SHARED_DATA", "/work/shared/data")
+# the real data folder beside the checkout (../shared/data), or WORLDWARP_SHARED_DATA
+DATA = os.environ.get("WORLDWARP_SHARED_DATA", os.path.join(os.path.dirname(ROOT), "shared", "data"))
 PATH = "dolly_in@0.6 * pan_left@0.6"
 
 # (label, GSConfig changes, cache frames); the first row is the baseline. The sweep in docs/CACHE.md

@@ -29,7 +29,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from .model_files import SOURCES
+from .model_files import COMFY_FILES, SOURCES
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "wan2.1_t2v_1.3b")
 Offload = Literal["none", "model"]
@@ -532,21 +532,12 @@ def load_components(transformer_file: str, vae_file: str, text_encoder_file: str
 
 
 # ----------------------------------------------------------------------------- model folder checks
-EXPECTED_FILES = [
-    ("transformer", "diffusion_models", ("wan2.1_t2v_1.3B_fp16.safetensors", "wan2.1_t2v_1.3B_bf16.safetensors")),
-    ("worldwarp", "diffusion_models", ("worldwarp_latest.ckpt",)),
-    ("vae", "vae", ("wan_2.1_vae.safetensors",)),
-    ("text_encoder", "text_encoders", ("umt5_xxl_fp16.safetensors", "umt5_xxl_fp8_e4m3fn_scaled.safetensors")),
-    ("tokenizer", "worldwarp", ("umt5-xxl-tokenizer",)),
-]
-
-
 def check_models(models_dir: str) -> list[dict]:
     """Which model files are found under a ComfyUI-style ``models/`` folder, and where to get the rest."""
     if not os.path.isdir(models_dir):
         raise ValueError(f"models folder not found: {models_dir}")
     report = []
-    for what, sub, names in EXPECTED_FILES:
+    for what, sub, names in COMFY_FILES:
         found = next((os.path.join(models_dir, sub, n) for n in names if os.path.exists(os.path.join(models_dir, sub, n))), None)
         report.append({"component": what, "folder": os.path.join(models_dir, sub), "found": found,
                        "expected": list(names), "hint": WHERE[what]})
