@@ -18,16 +18,22 @@ function widget(node, name) {
 // schedule variant ("full" starts every generated token at pure noise).
 const GROUP_COLOURS = { context: "#78aaeb", warped: "#5ac878", holes: "#eb5f50" };
 
-async function refreshSchedule(node) {
+// Asks the server for a preview of the node's widget values `names`; the answer (or the error) is
+// kept on the node as `node[key]` for its draw function.
+async function refreshPreview(node, route, names, key) {
   const body = {};
-  for (const name of ["steps", "strength", "schedule"]) body[name] = widget(node, name)?.value;
+  for (const name of names) body[name] = widget(node, name)?.value;
   try {
-    const resp = await api.fetchApi("/worldwarp/schedule_preview", { method: "POST", body: JSON.stringify(body) });
-    node._wwSchedule = await resp.json();
+    const resp = await api.fetchApi(route, { method: "POST", body: JSON.stringify(body) });
+    node[key] = await resp.json();
   } catch (e) {
-    node._wwSchedule = { error: String(e) };
+    node[key] = { error: String(e) };
   }
   node.setDirtyCanvas(true, true);
+}
+
+function refreshSchedule(node) {
+  return refreshPreview(node, "/worldwarp/schedule_preview", ["steps", "strength", "schedule"], "_wwSchedule");
 }
 
 function drawSchedule(node, ctx) {
@@ -125,18 +131,9 @@ function drawPath(node, ctx) {
   ctx.restore();
 }
 
-async function refreshPath(node) {
-  const body = {};
-  for (const name of ["preset", "strength", "frames", "fov_degrees", "scene_scale", "easing"]) {
-    body[name] = widget(node, name)?.value;
-  }
-  try {
-    const resp = await api.fetchApi("/worldwarp/trajectory_preview", { method: "POST", body: JSON.stringify(body) });
-    node._wwPath = await resp.json();
-  } catch (e) {
-    node._wwPath = { error: String(e) };
-  }
-  node.setDirtyCanvas(true, true);
+function refreshPath(node) {
+  return refreshPreview(node, "/worldwarp/trajectory_preview",
+                        ["preset", "strength", "frames", "fov_degrees", "scene_scale", "easing"], "_wwPath");
 }
 
 // The preview sits below the widgets; grow the node if a saved workflow made it shorter.
