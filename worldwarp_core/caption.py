@@ -17,7 +17,8 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from .models import move_to_cpu
+from .loading import move_to_cpu
+from .model_files import register_kind
 
 # the official WorldWarp inference negative prompt (pose_control.py, prompts.negative), verbatim
 DEFAULT_NEGATIVE = (
@@ -260,6 +261,18 @@ CAPTIONERS: dict[str, Callable[..., Captioner]] = {
     "qwen2.5-vl": lambda path=None, **kw: QwenVLCaptioner(path, name="qwen2.5-vl", **kw),
     "qwen3-vl": lambda path=None, **kw: QwenVLCaptioner(path, name="qwen3-vl", **kw),
 }
+
+
+def register_captioner(name: str, factory: Callable[..., Captioner],
+                       folder_check: Callable[[str], str | None] | None = None) -> None:
+    """Add a captioner: its factory, and ``folder_check(folder)`` saying why a folder for it is
+    unusable (None: the usual transformers folder check), which ``model_files.run_needs`` uses."""
+    CAPTIONERS[name] = factory
+    register_kind("captioner", name, folder_check)
+
+
+for _name in CAPTIONERS:
+    register_kind("captioner", _name)
 
 
 def list_captioners() -> list[str]:

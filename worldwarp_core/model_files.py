@@ -11,11 +11,11 @@ downloaded by this package.
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import os
-import struct
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from .loading import WEIGHT_SUFFIXES, safetensors_problem, weights_problem  # noqa: F401 - public here too
 
 # folder names under models/worldwarp/ when --geometry-path / --captioner-path are not given
 DEFAULT_FOLDERS = {
@@ -48,7 +48,6 @@ COMFY_FILES = [
     ("tokenizer", "worldwarp", ("umt5-xxl-tokenizer",)),
 ]
 POSE_ESTIMATORS = ("ttt3r", "depth-anything-3")  # backends that estimate camera poses
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".safetensors.index.json", ".bin.index.json")
 TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "tokenizer.model")
 
 
@@ -76,44 +75,30 @@ class Need:
                 f"get it from {self.source}")
 
 
-def safetensors_problem(path: str) -> str | None:
-    """Why a ``.safetensors`` file cannot be whole (bad header, shorter than its tensors), or None."""
-    try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as f:
-            head = f.read(8)
-            if len(head) < 8:
-                return f"{path} is truncated ({size} bytes)"
-            (n,) = struct.unpack("<Q", head)
-            if n > min(size - 8, 100 << 20):
-                return f"{path} is truncated or not a .safetensors file (header of {n} bytes in a {size}-byte file)"
-            header = json.loads(f.read(n))
-    except (OSError, ValueError) as e:
-        return f"{path} is not a readable .safetensors file ({e})"
-    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)
-            and "data_offsets" in v]
-    need = 8 + n + max(ends, default=0)
-    if size < need:
-        return f"{path} is truncated: {size} of {need} bytes; download it again"
-    return None
+FolderCheck = Callable[[str], "str | None"]
+# the helper models a run can use, registered where each kind is defined (``geometry.base.register``,
+# ``caption.register_captioner``): role -> name -> why a found folder is unusable (None: the usual
+# transformers folder check; captioner "fixed" needs no folder). Listed here, not imported from there,
+# so this module stays below the modules that load models.
+KINDS: dict[str, dict[str, FolderCheck | None]] = {"geometry": {}, "captioner": {}}
 
 
-def _weights_problem(folder: str, what: str) -> str | None:
-    """Why a transformers/diffusers model folder is unusable (no config, no weights, a truncated file)."""
-    if not os.path.isdir(folder):
-        return f"{folder} is not a folder" if os.path.exists(folder) else None
-    names = os.listdir(folder)
-    if "config.json" not in names:
-        return f"{folder} has no config.json (expected a {what} model folder)"
-    weights = [n for n in names if n.endswith(WEIGHT_SUFFIXES)]
-    if not weights:
-        return f"{folder} has config.json but no weights (*.safetensors / *.bin)"
-    for n in sorted(weights):
-        if n.endswith(".safetensors"):
-            bad = safetensors_problem(os.path.join(folder, n))
-            if bad:
-                return bad
-    return None
+def register_kind(role: str, name: str, check: FolderCheck | None = None) -> None:
+    """Make ``name`` a known geometry backend or captioner for :func:`run_needs` (``check(folder)``
+    says why a folder found for it is unusable, or None)."""
+    if role not in KINDS:
+        raise ValueError(f"unknown model role {role!r}; use one of {', '.join(KINDS)}")
+    KINDS[role][name] = check
+
+
+def _known(role: str) -> list[str]:
+    if not KINDS[role]:  # nothing registered yet: the registering packages were never imported
+        raise ValueError(f"no {role} kinds are registered: import worldwarp_core.geometry and "
+                         "worldwarp_core.caption before asking which model files a run needs")
+    return sorted(KINDS[role])
+
+
+_weights_problem = weights_problem  # the older private name
 
 
 def _folder_need(component: str, folder: str, what: str, source: str, required: bool = True) -> Need:
@@ -185,31 +170,18 @@ def _path_or_default(path: str | None, models: str, name: str, option: str) -> s
 
 
 def _geometry_need(models: str, backend: str, path: str | None, pose_source: str) -> Need:
-    from .geometry import list_estimators
-
-    if backend not in list_estimators():
-        raise ValueError(f"--geometry {backend!r} is not a geometry backend; choose one of {', '.join(list_estimators())}")
+    known = _known("geometry")
+    if backend not in known:
+        raise ValueError(f"--geometry {backend!r} is not a geometry backend; choose one of {', '.join(known)}")
     folder = _path_or_default(path, models, backend, "--geometry-path")
     source = SOURCES.get(backend, f"the {backend} model")
-    if backend == "ttt3r":
-        need = Need("geometry", True, os.path.dirname(folder), (os.path.basename(folder),), source)
-        if os.path.isdir(folder):
-            from .geometry.ttt3r import find_checkpoint
-
-            problem = None
-            if not os.path.isdir(os.path.join(folder, "src", "dust3r")):
-                problem = f"{folder} is not a TTT3R checkout (no src/dust3r)"
-            else:
-                try:
-                    find_checkpoint(folder)
-                except ValueError as e:
-                    problem = str(e)
-            need = Need(**{**need.__dict__, "found": folder, "problem": problem})
-    else:
+    check = KINDS["geometry"][backend]
+    if check is None:
         need = _folder_need("geometry", folder, backend, source)
-        if backend == "depth-anything-3" and importlib.util.find_spec("depth_anything_3") is None:
-            need = Need(**{**need.__dict__, "problem": "the depth-anything-3 package is not installed (pip install "
-                                                       "depth-anything-3 yourself)"})
+    else:  # the backend's own check (a checkout, an installed package)
+        need = Need("geometry", True, os.path.dirname(folder), (os.path.basename(folder),), source)
+        if os.path.exists(folder):
+            need = Need(**{**need.__dict__, "found": folder, "problem": check(folder)})
     if pose_source == "estimated" and backend not in POSE_ESTIMATORS and need.problem is None:
         need = Need(**{**need.__dict__, "problem": f"--pose-source estimated needs a backend that estimates camera "
                                                    f"poses ({', '.join(POSE_ESTIMATORS)}); {backend} estimates none: "
@@ -218,10 +190,9 @@ def _geometry_need(models: str, backend: str, path: str | None, pose_source: str
 
 
 def _captioner_need(models: str, captioner: str, path: str | None) -> Need | None:
-    from .caption import list_captioners
-
-    if captioner not in list_captioners():
-        raise ValueError(f"--captioner {captioner!r} is not a captioner; choose one of {', '.join(list_captioners())}")
+    known = _known("captioner")
+    if captioner not in known:
+        raise ValueError(f"--captioner {captioner!r} is not a captioner; choose one of {', '.join(known)}")
     if captioner == "fixed":
         return None
     folder = _path_or_default(path, models, captioner, "--captioner-path")
@@ -258,4 +229,4 @@ def require(needs: list[Need]) -> dict[str, str]:
     return {n.component: n.found for n in needs if n.ok}
 
 
-__all__ = ["DEFAULT_FOLDERS", "Need", "SOURCES", "require", "run_needs", "safetensors_problem"]
+__all__ = ["DEFAULT_FOLDERS", "KINDS", "Need", "SOURCES", "register_kind", "require", "run_needs", "safetensors_problem"]

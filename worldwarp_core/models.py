@@ -19,7 +19,6 @@ latents_std`` per channel, and back before decoding.
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import pickle
@@ -29,6 +28,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from .loading import cast_floats, compute_dtype, from_pretrained_local, move_to_cpu  # noqa: F401 - public here too
 from .model_files import COMFY_FILES, SOURCES
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "wan2.1_t2v_1.3b")
@@ -51,13 +51,6 @@ def _require(path: str, what: str) -> str:
         folder = os.path.dirname(os.path.abspath(path)) if path else "(none given)"
         raise ValueError(f"{what} not found: '{path}' (searched in {folder}); {WHERE.get(what, '')}".rstrip("; "))
     return path
-
-
-def move_to_cpu(module) -> None:
-    """Free accelerator memory held by ``module`` until its next use (weights move to the CPU)."""
-    module.to("cpu")
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def _config(name: str) -> dict:
@@ -194,54 +187,6 @@ def _read_safetensors(path: str) -> dict[str, Tensor]:
         return load_file(path)
     except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear message
         raise ValueError(f"{path}: not a readable .safetensors file ({e}); the file may be incomplete or corrupt") from None
-
-
-def cast_floats(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
-    """Cast floating parameters and buffers to ``dtype`` in place, keeping the model's
-    ``_keep_in_fp32_modules`` (Wan: rope, time_embedder, scale_shift_table, norms) in float32: the
-    dtypes diffusers' ``from_pretrained(torch_dtype=dtype)`` gives, for models built from a config
-    (``ModelMixin.to(dtype)`` would cast those modules too, and warns that it does)."""
-    keep = set(getattr(module, "_keep_in_fp32_modules", None) or ())
-    for name, t in itertools.chain(module.named_parameters(), module.named_buffers()):
-        if t.is_floating_point():
-            target = torch.float32 if keep & set(name.split(".")) else dtype
-            if t.dtype != target:
-                t.data = t.data.to(target)
-    return module
-
-
-def compute_dtype(module: torch.nn.Module) -> torch.dtype:
-    """The dtype a module computes in: diffusers' ``ModelMixin.dtype`` (skips the float32-kept modules,
-    reads fp8 layerwise casting's compute dtype), else the first floating parameter's."""
-    dtype = getattr(module, "dtype", None)
-    if isinstance(dtype, torch.dtype):
-        return torch.bfloat16 if dtype == torch.float8_e4m3fn else dtype
-    first = next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)
-    return torch.bfloat16 if first == torch.float8_e4m3fn else first
-
-
-def from_pretrained_local(cls, path: str, what: str, **kwargs):
-    """``cls.from_pretrained(path, local_files_only=True)`` with a one-line error naming the folder
-    (a missing config or weights file, a truncated download)."""
-    from .model_files import _weights_problem
-
-    problem = _weights_problem(path, what)
-    if problem:
-        raise ValueError(f"{what}: {problem}")
-    try:
-        model, info = cls.from_pretrained(path, local_files_only=True, output_loading_info=True, **kwargs)
-    except (OSError, ValueError, RuntimeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"{what}: {path} could not be loaded ({first}); the folder may be incomplete: "
-                         "download it again") from None
-    # transformers/diffusers fill weights missing from the files with random values and only warn
-    bad = [(k, list(info.get(k) or [])) for k in ("missing_keys", "mismatched_keys")]
-    bad = [(k, v) for k, v in bad if v]
-    if bad:
-        detail = "; ".join(f"{len(v)} {k.replace('_', ' ')} (e.g. {v[0]})" for k, v in bad)
-        raise ValueError(f"{what}: {path} could not be loaded ({detail}); the weights do not match the config: "
-                         "download the folder again")
-    return model
 
 
 def _apply_dtype(module, dtype: torch.dtype):

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from ..cameras import Cameras
+from ..model_files import register_kind
 
 DepthKind = Literal["metric", "relative"]
 
@@ -40,10 +41,14 @@ ESTIMATORS: dict[str, Callable[..., GeometryEstimator]] = {}
 FOLDER_HINTS: dict[str, str] = {}
 
 
-def register(name: str, hint: str):
+def register(name: str, hint: str, folder_check: Callable[[str], str | None] | None = None):
+    """Register a backend: its factory, the hint for a missing folder, and ``folder_check(folder)``
+    saying why a folder found for it is unusable (None: the usual transformers folder check), which
+    ``model_files.run_needs`` uses before anything loads."""
     def deco(factory):
         ESTIMATORS[name] = factory
         FOLDER_HINTS[name] = hint
+        register_kind("geometry", name, folder_check)
         return factory
 
     return deco

@@ -10,11 +10,12 @@ API (0.1.x): images as uint8 arrays, optional known ``extrinsics`` (world-to-cam
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 
 import torch
 
-from ..models import move_to_cpu
+from ..loading import move_to_cpu, weights_problem
 from .base import register
 
 
@@ -78,7 +79,16 @@ class DepthAnything3Estimator:
         move_to_cpu(self.model)
 
 
-@register("depth-anything-3", "install the depth-anything-3 package and put a DA3 model folder in models/worldwarp")
+def da3_folder_problem(folder: str) -> str | None:
+    """Why Depth Anything 3 cannot run from ``folder``: not a model folder, or its package is missing."""
+    problem = weights_problem(folder, "depth-anything-3")
+    if problem is None and importlib.util.find_spec("depth_anything_3") is None:
+        problem = "the depth-anything-3 package is not installed (pip install depth-anything-3 yourself)"
+    return problem
+
+
+@register("depth-anything-3", "install the depth-anything-3 package and put a DA3 model folder in models/worldwarp",
+          folder_check=da3_folder_problem)
 def _da3(path=None, device="cpu", dtype=torch.float32, **kw):
     try:
         importlib.import_module("depth_anything_3.api")

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from ..cameras import Cameras, intrinsics_from_fov
-from ..models import move_to_cpu
+from ..loading import move_to_cpu
 from .base import GeometryResult, check_frames, register
 from .preprocess import fit_multiple, resize_map, to_model_input
 
@@ -56,7 +56,7 @@ class _Transformers:
 
 
 def _from_pretrained(cls, path: str | None, what: str):
-    from ..models import from_pretrained_local
+    from ..loading import from_pretrained_local
 
     if path is None or not str(path).strip():
         raise ValueError(f"{what}: give the local model folder (e.g. models/worldwarp/{what})")

@@ -38,7 +38,7 @@ import torch.nn.functional as Fn
 from torch import Tensor
 
 from ..cameras import Cameras
-from ..models import move_to_cpu
+from ..loading import move_to_cpu
 from .base import GeometryResult, check_frames, register
 from .preprocess import resize_map
 
@@ -186,6 +186,19 @@ def find_checkpoint(repo: str) -> str:
                      "give the one to use (checkpoint=...)")
 
 
+def checkout_problem(folder: str) -> str | None:
+    """Why ``folder`` is not a usable TTT3R checkout (no ``src/dust3r``, no or several checkpoints), or None."""
+    if not os.path.isdir(folder):
+        return f"{folder} is not a folder (expected a TTT3R checkout)"
+    if not os.path.isdir(os.path.join(folder, "src", "dust3r")):
+        return f"{folder} is not a TTT3R checkout (no src/dust3r)"
+    try:
+        find_checkpoint(folder)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
 def focal_from_pointmap(points: Tensor, weight: Tensor | None = None, iters: int = 10) -> Tensor:
     """Per-frame focal length (pixels) of camera-space pointmaps ``[F, h, w, 3]``, principal point at
     the image centre and pixel centres at +0.5 (our convention): the Weiszfeld (L1) fit of
@@ -279,6 +292,7 @@ class TTT3REstimator:
         move_to_cpu(self.model)
 
 
-@register("ttt3r", "git clone the TTT3R repository into models/worldwarp/TTT3R and put its checkpoint in src/")
+@register("ttt3r", "git clone the TTT3R repository into models/worldwarp/TTT3R and put its checkpoint in src/",
+          folder_check=checkout_problem)
 def _ttt3r(path=None, device="cpu", dtype=torch.float32, checkpoint=None, size=512, update_type="ttt3r", **kw):
     return TTT3REstimator(path, checkpoint, device, dtype, size, update_type)
