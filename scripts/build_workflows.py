@@ -54,12 +54,30 @@ CORE = {
 CORE_OPTIONAL = {"RenderSplat": {"bg_image", "camera_info"}, "CreateVideo": {"audio"}}
 
 
-class Graph:
-    def __init__(self) -> None:
-        self.nodes, self.links = [], []
+# ComfyUI group colours (the frontend's palette), by what a group holds
+GROUP_COLORS = {"note": "#b06634", "models": "#3f789e", "inputs": "#8A8", "loop": "#a1309b", "body": "#b58b2a",
+                "outputs": "#88A"}
+TITLE_H = 30  # the frontend draws a node's title bar above its pos
+GROUP_TITLE_H = 50  # a group's title bar (the frontend draws its titles at 20 px)
+PAD, NODE_GAP, COLUMN_GAP, GROUP_GAP = 16, 24, 30, 50
+VIEW = (1600, 1000)  # the canvas the opening view (extra.ds) fits the graph into
 
-    def add(self, node_type: str, pos: tuple[int, int], widgets: dict | None = None, title: str | None = None,
-            size: tuple[int, int] | None = None) -> int:
+
+class Graph:
+    """A UI-format workflow built node by node. Every node belongs to a titled group (ComfyUI groups) and a
+    column inside it; :meth:`layout` places the groups in rows and the nodes in their columns, so no two
+    nodes and no two groups overlap and every node lies inside its group."""
+
+    def __init__(self) -> None:
+        self.nodes, self.links, self.groups = [], [], {}  # groups: title -> (colour kind, [[node ids] per column])
+        self.rows: list[list[str]] = []
+
+    def group(self, title: str, kind: str) -> str:
+        self.groups[title] = (kind, [])
+        return title
+
+    def add(self, node_type: str, group: str, widgets: dict | None = None, title: str | None = None,
+            size: tuple[int, int] | None = None, column: int = 0) -> int:
         widgets = widgets or {}
         nid = len(self.nodes) + 1
         spec = next((s for s in SPECS if s.node_id == node_type), None)
@@ -82,7 +100,7 @@ class Graph:
             if n == "seed" and spec is not None:  # the frontend adds a control widget after an INT named seed
                 values.append("fixed")
         node = {
-            "id": nid, "type": node_type, "pos": list(pos),
+            "id": nid, "type": node_type, "pos": [0, 0],
             "size": list(size or (320, 60 + 26 * (len(wnames) + len(sockets)))),
             "flags": {}, "order": nid - 1, "mode": 0,
             "inputs": [{"name": n, "type": t, "link": None, **({"shape": 7} if n in optional else {})}
@@ -94,7 +112,45 @@ class Graph:
             node["title"] = title
         node["_widgets"] = wnames
         self.nodes.append(node)
+        columns = self.groups[group][1]
+        while len(columns) <= column:
+            columns.append([])
+        columns[column].append(nid)
         return nid
+
+    def layout(self, rows: list[list]) -> None:
+        """Groups left to right in ``rows`` (top to bottom; a tuple of titles is a stack of groups, one below
+        the other), each group's columns side by side, nodes stacked in their column."""
+        placed = [t for row in rows for slot in row for t in ((slot,) if isinstance(slot, str) else slot)]
+        if sorted(placed) != sorted(self.groups):
+            raise ValueError(f"rows must place every group once: {sorted(placed)} vs {sorted(self.groups)}")
+        self.bounds, y = {}, 0
+        for row in rows:
+            x, row_h = 0, 0
+            for slot in row:
+                gy, slot_w = y, 0
+                for title in (slot,) if isinstance(slot, str) else slot:
+                    w, h = self._place(title, x, gy)
+                    gy += h + GROUP_GAP
+                    slot_w = max(slot_w, w)
+                x += slot_w + GROUP_GAP
+                row_h = max(row_h, gy - GROUP_GAP - y)
+            y += row_h + GROUP_GAP
+
+    def _place(self, title: str, x: int, y: int) -> tuple[int, int]:
+        cx, bottom = x + PAD, y + GROUP_TITLE_H
+        for column in self.groups[title][1]:
+            cy, width = y + GROUP_TITLE_H, 0
+            for nid in column:
+                node = self.nodes[nid - 1]
+                node["pos"] = [cx, cy + TITLE_H]
+                cy += TITLE_H + node["size"][1] + NODE_GAP
+                width = max(width, node["size"][0])
+            bottom = max(bottom, cy - NODE_GAP)
+            cx += width + COLUMN_GAP
+        w, h = cx - COLUMN_GAP + PAD - x, bottom + PAD - y
+        self.bounds[title] = [x, y, w, h]
+        return w, h
 
     def link(self, src: int, out_name: str, dst: int, in_name: str) -> None:
         s, d = self.nodes[src - 1], self.nodes[dst - 1]
@@ -112,9 +168,15 @@ class Graph:
 
     def to_json(self, note: str) -> dict:
         nodes = [{k: v for k, v in n.items() if k != "_widgets"} for n in self.nodes]
+        groups = [{"id": i + 1, "title": t, "bounding": self.bounds[t], "color": GROUP_COLORS[kind], "flags": {}} for i, (t, (kind, _)) in enumerate(self.groups.items())]
+        # open with the whole graph in view (the frontend restores extra.ds): scale to fit, centred
+        width = max(b[0] + b[2] for b in self.bounds.values())
+        height = max(b[1] + b[3] for b in self.bounds.values())
+        scale = round(min(VIEW[0] / (width + 80), VIEW[1] / (height + 80), 1.0), 3)
+        offset = [round((VIEW[0] / scale - width) / 2, 1), round((VIEW[1] / scale - height) / 2, 1)]
         return {"last_node_id": len(self.nodes), "last_link_id": len(self.links), "nodes": nodes,
-                "links": self.links, "groups": [], "config": {},
-                "extra": {"info": {"description": note}, "ds": {"scale": 0.8, "offset": [0, 0]}}, "version": 0.4}
+                "links": self.links, "groups": groups, "config": {},
+                "extra": {"info": {"description": note}, "ds": {"scale": scale, "offset": offset}}, "version": 0.4}
 
 
 def _yaw(degrees: float) -> list[float]:  # a turn about the camera's vertical axis as (w, x, y, z)
@@ -151,23 +213,30 @@ def note(title: str, what: str, files: list[str]) -> str:
 PROMPT = "a bright living room with large windows and wooden floors"
 
 
-def _core_models(g: Graph, training_free: bool = False, x: int = 600, y: int = 900) -> tuple[int, int, int]:
+MODELS, INPUTS, PROMPT_GROUP, OUTPUTS, NOTE = ("Models", "Start image and camera path", "Prompt", "Outputs",
+                                               "Read me")
+LOOP_START, LOOP_END = "Chunk loop: start (frames, folder, resume)", "Chunk loop: end"
+BODY = ("Loop body 1: geometry of the history", "Loop body 2: 3DGS cache", "Loop body 3: hints and masks",
+        "Loop body 4: ST-Diff sampler")
+
+
+def _core_models(g: Graph, training_free: bool = False) -> tuple[int, int, int]:
     """ComfyUI's own loaders for the user's model files: the transformer (the WorldWarp fine-tune through Load
     WorldWarp Diffusion Model, or base Wan2.1 with core Load Diffusion Model), Load VAE, Load CLIP (type wan)."""
     if training_free:
-        model = g.add("UNETLoader", (x, y), {"unet_name": MODEL_FILES["transformer"], "weight_dtype": "default"},
-                      size=(340, 110))
+        model = g.add("UNETLoader", MODELS, {"unet_name": MODEL_FILES["transformer"], "weight_dtype": "default"},
+                      size=(340, 90))
     else:
-        model = g.add("WorldWarpLoadDiffusionModel", (x, y), {"checkpoint": MODEL_FILES["worldwarp_checkpoint"]},
-                      size=(340, 110))
-    vae = g.add("VAELoader", (x, y + 150), {"vae_name": MODEL_FILES["vae"]}, size=(340, 80))
-    clip = g.add("CLIPLoader", (x, y + 270), {"clip_name": MODEL_FILES["text_encoder"], "type": "wan",
-                                              "device": "default"}, size=(340, 130))
+        model = g.add("WorldWarpLoadDiffusionModel", MODELS, {"checkpoint": MODEL_FILES["worldwarp_checkpoint"]},
+                      size=(340, 90))
+    vae = g.add("VAELoader", MODELS, {"vae_name": MODEL_FILES["vae"]}, size=(340, 60))
+    clip = g.add("CLIPLoader", MODELS, {"clip_name": MODEL_FILES["text_encoder"], "type": "wan",
+                                        "device": "default"}, size=(340, 110))
     return model, vae, clip
 
 
-def _encode(g: Graph, clip: int, text: str, pos: tuple[int, int], title: str) -> int:
-    enc = g.add("CLIPTextEncode", pos, {"text": text}, title=title, size=(340, 200))
+def _encode(g: Graph, clip: int, text: str, title: str, column: int = 0) -> int:
+    enc = g.add("CLIPTextEncode", PROMPT_GROUP, {"text": text}, title=title, size=(340, 200), column=column)
     g.link(clip, "CLIP", enc, "clip")
     return enc
 
@@ -178,25 +247,28 @@ def _wire_models(g: Graph, model: int, vae: int, training_free: bool, target: in
 
 
 def _note(g: Graph, text: str) -> None:
-    g.add("MarkdownNote", (0, 0), {"text": text}, size=(560, 520))
+    g.group(NOTE, "note")
+    g.add("MarkdownNote", NOTE, {"text": text}, size=(400, 440))
 
 
-def _inputs(g: Graph, width=720, height=480, y=560, director: bool = False):
-    """Start image, the geometry model, the start image's geometry and the camera path (column 1-2)."""
-    img = g.add("LoadImage", (0, y), {"image": "example.png", "upload": "image"}, size=(340, 380))
-    scale = g.add("ImageScale", (0, y + 420), {"upscale_method": "lanczos", "width": width, "height": height,
-                                               "crop": "center"})
+def _inputs(g: Graph, width=720, height=480, director: bool = False):
+    """Start image, the geometry model (in Models), the start image's geometry and the camera path."""
+    g.group(MODELS, "models")
+    g.group(INPUTS, "inputs")
+    img = g.add("LoadImage", INPUTS, {"image": "example.png", "upload": "image"}, size=(340, 370))
+    scale = g.add("ImageScale", INPUTS, {"upscale_method": "lanczos", "width": width, "height": height,
+                                         "crop": "center"})
     g.link(img, "IMAGE", scale, "image")
-    geo_model = g.add("WorldWarpLoadGeometryModel", (600, 0), {"backend": "depth-pro", "folder": "depth-pro-hf"})
-    geo = g.add("WorldWarpEstimateGeometry", (600, 220), title="Estimate Geometry (start image)")
+    geo_model = g.add("WorldWarpLoadGeometryModel", MODELS, {"backend": "depth-pro", "folder": "depth-pro-hf"})
+    geo = g.add("WorldWarpEstimateGeometry", INPUTS, title="Estimate Geometry (start image)", column=1)
     g.link(geo_model, "geometry_model", geo, "geometry_model")
     g.link(scale, "IMAGE", geo, "images")
     if director:  # the path drawn over the scene in the Camera Director's 3D editor
-        cams = g.add("WorldWarpCameraDirector", (600, 440), {"frames": 93, "keyframes": DIRECTOR_KEYFRAMES},
-                     size=(560, 700))
+        cams = g.add("WorldWarpCameraDirector", INPUTS, {"frames": 93, "keyframes": DIRECTOR_KEYFRAMES},
+                     size=(560, 700), column=1)
     else:
-        cams = g.add("WorldWarpCameraTrajectory", (600, 440), {"preset": "dolly_in@0.6 + pan_left@0.5",
-                                                               "frames": 49}, size=(340, 420))
+        cams = g.add("WorldWarpCameraTrajectory", INPUTS, {"preset": "dolly_in@0.6 + pan_left@0.5", "frames": 49},
+                     size=(340, 420), column=1)
     g.link(scale, "IMAGE", cams, "image")
     g.link(geo, "geometry", cams, "geometry")
     return scale, geo_model, cams
@@ -209,9 +281,10 @@ def wired_generator(kind: str = "full") -> Graph:
     g = Graph()
     what = {
         "full": "Image + camera path -> a long video, one 49-frame chunk at a time. Everything between "
-                "**WorldWarp Loop Start** and **WorldWarp Loop End** runs once per chunk: edit it and the edit "
-                "reaches every chunk. Finished chunks are saved in `output/worldwarp/run`; turn `resume` on to "
-                "continue an interrupted run (off, a folder holding a run is refused; choose another folder).",
+                "**WorldWarp Loop Start** and **WorldWarp Loop End** (the four *Loop body* groups) runs once per "
+                "chunk: edit it and the edit reaches every chunk. Finished chunks are saved in `output/worldwarp/run`; "
+                "turn `resume` on to continue an interrupted run (off, a folder holding a run is refused; choose "
+                "another folder).",
         "stylized": "A captioner describes each chunk's history and **Describe Scene** appends the style "
                     "(paper Fig. 8), once per chunk inside the loop.",
         "component_swap": "Hints and masks are plain IMAGE / MASK: core **Image Blur** and **Grow Mask** sit in "
@@ -227,45 +300,57 @@ def wired_generator(kind: str = "full") -> Graph:
              "director": "WorldWarp: Camera Director"}[kind]
     _note(g, note(title, what, files))
     scale, geo_model, cams = _inputs(g, director=director)
-    # the Camera Director is wider and taller: the loaders go below it, the loop to its right (moved below)
-    model, vae, clip = _core_models(g, training_free, y=1180 if director else 900)
+    model, vae, clip = _core_models(g, training_free)
+    g.group(PROMPT_GROUP, "models")
+    g.group(LOOP_START, "loop")
+    for t in BODY:
+        g.group(t, "body")
+    g.group(LOOP_END, "loop")
+    g.group(OUTPUTS, "outputs")
     folder = "worldwarp/" + {"full": "run", "stylized": "stylized", "component_swap": "edited",
                              "training_free": "training_free", "director": "director"}[kind]
-    start = g.add("WorldWarpLoopStart", (1000, 0), {"frames": 93, "output_folder": folder}, size=(340, 420))
+    start = g.add("WorldWarpLoopStart", LOOP_START, {"frames": 93, "output_folder": folder}, size=(340, 460))
     g.link(scale, "IMAGE", start, "image")
     g.link(cams, "cameras", start, "cameras")
     # the body: geometry of the history -> aligned to the previous cache -> 3DGS cache -> hints -> ST-Diff
-    x = 1400
-    geo = g.add("WorldWarpEstimateGeometry", (x, 0), title="Estimate Geometry (history)", size=(340, 180))
+    geo = g.add("WorldWarpEstimateGeometry", BODY[0], title="Estimate Geometry (history)", size=(340, 180))
     g.link(geo_model, "geometry_model", geo, "geometry_model")
     g.link(start, "history", geo, "images")
     g.link(start, "history_cameras", geo, "cameras")
-    align = g.add("WorldWarpAlignToHistory", (x, 240))
+    align = g.add("WorldWarpAlignToHistory", BODY[0])
     g.link(start, "loop", align, "loop")
     g.link(geo, "geometry", align, "geometry")
-    cache = g.add("WorldWarpBuildCache", (x, 400), size=(340, 520))
+    cache = g.add("WorldWarpBuildCache", BODY[1], size=(340, 520))
     g.link(start, "history", cache, "images")
     g.link(align, "geometry", cache, "geometry")
     g.link(start, "cache_seed", cache, "seed")
     g.link(start, "context_frames", cache, "context_frames")  # trained on the next chunk's context frames
-    hints = g.add("WorldWarpRenderHints", (x, 980))
+    hints = g.add("WorldWarpRenderHints", BODY[2])
     g.link(cache, "cache", hints, "cache")
     g.link(start, "cameras", hints, "cameras")
-    x = 1800
     hint_src, hint_out, mask_src, mask_out = hints, "hints", hints, "valid"
     if edited:
-        blur = g.add("ImageBlur", (x, 0), {"blur_radius": 2, "sigma": 1.0})
+        blur = g.add("ImageBlur", BODY[2], {"blur_radius": 2, "sigma": 1.0}, column=1)
         g.link(hints, "hints", blur, "image")
-        grow = g.add("GrowMask", (x, 180), {"expand": -4, "tapered_corners": True})
+        grow = g.add("GrowMask", BODY[2], {"expand": -4, "tapered_corners": True}, column=1)
         g.link(hints, "valid", grow, "mask")
         hint_src, hint_out, mask_src, mask_out = blur, "IMAGE", grow, "MASK"
-    m2i = g.add("MaskToImage", (x, 360))
+    m2i = g.add("MaskToImage", BODY[2])
     g.link(mask_src, mask_out, m2i, "mask")
-    g.link(m2i, "IMAGE", g.add("PreviewImage", (x, 510), title="valid (this chunk)", size=(340, 400)), "images")
-    g.link(hint_src, hint_out, g.add("PreviewImage", (x, 960), title="hints (this chunk)", size=(340, 400)), "images")
-    x = 2200
-    sampler = g.add("WorldWarpSTDiffSampler", (x, 0), {
-        "prompt": "", "training_free": training_free}, size=(360, 640))
+    g.link(m2i, "IMAGE", g.add("PreviewImage", BODY[2], title="valid (this chunk)", size=(340, 370)), "images")
+    g.link(hint_src, hint_out, g.add("PreviewImage", BODY[2], title="hints (this chunk)", size=(340, 370), column=1),
+           "images")
+    if styled:  # the prompt is written per chunk inside the loop: Describe Scene is a stage of the body
+        cap = g.add("WorldWarpLoadCaptioner", PROMPT_GROUP, {"captioner": "fixed",
+                                                             "fixed_prompt": "a quiet village street at dusk"},
+                    size=(340, 200))
+        desc = g.add("WorldWarpDescribeScene", BODY[3], {"style": "Van Gogh style, thick impasto brush strokes"},
+                     size=(360, 180), column=1)
+        g.link(cap, "captioner", desc, "captioner")
+        g.link(start, "history", desc, "images")
+        g.link(clip, "CLIP", desc, "clip")
+    sampler = g.add("WorldWarpSTDiffSampler", BODY[3], {"prompt": "", "training_free": training_free},
+                    size=(360, 640))
     _wire_models(g, model, vae, training_free, sampler)
     g.link(hint_src, hint_out, sampler, "hints")
     g.link(mask_src, mask_out, sampler, "masks")
@@ -273,48 +358,34 @@ def wired_generator(kind: str = "full") -> Graph:
     g.link(start, "context_frames", sampler, "context_frames")
     g.link(start, "sampler_seed", sampler, "seed")
     if styled:
-        cap = g.add("WorldWarpLoadCaptioner", (1000, 480), {"captioner": "fixed",
-                                                            "fixed_prompt": "a quiet village street at dusk"},
-                    size=(340, 260))
-        desc = g.add("WorldWarpDescribeScene", (1000, 790), {"style": "Van Gogh style, thick impasto brush strokes"},
-                     size=(340, 180))
-        g.link(cap, "captioner", desc, "captioner")
-        g.link(start, "history", desc, "images")
-        g.link(clip, "CLIP", desc, "clip")
         g.link(desc, "conditioning", sampler, "conditioning")
-        negative = _encode(g, clip, DEFAULT_NEGATIVE, (1000, 1020), "negative prompt")
     else:
-        positive = _encode(g, clip, PROMPT, (1000, 480), "prompt")
-        g.link(positive, "CONDITIONING", sampler, "conditioning")
-        negative = _encode(g, clip, DEFAULT_NEGATIVE, (1000, 740), "negative prompt")
+        g.link(_encode(g, clip, PROMPT, "prompt"), "CONDITIONING", sampler, "conditioning")
+    negative = _encode(g, clip, DEFAULT_NEGATIVE, "negative prompt")
     g.link(negative, "CONDITIONING", sampler, "negative_conditioning")
-    g.link(sampler, "noise_schedule", g.add("PreviewImage", (x, 680), title="noise schedule", size=(360, 400)),
-           "images")
-    x = 2620
-    end = g.add("WorldWarpLoopEnd", (x, 0), size=(340, 200))
+    g.link(sampler, "noise_schedule", g.add("PreviewImage", BODY[3], title="noise schedule", size=(360, 370),
+                                            column=1), "images")
+    end = g.add("WorldWarpLoopEnd", LOOP_END, size=(340, 200))
     g.link(start, "loop", end, "loop")
     g.link(sampler, "frames", end, "frames")
     g.link(cache, "cache", end, "cache")
     # outputs: a core VIDEO (Save Video), the frames, the cameras and the last 3DGS scene
-    x = 3020
     if styled:  # frames are plain IMAGE: core Create Video makes the video from them too
-        video = g.add("CreateVideo", (x, 0), {"fps": 16, "bit_depth": 8})
+        video = g.add("CreateVideo", OUTPUTS, {"fps": 16, "bit_depth": 8})
         g.link(end, "frames", video, "images")
-        g.link(video, "VIDEO", g.add("SaveVideo", (x, 200), {"filename_prefix": folder + "/video", "format": "auto",
-                                                            "codec": "auto"}, size=(400, 460)), "video")
+        g.link(video, "VIDEO", g.add("SaveVideo", OUTPUTS, {"filename_prefix": folder + "/video", "format": "auto",
+                                                            "codec": "auto"}, size=(400, 370)), "video")
     else:
-        g.link(end, "video", g.add("SaveVideo", (x, 0), {"filename_prefix": folder + "/video", "format": "auto",
-                                                        "codec": "auto"}, size=(400, 460)), "video")
-    g.link(end, "frames", g.add("SaveImage", (x, 700), {"filename_prefix": folder + "/frames"}, size=(400, 420)),
-           "images")
-    sc = g.add("WorldWarpSaveCameras", (x + 460, 0), {"filename_prefix": folder + "/cameras"})
+        g.link(end, "video", g.add("SaveVideo", OUTPUTS, {"filename_prefix": folder + "/video", "format": "auto",
+                                                          "codec": "auto"}, size=(400, 370)), "video")
+    g.link(end, "frames", g.add("SaveImage", OUTPUTS, {"filename_prefix": folder + "/frames"}, size=(400, 370),
+                                column=1), "images")
+    sc = g.add("WorldWarpSaveCameras", OUTPUTS, {"filename_prefix": folder + "/cameras"}, size=(400, 112))
     g.link(end, "cameras", sc, "cameras")
-    sp = g.add("WorldWarpSaveSplat", (x + 460, 200), {"filename_prefix": folder + "/scene"})
+    sp = g.add("WorldWarpSaveSplat", OUTPUTS, {"filename_prefix": folder + "/scene"}, size=(400, 112), column=1)
     g.link(end, "cache", sp, "cache")
-    if director:
-        for n in g.nodes:
-            if n["pos"][0] >= 1000:
-                n["pos"][0] += 240
+    # two rows read left to right: what goes in, then the loop's stages and what comes out
+    g.layout([[NOTE, MODELS, PROMPT_GROUP, INPUTS, LOOP_START, BODY[0]], [BODY[1], BODY[2], BODY[3], (LOOP_END, OUTPUTS)]])
     return g
 
 
@@ -326,22 +397,26 @@ def compact_generator() -> Graph:
                   "workflow, whose loop body is ordinary nodes.", ["ckpt", "vae", "te", "depth"]))
     scale, geo_model, cams = _inputs(g)
     model, vae, clip = _core_models(g)
-    loop = g.add("WorldWarpChunkLoop", (1000, 0), {"frames": 93, "prompt": PROMPT, "output_folder": "worldwarp/compact"},
-                 size=(360, 900))
+    loop_group = g.group("Chunk loop: every stage of every chunk", "loop")
+    g.group(OUTPUTS, "outputs")
+    loop = g.add("WorldWarpChunkLoop", loop_group, {"frames": 93, "prompt": PROMPT,
+                                                    "output_folder": "worldwarp/compact"}, size=(360, 900))
     _wire_models(g, model, vae, False, loop)
     g.link(clip, "CLIP", loop, "clip")
     for src, out, name in ((geo_model, "geometry_model", "geometry_model"), (scale, "IMAGE", "image"),
                            (cams, "cameras", "cameras")):
         g.link(src, out, loop, name)
-    video = g.add("CreateVideo", (1420, 0), {"fps": 16, "bit_depth": 8})
+    video = g.add("CreateVideo", OUTPUTS, {"fps": 16, "bit_depth": 8})
     g.link(loop, "frames", video, "images")
-    g.link(video, "VIDEO", g.add("SaveVideo", (1420, 200), {"filename_prefix": "worldwarp/compact/video",
-                                                            "format": "auto", "codec": "auto"}, size=(400, 460)),
+    g.link(video, "VIDEO", g.add("SaveVideo", OUTPUTS, {"filename_prefix": "worldwarp/compact/video",
+                                                        "format": "auto", "codec": "auto"}, size=(400, 370)),
            "video")
-    g.link(loop, "frames", g.add("SaveImage", (1420, 700), {"filename_prefix": "worldwarp/compact/frames"},
-                                 size=(400, 420)), "images")
-    sc = g.add("WorldWarpSaveCameras", (1880, 0), {"filename_prefix": "worldwarp/compact/cameras"})
+    g.link(loop, "frames", g.add("SaveImage", OUTPUTS, {"filename_prefix": "worldwarp/compact/frames"},
+                                 size=(400, 370), column=1), "images")
+    sc = g.add("WorldWarpSaveCameras", OUTPUTS, {"filename_prefix": "worldwarp/compact/cameras"}, size=(400, 112),
+               column=1)
     g.link(loop, "cameras", sc, "cameras")
+    g.layout([[NOTE, MODELS, INPUTS], [loop_group, OUTPUTS]])
     return g
 
 
@@ -354,32 +429,38 @@ def one_chunk() -> Graph:
     scale, geo_model, cams = _inputs(g)
     geo = 5  # Estimate Geometry (start image), made by _inputs
     model, vae, clip = _core_models(g)
-    cache = g.add("WorldWarpBuildCache", (1000, 0), size=(340, 520))
+    g.group(PROMPT_GROUP, "models")
+    stages = ("Stage 1: 3DGS cache", "Stage 2: hints and masks", "Stage 3: ST-Diff sampler")
+    for t in stages:
+        g.group(t, "body")
+    g.group(OUTPUTS, "outputs")
+    cache = g.add("WorldWarpBuildCache", stages[0], size=(340, 520))
     g.link(scale, "IMAGE", cache, "images")
     g.link(geo, "geometry", cache, "geometry")
-    sp = g.add("WorldWarpSaveSplat", (1000, 580))
+    sp = g.add("WorldWarpSaveSplat", stages[0])
     g.link(cache, "cache", sp, "cache")
-    hints = g.add("WorldWarpRenderHints", (1000, 760))
+    hints = g.add("WorldWarpRenderHints", stages[1])
     g.link(cache, "cache", hints, "cache")
     g.link(cams, "cameras", hints, "cameras")
-    g.link(hints, "hints", g.add("PreviewImage", (1000, 940), title="hints", size=(340, 400)), "images")
-    m2i = g.add("MaskToImage", (1000, 1380))
+    m2i = g.add("MaskToImage", stages[1])
     g.link(hints, "valid", m2i, "mask")
-    g.link(m2i, "IMAGE", g.add("PreviewImage", (1000, 1530), title="valid", size=(340, 400)), "images")
-    sampler = g.add("WorldWarpSTDiffSampler", (1400, 0), {"prompt": "", "context_frames": 1}, size=(360, 640))
+    g.link(hints, "hints", g.add("PreviewImage", stages[1], title="hints", size=(340, 370)), "images")
+    g.link(m2i, "IMAGE", g.add("PreviewImage", stages[1], title="valid", size=(340, 370), column=1), "images")
+    sampler = g.add("WorldWarpSTDiffSampler", stages[2], {"prompt": "", "context_frames": 1}, size=(360, 640))
     _wire_models(g, model, vae, False, sampler)
-    for text, pos, title, name in ((PROMPT, (600, 1340), "prompt", "conditioning"),
-                                   (DEFAULT_NEGATIVE, (600, 1580), "negative prompt", "negative_conditioning")):
-        g.link(_encode(g, clip, text, pos, title), "CONDITIONING", sampler, name)
+    for text, title, name in ((PROMPT, "prompt", "conditioning"),
+                              (DEFAULT_NEGATIVE, "negative prompt", "negative_conditioning")):
+        g.link(_encode(g, clip, text, title), "CONDITIONING", sampler, name)
     g.link(hints, "hints", sampler, "hints")
     g.link(hints, "valid", sampler, "masks")
     g.link(scale, "IMAGE", sampler, "context")
-    ps = g.add("WorldWarpPreviewSchedule", (1400, 700), {"context_frames": 1}, size=(360, 400))
+    ps = g.add("WorldWarpPreviewSchedule", stages[2], {"context_frames": 1}, size=(360, 370), column=1)
     g.link(hints, "valid", ps, "masks")
-    g.link(sampler, "frames", g.add("SaveImage", (1820, 0), {"filename_prefix": "worldwarp/chunk"}, size=(400, 420)),
+    g.link(sampler, "frames", g.add("SaveImage", OUTPUTS, {"filename_prefix": "worldwarp/chunk"}, size=(400, 370)),
            "images")
-    g.link(sampler, "noise_schedule", g.add("PreviewImage", (1820, 480), title="noise schedule", size=(400, 400)),
-           "images")
+    g.link(sampler, "noise_schedule", g.add("PreviewImage", OUTPUTS, title="noise schedule", size=(400, 370),
+                                            column=1), "images")
+    g.layout([[NOTE, MODELS, PROMPT_GROUP, INPUTS], list(stages) + [OUTPUTS]])
     return g
 
 

@@ -243,6 +243,16 @@ def test_every_workflow_loads_without_missing_or_overlapping_nodes(server):
         got = report[f]
         assert len(got["nodes"]) == len(wf["nodes"]), f
         assert got["overlaps"] == [] and got["overlaps_after_run"] == [], (f, got["overlaps_after_run"])
+        # grouped by stage: every node in exactly one group (the frontend's own membership), wholly inside it
+        # (title bar included), and no two groups overlap
+        assert got["groups"] and got["group_overlaps"] == [], (f, got["group_overlaps"])
+        rects = {str(n["id"]): n["rect"] for n in got["nodes"]}
+        owners = {nid: [g for g in got["groups"] if nid in {str(i) for i in g["nodes"]}] for nid in rects}
+        assert all(len(gs) == 1 for gs in owners.values()), (f, {k: [g["title"] for g in v] for k, v in owners.items()
+                                                                 if len(v) != 1})
+        for nid, (g,) in owners.items():
+            (x, y, w, h), (gx, gy, gw, gh) = rects[nid], g["rect"]
+            assert gx <= x and gy <= y and x + w <= gx + gw and y + h <= gy + gh, (f, nid, g["title"])
         env = dict(os.environ, COMFY_PACK_NAME="worldwarp")
         b = subprocess.run([os.path.join(HARNESS, "browser_check"), "--workflow", f, "--url", URL],
                            capture_output=True, text=True, timeout=600, env=env)

@@ -74,6 +74,30 @@ def test_docs_describe_the_software_not_its_history(doc):
     assert found == [], f"{doc}: {found}"
 
 
+def empty_headings(text: str) -> list[str]:
+    """Headings followed by nothing but another heading of the same or a higher level (or the end)."""
+    text = re.sub(r"```.*?```", "code", text, flags=re.S)
+    lines = text.splitlines()
+    heads = [(i, len(m.group(1)), m.group(2)) for i, ln in enumerate(lines) if (m := re.match(r"^(#+)\s+(.*)$", ln))]
+    empty = []
+    for k, (i, level, title) in enumerate(heads):
+        nxt = heads[k + 1] if k + 1 < len(heads) else (len(lines), 0, "")
+        body = "\n".join(lines[i + 1:nxt[0]]).strip()
+        if not body and nxt[1] <= level:
+            empty.append(title)
+    return empty
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_every_heading_has_content(doc):
+    assert empty_headings(open(os.path.join(ROOT, doc), encoding="utf-8").read()) == [], doc
+
+
+def test_the_heading_check_catches_an_empty_section():
+    text = "# A\n\n## B\n\n## C\ntext\n### D\n```\n# not a heading\n```\n## E\n"
+    assert empty_headings(text) == ["B", "E"]
+
+
 def test_the_link_check_catches_a_broken_link(tmp_path):
     (tmp_path / "a.md").write_text("# Title\n[ok](a.md#title) [bad](missing.md) [web](https://example.org)\n"
                                    "[spaced](b%20c.json)\n```\n[in code](nowhere.md)\n```\n")

@@ -88,3 +88,44 @@ def test_workflow_is_consistent(name):
         assert nodes[src]["outputs"][src_slot]["type"] == kind
         assert nodes[dst]["inputs"][dst_slot]["link"] == lid
         assert lid in nodes[src]["outputs"][src_slot]["links"]
+
+
+def _inside(inner, outer) -> bool:
+    x, y, w, h = inner
+    gx, gy, gw, gh = outer
+    return gx <= x and gy <= y and x + w <= gx + gw and y + h <= gy + gh
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
+
+
+@pytest.mark.parametrize("name", WORKFLOWS)
+def test_workflow_is_grouped_by_stage(name):
+    """Every node lies wholly inside exactly one titled group (its title bar too, below the group's own),
+    no two groups overlap, and the stages a user looks for each have their group."""
+    wf = json.load(open(os.path.join(WF_DIR, name)))
+    groups = wf["groups"]
+    titles = [g["title"] for g in groups]
+    assert len(set(titles)) == len(titles), titles
+    for i, a in enumerate(groups):
+        for b in groups[i + 1:]:
+            assert not _overlap(a["bounding"], b["bounding"]), (name, a["title"], b["title"])
+    for node in wf["nodes"]:
+        rect = [node["pos"][0], node["pos"][1] - 30, node["size"][0], node["size"][1] + 30]  # title bar above pos
+        owners = [g["title"] for g in groups if _inside(rect, g["bounding"])]
+        assert len(owners) == 1, (name, node["id"], node["type"], owners)
+        below_title = [g for g in groups if g["title"] == owners[0]][0]["bounding"][1] + 40
+        assert rect[1] >= below_title, (name, node["type"], "under the group's title")
+    words = " ".join(titles).lower()
+    for stage in ("models", "camera path", "outputs"):
+        assert stage in words, (name, stage)
+    if "one chunk" not in name and "compact" not in name:
+        for stage in ("geometry", "3dgs cache", "hints", "st-diff sampler"):
+            assert "loop body" in words and stage in words, (name, stage)
+        body = {g["title"] for g in groups if g["title"].startswith("Loop body")}
+        for node in wf["nodes"]:
+            if node["type"] in {"WorldWarpBuildCache", "WorldWarpRenderHints", "WorldWarpSTDiffSampler",
+                                "WorldWarpAlignToHistory"}:
+                rect = [node["pos"][0], node["pos"][1] - 30, node["size"][0], node["size"][1] + 30]
+                assert any(_inside(rect, g["bounding"]) for g in groups if g["title"] in body), (name, node["type"])

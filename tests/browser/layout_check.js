@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // Loads UI-format workflows in the real ComfyUI frontend (headless Chromium) and prints, per
 // workflow, the node rectangles the frontend laid out and every pair that overlaps -- as loaded
-// and with image/video output nodes grown to `grow` pixels tall (what a run's previews do).
+// and with image/video output nodes grown to `grow` pixels tall (what a run's previews do), and the
+// groups as the frontend holds them: title, rectangle and the nodes it counts as inside (its own
+// recomputeInsideNodes: a node whose centre lies in the group).
 // Usage: NODE_PATH=<harness>/browser/node_modules node layout_check.js URL GROW CHROMIUM wf1.json ...
 'use strict';
 const fs = require('fs');
@@ -39,7 +41,12 @@ async function main() {
       };
       const grown = rects.map((r) => (kinds.includes(r.type)
         ? { ...r, rect: [r.rect[0], r.rect[1], r.rect[2], Math.max(r.rect[3], grow)] } : r));
-      return { nodes: rects, overlaps: overlaps(rects), overlaps_after_run: overlaps(grown) };
+      const groups = (window.app.graph._groups || window.app.graph.groups || []).map((g) => {
+        if (g.recomputeInsideNodes) g.recomputeInsideNodes();
+        return { title: g.title, rect: Array.from(g._bounding || g.bounding), nodes: (g._nodes || []).map((n) => n.id) };
+      });
+      return { nodes: rects, overlaps: overlaps(rects), overlaps_after_run: overlaps(grown), groups,
+               group_overlaps: overlaps(groups.map((g) => ({ id: g.title, type: 'group', rect: g.rect }))) };
     }, { wf, grow: Number(grow), kinds: [...GROWS] });
   }
   await browser.close();
