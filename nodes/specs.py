@@ -13,9 +13,10 @@ from worldwarp_core.caption import DEFAULT_NEGATIVE, list_captioners
 from worldwarp_core.geometry import POSE_SOURCES, list_estimators
 from worldwarp_core.gscache import CACHE_MODES, DEPTH_LOSSES, POSITION_LR_SCALINGS, GSConfig
 from worldwarp_core.loop import CACHE_FRAMES
+from worldwarp_core.official_paths import list_official_presets
 from worldwarp_core.pipeline import PipelineSettings
 from worldwarp_core.schedule import MASK_RULES, SCHEDULE_VARIANTS
-from worldwarp_core.trajectory import EXTRAPOLATION_METHODS, MAX_FRAMES, list_presets
+from worldwarp_core.trajectory import EXTEND_MODES, EXTRAPOLATION_METHODS, MAX_FRAMES, list_presets
 
 from . import director, ops
 from .model_kinds import folder_kinds
@@ -173,7 +174,8 @@ SPECS: tuple[NodeSpec, ...] = (
              ops.camera_trajectory,
              (In("image", "IMAGE", "The start image (sets the image size)."),
               In("preset", "STRING", "Preset or composition, e.g. 'dolly_in + pan_left', 'dolly_in@0.5 * orbit_left'. "
-                 "Presets: " + ", ".join(list_presets()), "dolly_in"),
+                 "Presets: " + ", ".join(list_presets()) + ". The official demo's presets (per frame, in the "
+                 "geometry's units, focal 1.2·W; '+' adds them): " + ", ".join(list_official_presets()), "dolly_in"),
               In("strength", "FLOAT", "Multiplies every preset's strength (translations in median depths).", 1.0,
                  min=0.0, max=10.0, step=0.05),
               In("frames", "INT", "Frames of the path (extend it past its end with Extrapolate Trajectory; "
@@ -218,7 +220,7 @@ SPECS: tuple[NodeSpec, ...] = (
              ops.extrapolate_trajectory,
              (In("cameras", CAMERAS, "The given path."),
               In("total_frames", "INT", "Frames of the whole path after extending.", 200, min=1, max=MAX_FRAMES),
-              In("mode", "COMBO", "How to go past the end.", "extrapolate", options=("extrapolate", "loop", "pingpong")),
+              In("mode", "COMBO", "How to go past the end.", "extrapolate", options=EXTEND_MODES),
               In("window", "INT", "Smoothing window in frames; 0 = the method's (paper 20, official 10, auto: "
                  "chosen by backtesting).", 0, min=0, max=1000),
               In("damping", "FLOAT", "0 keeps the speed; >0 eases to a stop.", 0.0, min=0.0, max=0.99, step=0.01),
@@ -307,7 +309,7 @@ SPECS: tuple[NodeSpec, ...] = (
               In("cache_mode", "COMBO", "3dgs (the method), pointcloud or none.", "3dgs", options=CACHE_MODES),
               In("gs_iterations", "INT", "3DGS iterations per chunk (paper: 500).", 500, min=0, max=10000),
               In("extend_mode", "COMBO", "Past the end of the path.", "extrapolate",
-                 options=("extrapolate", "loop", "pingpong")),
+                 options=EXTEND_MODES),
               TRAINING_FREE,
               In("output_folder", "STRING", "Run folder under ComfyUI's output folder.", "worldwarp/run"),
               In("resume", "BOOLEAN", "Continue the run in output_folder from its last finished chunk.", False),
@@ -338,7 +340,7 @@ SPECS: tuple[NodeSpec, ...] = (
                  step=4),
               CTX, SEED,
               In("extend_mode", "COMBO", "Past the end of the path.", "extrapolate",
-                 options=("extrapolate", "loop", "pingpong")),
+                 options=EXTEND_MODES),
               In("extrapolation", "COMBO", "How extend_mode 'extrapolate' continues the path: auto (backtested on "
                  "the path), paper (world velocity + SLERP) or official (body-frame momentum).", "auto",
                  options=EXTRAPOLATION_METHODS),

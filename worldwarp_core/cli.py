@@ -234,12 +234,19 @@ def cmd_demo(args) -> int:
 
 
 def cmd_presets(args) -> int:
+    from .official_paths import OFFICIAL_PRESETS, PREFIX
     from .trajectory import PRESETS, list_presets
 
+    print("the pack's presets (translations in median depths of the first frame):")
     for name in list_presets():
-        print(f"{name:14s} {PRESETS[name].description}  [{PRESETS[name].unit}]")
-    print('\ncompose: "dolly_in + pan_left" (one after the other), "dolly_in * orbit_left" (together), '
+        print(f"  {name:14s} {PRESETS[name].description}  [{PRESETS[name].unit}]")
+    print('compose: "dolly_in + pan_left" (one after the other), "dolly_in * orbit_left" (together), '
           '"dolly_in@0.5:2" (strength 0.5, weight 2)')
+    print("\nthe official WorldWarp demo's presets (per frame, in the geometry model's units; focal 1.2 x width):")
+    for name in sorted(OFFICIAL_PRESETS):
+        print(f"  {PREFIX + name:28s} {OFFICIAL_PRESETS[name][1]}")
+    print('compose: "official:dolly_in + official:pan_right" (ADDED: both at once, as the official demo), '
+          '"official:dolly_in ; official:pan_left" (one after the other), "official:dolly_in@0.5" (amounts x 0.5)')
     return 0
 
 
@@ -382,8 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="geometry cache the hints are rendered from")
     g.add_argument("--gs-iterations", type=int, default=500, help="3DGS optimisation iterations per chunk (paper: 500)")
     _add_cache_options(g)
-    g.add_argument("--extend", default="extrapolate", choices=["extrapolate", "loop", "pingpong"],
-                   help="how the path continues past its last camera")
+    g.add_argument("--extend", default="extrapolate", choices=["extrapolate", "loop", "pingpong", "slowdown"],
+                   help="how the path continues past its last camera (slowdown: the official demo's, the motion "
+                        "slowing to 10%% of its speed)")
     g.add_argument("--extrapolation", default="auto", choices=["auto", "paper", "official"],
                    help="how --extend extrapolate continues the path: auto (backtested), paper (world velocity "
                         "+ SLERP) or official (body-frame momentum); docs/EXTRAPOLATION.md")
@@ -410,7 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--resume", action="store_true", help="continue the demo run in --out")
     d.add_argument("--overwrite", action="store_true", help="replace the demo run in --out")
     d.set_defaults(func=cmd_demo)
-    pr = sub.add_parser("presets", help="list the camera presets", formatter_class=_Formatter)
+    pr = sub.add_parser("presets", help="list the camera presets (the pack's and the official demo's)",
+                        formatter_class=_Formatter)
     pr.set_defaults(func=cmd_presets)
     c = sub.add_parser("check-models", formatter_class=_Formatter,
                        help="which model files a run with these options needs, found or missing",

@@ -70,7 +70,7 @@ from .schedule import (
 )
 from .trajectory import EXTRAPOLATION_METHODS, MAX_FRAMES, ExtrapolationMethod
 
-ExtendMode = Literal["extrapolate", "loop", "pingpong"]
+ExtendMode = Literal["extrapolate", "loop", "pingpong", "slowdown"]
 Event = dict
 EventCallback = Callable[[Event], None]
 

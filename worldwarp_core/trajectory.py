@@ -50,6 +50,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from . import official_paths
 from .cameras import Cameras, invert_rigid
 
 # ----------------------------------------------------------------------------- rotations
@@ -304,10 +305,17 @@ def _parse_part(text: str) -> tuple[str, float | None, float]:
     return name, s, w
 
 
-def parse_trajectory(spec: str) -> tuple[Literal["+", "*"], list[tuple[str, float | None, float]]]:
+def parse_trajectory(spec: str) -> tuple[Literal["+", "*", "official"], list[tuple[str, float | None, float]]]:
     """A preset spec (module docstring) -> its composition (``'+'`` sequence or ``'*'`` blend) and
     its parts ``(name, strength or None, weight)``. Limits: ``MAX_SPEC_CHARS`` characters,
-    ``MAX_PARTS`` parts; every failure is a ``ValueError`` saying what to write."""
+    ``MAX_PARTS`` parts; every failure is a ``ValueError`` saying what to write.
+
+    A spec in the official namespace (``official:dolly_in + official:pan_right``, see
+    ``official_paths``) gives ``"official"`` and its parts ``("official:<name>", strength, 1.0)`` in
+    order (``official_paths.parse_official`` keeps its segments)."""
+    if official_paths.is_official_spec(spec):
+        return "official", [(official_paths.PREFIX + n, s, 1.0) for seg in official_paths.parse_official(spec)
+                            for n, s in seg]
     if not isinstance(spec, str):
         raise ValueError(f"trajectory must be text such as 'dolly_in', got {type(spec).__name__}")
     if len(spec) > MAX_SPEC_CHARS:
@@ -345,6 +353,8 @@ def part_end_frames(spec: str, frames: int) -> list[int]:
     """Frames where the parts of a composition end (a '+' sequence's joints and its last frame;
     only the last frame for a single preset or a '*' blend), increasing, without repeats."""
     frames = check_frames(frames)
+    if official_paths.is_official_spec(spec):
+        return official_paths.official_segment_ends(spec, frames)
     op, parts = parse_trajectory(spec)
     if op == "*" or len(parts) == 1:
         return [frames - 1]
@@ -368,6 +378,10 @@ def make_trajectory(
         start: one camera (its intrinsics are the start intrinsics).
         scene_scale: the first frame's median depth, the unit of translations.
         strength: multiplies every part's strength.
+
+    An official spec (``official:...``, ``official_paths``) follows the official demo instead:
+    its amounts are per frame in the geometry model's units (``scene_scale`` and ``ease`` play no
+    part), ``+`` adds the movements, and the intrinsics are the official ``1.2·W`` focal.
     """
     frames = check_frames(frames)
     if len(start) != 1:
@@ -378,6 +392,8 @@ def make_trajectory(
         raise ValueError(f"strength must be a finite number within +-{MAX_STRENGTH:g}, got {strength}")
     if ease not in EASES:
         raise ValueError(f"unknown easing {ease!r}; use one of {', '.join(EASES)}")
+    if official_paths.is_official_spec(spec):
+        return official_paths.official_trajectory(spec, frames, start, float(strength))
     op, parts = parse_trajectory(spec)
     scene_scale, strength = float(scene_scale), float(strength)
     c2w0, K0 = start.c2w[0].double(), start.Ks[0].double()
@@ -720,13 +736,20 @@ def extrapolate(cameras: Cameras, extra: int, window: int | None = None, damping
     return Cameras.from_c2w(out, Ks, cameras.width, cameras.height)
 
 
-def extend_to(cameras: Cameras, total: int, mode: Literal["extrapolate", "loop", "pingpong"] = "extrapolate",
+EXTEND_MODES: tuple[str, ...] = ("extrapolate", "loop", "pingpong", "slowdown")
+
+
+def extend_to(cameras: Cameras, total: int,
+              mode: Literal["extrapolate", "loop", "pingpong", "slowdown"] = "extrapolate",
               window: int | None = None, damping: float = 0.0, method: ExtrapolationMethod = "auto") -> Cameras:
     """The whole path with ``total`` frames: the given cameras, then ``mode`` past the end.
 
     ``extrapolate``: continue the motion (``extrapolate`` with ``method``, ``window``, ``damping``); ``loop``: travel back to the start camera
     (SLERP + linear over a quarter of the path's length) and play the path again;
-    ``pingpong``: play the path backwards, then forwards, and so on.
+    ``pingpong``: play the path backwards, then forwards, and so on; ``slowdown``: the official
+    demo's ``extend_poses_slowdown``, the body-frame momentum of the last 10 frames (``window``)
+    with step k at ``max(0.95^k, 0.1)`` of the mean step, so the camera slows but never stops
+    (``damping`` and ``method`` play no part).
     """
     F = len(cameras)
     total = check_frames(total, "total frames")
@@ -734,6 +757,15 @@ def extend_to(cameras: Cameras, total: int, mode: Literal["extrapolate", "loop",
         return cameras[:total]
     if mode == "extrapolate":
         return Cameras.cat([cameras, extrapolate(cameras, total - F, window, damping, method)])
+    if mode == "slowdown":
+        if window is not None and window < 1:
+            raise ValueError(f"smoothing window must be >= 1 frame, got {window}")
+        extra = total - F
+        c2w = cameras.c2w.double()
+        w = official_paths.SLOWDOWN_WINDOW if window is None else window
+        new = _extrapolate_batch("official", c2w, torch.tensor([F]), w, official_paths.slowdown_progress(extra))[0]
+        Ks = cameras.Ks[-1:].double().expand(extra, 3, 3).clone()
+        return Cameras.cat([cameras, Cameras.from_c2w(new, Ks, cameras.width, cameras.height)])
     if mode == "pingpong":
         if F == 1:
             return Cameras.cat([cameras] * total)
@@ -746,7 +778,7 @@ def extend_to(cameras: Cameras, total: int, mode: Literal["extrapolate", "loop",
         period = Cameras.cat([cameras, ret])
         reps = -(-total // len(period))
         return Cameras.cat([period] * reps)[:total]
-    raise ValueError(f"unknown extend mode {mode!r}; use 'extrapolate', 'loop' or 'pingpong'")
+    raise ValueError(f"unknown extend mode {mode!r}; use one of {', '.join(EXTEND_MODES)}")
 
 
 # ----------------------------------------------------------------------------- speed
