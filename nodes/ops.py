@@ -53,6 +53,7 @@ from worldwarp_core.schedule import (
     sigma_start,
 )
 from worldwarp_core.trajectory import extend_to, make_trajectory
+from worldwarp_core.video_path import camera_path_from_video, pose_cache_path
 
 from .director import start_and_scale
 
@@ -173,6 +174,39 @@ def camera_director(env, image, preset, strength, frames, fov_degrees, scene_sca
     """The path drawn in the Camera Director's editor: its keyframes, or the preset when it has none."""
     start, scale = start_and_scale(int(image.shape[2]), int(image.shape[1]), fov_degrees, scene_scale, geometry)
     return (director_cameras(preset, strength, frames, easing, keyframes, start, scale),)
+
+
+def input_file(env, name: str, what: str, extensions: tuple[str, ...]) -> str:
+    """A file named relative to ComfyUI's input folder, refused when it is elsewhere or missing."""
+    rel = str(name).strip()
+    root = os.path.abspath(env.input_dir())
+    if not rel:
+        raise ValueError(f"{what}: give the name of a {'/'.join(extensions)} file in ComfyUI's input folder ({root})")
+    if os.path.isabs(rel):
+        raise ValueError(f"{what}: '{rel}' is an absolute path; put the file in ComfyUI's input folder ({root}) "
+                         "and give its name there")
+    path = os.path.abspath(os.path.join(root, rel))
+    if os.path.commonpath([root, path]) != root:
+        raise ValueError(f"{what}: '{rel}' leaves ComfyUI's input folder ({root}); give a file inside it")
+    if not rel.lower().endswith(extensions):
+        raise ValueError(f"{what}: '{rel}' is not a {'/'.join(extensions)} file")
+    if not os.path.isfile(path):
+        raise ValueError(f"{what}: '{rel}' not found in ComfyUI's input folder ({root})")
+    return path
+
+
+def camera_path_from_video_node(env, geometry_model, video, image, max_frames, speed_multiplier):
+    """The official demo's From Video: the path of a reference video (e.g. core Load Video's frames)."""
+    check_video(video.float().cpu(), "video")
+    check_int(max_frames, "max_frames", 1)
+    H, W = int(image.shape[1]), int(image.shape[2])
+    return (camera_path_from_video(video.cpu(), geometry_model, speed_multiplier, max_frames, (W, H)),)
+
+
+def load_pose_cache_node(env, image, file, speed_multiplier):
+    """An official .npz pose cache from ComfyUI's input folder as a camera path for the start image."""
+    path = input_file(env, file, "file", (".npz",))
+    return (pose_cache_path(path, int(image.shape[2]), int(image.shape[1]), speed_multiplier),)
 
 
 def extrapolate_trajectory(env, cameras, total_frames, mode, window, damping, method="auto"):

@@ -186,8 +186,8 @@ SPECS: tuple[NodeSpec, ...] = (
               In("scene_scale", "FLOAT", "Scene unit (median depth); 0 = from the connected geometry.", 0.0, min=0.0,
                  max=1e4, step=0.01),
               In("easing", "COMBO", "Speed profile of each preset.", "linear", options=("linear", "ease-in-out")),
-              In("camera_file", "STRING", "Optional RealEstate10K .txt / JSON / transforms.json path (relative to "
-                 "ComfyUI's input folder); overrides the preset.", ""),
+              In("camera_file", "STRING", "Optional RealEstate10K .txt / JSON / transforms.json / official .npz pose "
+                 "cache path (relative to ComfyUI's input folder); overrides the preset.", ""),
               In("geometry", GEOMETRY, "Depth of the start image: sets the scene scale and intrinsics.",
                  optional=True)),
              (Out(CAMERAS, "cameras"),)),
@@ -227,6 +227,32 @@ SPECS: tuple[NodeSpec, ...] = (
               In("method", "COMBO", "How 'extrapolate' continues: auto (backtested on the path), paper (world "
                  "velocity + SLERP) or official (body-frame momentum, follows turns).", "auto",
                  options=EXTRAPOLATION_METHODS)),
+             (Out(CAMERAS, "cameras"),)),
+    NodeSpec("WorldWarpCameraPathFromVideo", "Camera Path From Video", "WorldWarp/cameras",
+             "The camera path of a reference video, as the official demo's From Video mode: the geometry model "
+             "(TTT3R as there, or Depth Anything 3) on the video's frames, one averaged focal, anchored at the "
+             "first camera, in the geometry model's units. Feed it core Load Video's frames.",
+             ops.camera_path_from_video_node,
+             (In("geometry_model", GEOMODEL, "From Load Geometry Model: a backend that estimates camera poses "
+                 "(ttt3r, depth-anything-3)."),
+              In("video", "IMAGE", "The reference video's frames; scaled to cover the start image's size and "
+                 "centre-cropped."),
+              In("image", "IMAGE", "The start image (sets the size of the path's cameras)."),
+              In("max_frames", "INT", "Frames of the video used (the official demo: its first 600).", 600, min=1,
+                 max=MAX_FRAMES),
+              In("speed_multiplier", "FLOAT", "Plays the path this many times faster (fewer frames) or slower, as "
+                 "the official demo's speed slider (0.25 to 4).", 1.0, min=0.1, max=10.0, step=0.05)),
+             (Out(CAMERAS, "cameras"),)),
+    NodeSpec("WorldWarpLoadPoseCache", "Load Official Pose Cache", "WorldWarp/cameras",
+             "A camera path from an official WorldWarp .npz pose cache (examples/pose_cache/*_poses.npz of the "
+             "official demo, or `camera-path --out x.npz`): anchored at its first camera, fitted to the start "
+             "image's size.",
+             ops.load_pose_cache_node,
+             (In("image", "IMAGE", "The start image (sets the size of the path's cameras)."),
+              In("file", "STRING", "The .npz file, relative to ComfyUI's input folder (e.g. "
+                 "pose_cache/000_poses.npz).", ""),
+              In("speed_multiplier", "FLOAT", "Plays the path this many times faster (fewer frames) or slower, as "
+                 "the official demo's speed slider (0.25 to 4).", 1.0, min=0.1, max=10.0, step=0.05)),
              (Out(CAMERAS, "cameras"),)),
     NodeSpec("WorldWarpCameraInfo", "WorldWarp Camera To Camera Info", "WorldWarp/cameras",
              "One camera of a path as core camera_info, e.g. to render the exported splat with Render Splat.",

@@ -1,9 +1,10 @@
-"""``python -m worldwarp_core``: generate, demo, presets, check-models.
+"""``python -m worldwarp_core``: generate, demo, presets, camera-path, check-models.
 
     python -m worldwarp_core demo --out output/demo
     python -m worldwarp_core generate --image photo.png --trajectory "dolly_in + pan_left" --frames 93 \\
         --models ComfyUI/models --out output/run1 [--style "Van Gogh style"] [--resume]
     python -m worldwarp_core presets
+    python -m worldwarp_core camera-path reference.mp4 --out cams.txt --geometry ttt3r --models ComfyUI/models
     python -m worldwarp_core check-models ComfyUI/models [--geometry ttt3r --captioner florence-2 ...]
     python -m worldwarp_core convert-checkpoint worldwarp_latest.ckpt models/diffusion_models/worldwarp_comfy.safetensors
 
@@ -85,7 +86,7 @@ def _duration(seconds: float) -> str:
 
 # ----------------------------------------------------------------------------- argument checks
 def _camera_file(spec: str) -> bool:
-    return os.path.isfile(spec) or spec.lower().endswith((".txt", ".json"))
+    return os.path.isfile(spec) or spec.lower().endswith((".txt", ".json", ".npz"))
 
 
 def check_trajectory_spec(spec: str, strength: float = 1.0) -> None:
@@ -99,6 +100,27 @@ def check_trajectory_spec(spec: str, strength: float = 1.0) -> None:
     except ValueError as e:
         raise ValueError(f"--trajectory {spec!r}: {e} (presets: `python -m worldwarp_core presets`; or give a "
                          "camera file)") from None
+
+
+def check_camera_video(path: str, speed: float, geometry: str, width: int, height: int, option: str = "--camera-video"):
+    """``--camera-video``: a pose cache is read now (its path, ``video_path.pose_cache_path``); a video
+    is checked (it exists, the geometry backend estimates poses) and estimated once the geometry
+    model is loaded (``None`` is returned for it)."""
+    from .video_path import POSE_ESTIMATING, check_speed, is_pose_cache, pose_cache_path
+
+    check_speed(speed, "--camera-speed")
+    if not os.path.isfile(path):
+        raise ValueError(f"{option}: file not found: {path}")
+    if is_pose_cache(path):
+        try:
+            return pose_cache_path(path, width, height, speed)
+        except ValueError as e:
+            raise ValueError(f"{option}: {e}") from None
+    if geometry not in POSE_ESTIMATING:
+        raise ValueError(f"{option}: the camera path of a video is estimated by the geometry model, and --geometry "
+                         f"{geometry} estimates no camera poses; use --geometry ttt3r (the official demo's) or "
+                         "depth-anything-3")
+    return None
 
 
 def check_generate_args(args) -> dict:
@@ -154,7 +176,12 @@ def check_generate_args(args) -> dict:
     image = load_image(args.image, args.resize, args.alpha)
     H, W = image.shape[:2]
     cameras = None
-    if _camera_file(args.trajectory):
+    if (args.trajectory is None) == (args.camera_video is None):
+        raise ValueError("give the camera path with --trajectory (a preset or a camera file) or --camera-video "
+                         "(a reference video or its .npz pose cache), one of them")
+    if args.camera_video is not None:
+        cameras = check_camera_video(args.camera_video, args.camera_speed, args.geometry, W, H)
+    elif _camera_file(args.trajectory):
         cameras = load_camera_file(args.trajectory, W, H)
     else:
         check_trajectory_spec(args.trajectory, args.strength_scale)
@@ -196,6 +223,12 @@ def cmd_generate(args) -> int:
     # estimates the start image's depth again at these cameras, as the ComfyUI nodes do (same frames)
     start = Cameras(torch.eye(4)[None], (first.cameras.Ks[:1] if given_K is None else given_K).float(), W, H)
     path = checked["cameras"]
+    if path is None and args.camera_video is not None:
+        from .video_path import OFFICIAL_MAX_FRAMES, camera_path_from_video, read_video
+
+        print(f"estimating the camera path of {args.camera_video} with {args.geometry}", file=sys.stderr)
+        frames = read_video(args.camera_video, W, H, OFFICIAL_MAX_FRAMES)
+        path = camera_path_from_video(frames, geometry, args.camera_speed)
     if path is None:
         path = make_trajectory(args.trajectory, args.frames if args.path_frames is None else args.path_frames, start,
                                median_depth(first.depth[0]), strength=args.strength_scale)
@@ -247,6 +280,69 @@ def cmd_presets(args) -> int:
         print(f"  {PREFIX + name:28s} {OFFICIAL_PRESETS[name][1]}")
     print('compose: "official:dolly_in + official:pan_right" (ADDED: both at once, as the official demo), '
           '"official:dolly_in ; official:pan_left" (one after the other), "official:dolly_in@0.5" (amounts x 0.5)')
+    return 0
+
+
+def cmd_camera_path(args) -> int:
+    """The camera path of a reference video (or of an official .npz pose cache) as a camera file."""
+    from .geometry import load_estimator
+    from .inputs import check_device, check_int, parse_size
+    from .video_path import (
+        POSE_ESTIMATING,
+        camera_path_from_video,
+        check_speed,
+        estimate_video_cameras,
+        is_pose_cache,
+        pose_cache_path,
+        read_video,
+        save_pose_cache,
+    )
+
+    W, H = parse_size(args.size, "--size")
+    check_speed(args.speed, "--speed")
+    check_int(args.max_frames, "--max-frames", 1, 10_000)
+    out = args.out
+    kind = os.path.splitext(out)[1].lower()
+    if kind not in (".txt", ".json", ".npz"):
+        raise ValueError(f"--out {out!r}: write a RealEstate10K .txt, a camera .json or an official .npz pose cache")
+    if os.path.exists(out) and not args.overwrite:
+        raise ValueError(f"--out {out} exists; pass --overwrite to replace it")
+    if kind == ".npz" and args.speed != 1.0:
+        raise ValueError("--speed: a .npz pose cache holds the estimate as the official demo caches it (speed 1); "
+                         "give the speed when you use the cache (generate --camera-speed), or write a .txt / .json")
+    if not os.path.isfile(args.video):
+        raise ValueError(f"reference video not found: {args.video}")
+    if is_pose_cache(args.video):
+        if kind == ".npz":
+            raise ValueError("the input is already a .npz pose cache; write a .txt or .json camera file from it")
+        cams = pose_cache_path(args.video, W, H, args.speed)
+    else:
+        if args.geometry not in POSE_ESTIMATING:
+            raise ValueError(f"--geometry {args.geometry} estimates no camera poses; use ttt3r (the official demo's) "
+                             "or depth-anything-3")
+        check_device(args.device)
+        folder = args.geometry_path or (os.path.join(args.models, "worldwarp", DEFAULT_FOLDERS.get(args.geometry,
+                                                                                                   args.geometry))
+                                        if args.models else None)
+        if folder is None:
+            raise ValueError("give the geometry model's folder with --geometry-path, or your ComfyUI models/ folder "
+                             "with --models")
+        frames = read_video(args.video, W, H, args.max_frames)
+        print(f"{frames.shape[0]} frames of {args.video} at {W}x{H}; loading {args.geometry} from {folder}",
+              file=sys.stderr)
+        geometry = load_estimator(args.geometry, folder, device=args.device)
+        if kind == ".npz":
+            save_pose_cache(out, estimate_video_cameras(frames, geometry), overwrite=args.overwrite)
+            print(f"wrote the pose cache of {frames.shape[0]} frames to {out}")
+            return 0
+        cams = camera_path_from_video(frames, geometry, args.speed, args.max_frames)
+    folder = os.path.dirname(os.path.abspath(out))
+    os.makedirs(folder, exist_ok=True)
+    if kind == ".txt":
+        cams.to_re10k(out)
+    else:
+        cams.to_json(out)
+    print(f"wrote {len(cams)} cameras ({W}x{H}) to {out}")
     return 0
 
 
@@ -347,6 +443,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .geometry import list_estimators
     from .inputs import ALPHA_CHOICES, MAX_ASPECT, MAX_PIXELS, MAX_SIDE, MIN_SIDE, SEED_MAX
 
     p = argparse.ArgumentParser(prog="python -m worldwarp_core", description="WorldWarp: 3D-consistent long video",
@@ -358,9 +455,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--image", required=True,
                    help=f"start image (PNG/JPEG/WebP, 8 or 16 bit); sides multiples of 16, {MIN_SIDE}..{MAX_SIDE} "
                         f"pixels, at most {MAX_PIXELS} pixels, aspect ratio at most {MAX_ASPECT}:1 (else use --resize)")
-    g.add_argument("--trajectory", required=True,
-                   help="preset spec (see `presets`), e.g. \"dolly_in + pan_left\", or a RealEstate10K .txt / "
-                        "JSON camera file")
+    g.add_argument("--trajectory",
+                   help="preset spec (see `presets`), e.g. \"dolly_in + pan_left\" or \"official:dolly_in\", or a "
+                        "RealEstate10K .txt / JSON camera file / official .npz pose cache (this or --camera-video)")
+    g.add_argument("--camera-video",
+                   help="take the camera path of this reference video, estimated with --geometry (ttt3r or "
+                        "depth-anything-3; the official demo's From Video), or read it from its .npz pose cache")
+    g.add_argument("--camera-speed", type=float, default=1.0,
+                   help="speed multiplier of the --camera-video path (the official demo's: 0.25..4; 2 = twice as "
+                        "fast)")
     g.add_argument("--frames", type=int, required=True,
                    help="total frames: chunk + k*(chunk - context), e.g. 49, 93, 137 with the default chunking")
     g.add_argument("--models", required=True, help="ComfyUI models/ folder or a Wan2.1 diffusers folder")
@@ -421,6 +524,26 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("presets", help="list the camera presets (the pack's and the official demo's)",
                         formatter_class=_Formatter)
     pr.set_defaults(func=cmd_presets)
+    cp = sub.add_parser("camera-path", formatter_class=_Formatter,
+                        help="the camera path of a reference video, written as a camera file",
+                        description="Estimate the camera path of a reference video as the official demo's From "
+                                    "Video mode does (first 600 frames, geometry model on all of them, one averaged "
+                                    "focal, anchored at the first camera) and write it as a RealEstate10K .txt or "
+                                    "JSON camera file (for --trajectory or the Camera Trajectory node), or as an "
+                                    "official .npz pose cache (the raw estimate). An .npz input is converted.")
+    cp.add_argument("video", help="the reference video (mp4, mov, webm, ...) or an official .npz pose cache")
+    cp.add_argument("--out", required=True, help="camera file to write: .txt, .json or .npz")
+    cp.add_argument("--size", default="720x480", help="WIDTHxHEIGHT of the video to generate (the official: 720x480)")
+    cp.add_argument("--geometry", default="ttt3r", choices=list_estimators(),
+                    help="geometry model that estimates the poses (ttt3r: the official demo's; or depth-anything-3)")
+    cp.add_argument("--geometry-path", help="the geometry model's folder (else models/worldwarp/<its folder>)")
+    cp.add_argument("--models", help="ComfyUI models/ folder holding worldwarp/<geometry folder>")
+    cp.add_argument("--max-frames", type=int, default=600, help="frames of the video used (the official demo: 600)")
+    cp.add_argument("--speed", type=float, default=1.0, help="speed multiplier (the official demo's: 0.25..4)")
+    cp.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                    help="torch device: cpu, cuda, cuda:N or mps")
+    cp.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    cp.set_defaults(func=cmd_camera_path)
     c = sub.add_parser("check-models", formatter_class=_Formatter,
                        help="which model files a run with these options needs, found or missing",
                        description="Which model files `generate` with the same options needs, and where to get "
