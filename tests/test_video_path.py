@@ -292,3 +292,44 @@ def test_camera_path_command_writes_files_the_pack_reads(tmp_path, synthetic, ca
                  "--geometry-path", str(tmp_path)]) == 2
     assert "--geometry depth-pro estimates no camera poses" in capsys.readouterr().err
     assert math.isfinite(float(back.c2w.sum()))
+
+
+def test_generate_takes_a_camera_video_or_its_cache(tmp_path, synthetic, monkeypatch, capsys):
+    from test_cli import _Loaded, _with, fake_models
+
+    import worldwarp_core.cli as cli
+    import worldwarp_core.geometry as geometry
+    import worldwarp_core.video_path as vp
+
+    video, truth, rgb = synthetic
+    img = tmp_path / "start.png"
+    from PIL import Image
+
+    Image.fromarray((rgb[0].numpy() * 255).round().astype(np.uint8)).save(img)
+    base = ["generate", "--image", str(img), "--frames", "49", "--models", fake_models(tmp_path / "models"),
+            "--out", str(tmp_path / "out"), "--prompt", "a room", "--device", "cpu", "--geometry", "ttt3r"]
+    cache = save_pose_cache(str(tmp_path / "ref_poses.npz"), truth)
+    seen = {}
+
+    def loaded(*a, **k):
+        raise _Loaded
+
+    monkeypatch.setattr(geometry, "load_estimator", lambda *a, **k: _StandIn(truth))
+    monkeypatch.setattr(cli, "_load_model", loaded)
+    real = vp.camera_path_from_video
+    monkeypatch.setattr(vp, "camera_path_from_video", lambda *a, **k: seen.setdefault("path", real(*a, **k)))
+    with pytest.raises(_Loaded):  # the video's path is estimated with the run's geometry model, then models load
+        main(base + ["--camera-video", video, "--camera-speed", "1.0"])
+    assert len(seen["path"]) == 9 and (seen["path"].width, seen["path"].height) == (96, 64)
+    with pytest.raises(_Loaded):  # a pose cache is read during the checks
+        main(base + ["--camera-video", cache])
+    for args, msg in (
+        (base, "give the camera path with --trajectory"),
+        (base + ["--camera-video", cache, "--trajectory", "dolly_in"], "give the camera path with --trajectory"),
+        (_with(base, geometry="depth-anything-v2") + ["--camera-video", video], "estimates no camera poses; use "
+                                                                                 "--geometry ttt3r"),
+        (base + ["--camera-video", str(tmp_path / "none.mp4")], "--camera-video: file not found"),
+        (base + ["--camera-video", cache, "--camera-speed", "0"], "--camera-speed must be a positive number"),
+    ):
+        assert main(args) == 2
+        assert msg in capsys.readouterr().err
