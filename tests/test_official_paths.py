@@ -293,3 +293,12 @@ def test_speed_refuses_bad_input():
             op.change_speed(cams, bad)
     with pytest.raises(ValueError, match="at least 4 cameras"):
         op.change_speed(cams[:3], 0.5)
+
+
+def test_limits_agree_with_the_pack_grammar():
+    import worldwarp_core.trajectory as tr
+
+    assert (op.MAX_FRAMES, op.MAX_SPEC_CHARS, op.MAX_PARTS, op.MAX_STRENGTH) == (
+        tr.MAX_FRAMES, tr.MAX_SPEC_CHARS, tr.MAX_PARTS, tr.MAX_STRENGTH)
+    with pytest.raises(ValueError, match="the limit is 16"):
+        op.parse_official(" + ".join(["official:static"] * 17))

@@ -21,6 +21,10 @@ File formats:
     * JSON (ours): ``{"width", "height", "frames": [{"viewmat": 4x4, "K": 3x3, "timestamp"}]}``.
     * nerfstudio ``transforms.json``: camera-to-world ``transform_matrix`` in OpenGL axes
       (x right, y up, z backward); converted on read and write.
+    * The official WorldWarp demo's pose cache ``.npz`` (``np.savez``, read without pickles):
+      ``poses`` float32 ``[1, N, 4, 4]`` camera-to-world in OpenCV axes and ``intrinsics`` float32
+      ``[1, N, 3, 3]`` in pixels, principal point at the image centre; the file holds no image
+      size, so it is read from the principal point (``W = 2·cx``, ``H = 2·cy``) unless given.
 """
 
 from __future__ import annotations
@@ -29,9 +33,11 @@ import json
 import math
 import os
 import re
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -407,6 +413,82 @@ class Cameras:
         path = _existing(path, "camera JSON")
         return cls.from_dict(_parse_json(_read_text(path, "camera JSON"), path), path)
 
+    def cover(self, width: int, height: int) -> "Cameras":
+        """The same cameras for the image scaled to cover ``width`` x ``height`` and centre-cropped
+        (``cover_geometry``; how the official demo fits a reference video's frames)."""
+        hr, wr, top, left = cover_geometry(self.width, self.height, width, height)
+        scaled = self.resize(wr, hr) if (wr, hr) != (self.width, self.height) else self
+        return scaled.crop(left, top, width, height)
+
+    def anchored(self) -> "Cameras":
+        """The path relative to its first camera (``c2w_0^-1 · c2w``; frame 0 becomes the identity)."""
+        c2w = self.c2w.double()
+        rel = torch.linalg.inv(c2w[0]) @ c2w
+        rel[0] = torch.eye(4, dtype=torch.float64, device=rel.device)
+        return Cameras.from_c2w(rel, self.Ks.double(), self.width, self.height)
+
+    # ----------------------------------------------------------------- the official pose cache
+    def pose_cache_arrays(self) -> dict:
+        """The official cache's arrays: ``poses [1, N, 4, 4]`` camera-to-world, ``intrinsics [1, N, 3, 3]``, float32."""
+        return {"poses": self.c2w.double().cpu().numpy().astype(np.float32)[None],
+                "intrinsics": self.Ks.double().cpu().numpy().astype(np.float32)[None]}
+
+    def to_pose_cache(self, path: str | os.PathLike) -> None:
+        """Write the official demo's ``.npz`` pose cache (``np.savez``), atomically."""
+        path = os.fspath(path)
+        if not path.lower().endswith(".npz"):
+            raise ValueError(f"a pose cache is a .npz file; got {path!r}")
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        tmp = path[:-4] + ".partial.npz"
+        try:
+            np.savez(tmp, **self.pose_cache_arrays())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+    @classmethod
+    def from_pose_cache(cls, path: str | os.PathLike, width: int | None = None,
+                        height: int | None = None) -> "Cameras":
+        """Read an official ``.npz`` pose cache as stored (module docstring)."""
+        path = _existing(path, "pose cache")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                missing = [k for k in ("poses", "intrinsics") if k not in data.files]
+                if missing:
+                    raise ValueError(f"{path}: not an official pose cache (no {', '.join(missing)}; it holds "
+                                     f"{', '.join(data.files) or 'nothing'})")
+                poses, Ks = data["poses"], data["intrinsics"]
+        except (zipfile.BadZipFile, OSError, EOFError) as e:
+            raise ValueError(f"{path}: not a NumPy .npz pose cache ({type(e).__name__}: {e})") from None
+        except ValueError as e:
+            if str(e).startswith(path):
+                raise
+            raise ValueError(f"{path}: not a NumPy .npz pose cache ({e})") from None
+        for arr, name, tail in ((poses, "poses", (4, 4)), (Ks, "intrinsics", (3, 3))):
+            if (arr.dtype.kind != "f" or arr.ndim not in (3, 4) or arr.shape[-2:] != tail
+                    or (arr.ndim == 4 and arr.shape[0] != 1)):
+                raise ValueError(f"{path}: '{name}' must be float [1, N, {tail[0]}, {tail[1]}], got {arr.dtype} "
+                                 f"{list(arr.shape)}")
+        poses = poses.reshape(-1, 4, 4).astype(np.float64)
+        Ks = Ks.reshape(-1, 3, 3).astype(np.float64)
+        if poses.shape[0] != Ks.shape[0] or poses.shape[0] == 0:
+            raise ValueError(f"{path}: {poses.shape[0]} poses and {Ks.shape[0]} intrinsics; they must match (and be "
+                             "at least one)")
+        if not (np.isfinite(poses).all() and np.isfinite(Ks).all()):
+            raise ValueError(f"{path}: the cache holds NaN or infinite values")
+        if (width is None) != (height is None):
+            raise ValueError("give both the width and the height of the pose cache, or neither")
+        if width is None:
+            cx, cy = float(Ks[0, 0, 2]), float(Ks[0, 1, 2])
+            W, H = 2 * cx, 2 * cy
+            if not (W >= 1 and H >= 1 and abs(W - round(W)) < 1e-3 and abs(H - round(H)) < 1e-3):
+                raise ValueError(f"{path}: the principal point ({cx:g}, {cy:g}) is not an image centre, so the image "
+                                 "size is unknown; give the width and height the cache was made at")
+            width, height = int(round(W)), int(round(H))
+        with _naming(path):
+            return cls.from_c2w(torch.from_numpy(poses), torch.from_numpy(Ks), width, height)
+
     # ----------------------------------------------------------------- nerfstudio
     def to_nerfstudio(self, path: str | os.PathLike) -> None:
         """Write a nerfstudio ``transforms.json`` (camera-to-world in OpenGL axes, per-frame intrinsics)."""
@@ -507,6 +589,19 @@ class Cameras:
             raise ValueError(f"{name}: not a RealEstate10K .txt and not valid JSON "
                              f"(line {e.lineno} column {e.colno}: {e.msg})") from None
         return cls._from_json_data(data, name)
+
+
+def cover_geometry(w: int, h: int, width: int, height: int) -> tuple[int, int, int, int]:
+    """``(scaled height, scaled width, top, left)`` of scaling a ``w`` x ``h`` image to cover
+    ``width`` x ``height`` and cropping the centre, as the official ``preprocess_video_from_path``:
+    factor ``max(W/w, H/h)``, sides ``int(side·factor)`` (never below the target: 720·832/720 is
+    831.99...), crop offsets ``(scaled - target) // 2``."""
+    for v, what in ((width, "width"), (height, "height")):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"the target {what} must be a positive whole number, got {v!r}")
+    scale = max(width / w, height / h)
+    hr, wr = max(int(h * scale), height), max(int(w * scale), width)
+    return hr, wr, (hr - height) // 2, (wr - width) // 2
 
 
 def invert_rigid(m: Tensor) -> Tensor:

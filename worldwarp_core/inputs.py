@@ -180,16 +180,16 @@ def check_video(frames, what: str = "frames", masks=None) -> Tensor:
 
 def load_camera_file(path: str, width: int, height: int, option: str = "--trajectory"):
     """A camera file (RealEstate10K .txt, our JSON, nerfstudio, or the official demo's ``.npz``
-    pose cache: ``video_path.pose_cache_path``) at ``width x height``, or one line naming the file."""
+    pose cache, anchored at its first camera and fitted as ``video_path.pose_cache_path``) at
+    ``width x height``, or one line naming the file."""
     from .cameras import Cameras
 
     if not os.path.isfile(path):
         raise ValueError(f"{option}: camera file not found: {path}")
-    if path.lower().endswith(".npz"):
-        from .video_path import pose_cache_path
-
+    if path.lower().endswith(".npz"):  # the official demo's pose cache: anchored at its first camera
         try:
-            return pose_cache_path(path, width, height)
+            cams = Cameras.from_pose_cache(path).anchored()
+            return cams if (cams.width, cams.height) == (width, height) else cams.cover(width, height)
         except ValueError as e:
             raise ValueError(f"{option}: {e}") from None
     try:

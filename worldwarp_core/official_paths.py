@@ -128,9 +128,10 @@ OFFICIAL_PRESETS: dict[str, tuple[OfficialMove, str]] = {
 }
 _ALIASES = {"orbit_donw": "orbit_down"}
 
-MAX_SPEC_CHARS = 1_000
+MAX_SPEC_CHARS = 1_000  # the limits of trajectory.py (its module imports this one; a test holds them equal)
 MAX_PARTS = 16
 MAX_STRENGTH = 1_000.0
+MAX_FRAMES = 10_000
 
 
 def list_official_presets() -> list[str]:
@@ -457,8 +458,6 @@ def change_speed(cameras: Cameras, speed: float) -> Cameras:
         return cameras
     if target < 1:
         raise ValueError(f"speed multiplier {speed} leaves no frame of the {F}-camera path; use at most {F}")
-    from .trajectory import MAX_FRAMES
-
     if target > MAX_FRAMES:
         raise ValueError(f"speed multiplier {speed} makes {target} frames of {F}; the limit is {MAX_FRAMES} frames")
     if F < 4:

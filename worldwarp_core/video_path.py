@@ -32,14 +32,13 @@ from __future__ import annotations
 
 import math
 import os
-import zipfile
 
 import numpy as np
 import torch
 import torch.nn.functional as Fn
 from torch import Tensor
 
-from .cameras import Cameras
+from .cameras import Cameras, cover_geometry
 from .model_files import POSE_ESTIMATORS
 from .official_paths import change_speed
 
@@ -64,11 +63,6 @@ def _check_size(width: int, height: int) -> None:
             raise ValueError(f"the video frames' target {what} must be a positive whole number, got {v!r}")
 
 
-def _cover(h: int, w: int, scale: float, height: int, width: int) -> tuple[int, int]:
-    """The official ``int(side·scale)`` sides, never below the target (832/720·720 is 831.99...)."""
-    return max(int(h * scale), height), max(int(w * scale), width)
-
-
 def fit_frames(frames: Tensor, width: int, height: int) -> Tensor:
     """Frames ``[F, h, w, 3]`` (0..1 or uint8) -> ``[F, height, width, 3]`` float 0..1: scaled to cover
     the size (factor ``max(W/w, H/h)``, sides ``int(side·factor)``) and centre-cropped, as the
@@ -77,9 +71,7 @@ def fit_frames(frames: Tensor, width: int, height: int) -> Tensor:
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"video frames must be [F, H, W, 3], got {list(frames.shape)}")
     F, h, w, _ = frames.shape
-    scale = max(width / w, height / h)
-    hr, wr = _cover(h, w, scale, height, width)
-    y, x = (hr - height) // 2, (wr - width) // 2
+    hr, wr, y, x = cover_geometry(w, h, width, height)
     out = torch.empty(F, height, width, 3, dtype=torch.float32)
     for a in range(0, F, 16):  # a few frames at a time: a long video stays in uint8 until here
         chunk = frames[a:a + 16].float()
@@ -93,13 +85,8 @@ def fit_frames(frames: Tensor, width: int, height: int) -> Tensor:
 
 
 def fit_cameras(cameras: Cameras, width: int, height: int) -> Cameras:
-    """The cameras of ``fit_frames``'s output: intrinsics scaled by the cover factor, then the crop."""
-    _check_size(width, height)
-    w, h = cameras.width, cameras.height
-    scale = max(width / w, height / h)
-    hr, wr = _cover(h, w, scale, height, width)
-    scaled = cameras.resize(wr, hr) if (wr, hr) != (w, h) else cameras
-    return scaled.crop((wr - width) // 2, (hr - height) // 2, width, height)
+    """The cameras of ``fit_frames``'s output (``Cameras.cover``)."""
+    return cameras.cover(width, height)
 
 
 def read_video(path: str, width: int, height: int, max_frames: int = OFFICIAL_MAX_FRAMES) -> Tensor:
@@ -160,11 +147,8 @@ def estimate_video_cameras(frames: Tensor, estimator) -> Cameras:
 
 
 def anchor_at_first(cameras: Cameras) -> Cameras:
-    """The path relative to its first camera (``c2w_0^-1 · c2w``; frame 0 becomes the identity)."""
-    c2w = cameras.c2w.double()
-    rel = torch.linalg.inv(c2w[0]) @ c2w
-    rel[0] = torch.eye(4, dtype=torch.float64)
-    return Cameras.from_c2w(rel, cameras.Ks.double(), cameras.width, cameras.height)
+    """The path relative to its first camera (``Cameras.anchored``)."""
+    return cameras.anchored()
 
 
 def use_video_cameras(cameras: Cameras, speed: float = 1.0) -> Cameras:
@@ -192,77 +176,24 @@ def camera_path_from_video(frames: Tensor, estimator, speed: float = 1.0, max_fr
 
 
 def pose_cache_arrays(cameras: Cameras) -> dict[str, np.ndarray]:
-    """The official cache's arrays of a path: ``poses [1, N, 4, 4]`` camera-to-world and
-    ``intrinsics [1, N, 3, 3]``, float32."""
-    return {"poses": cameras.c2w.double().cpu().numpy().astype(np.float32)[None],
-            "intrinsics": cameras.Ks.double().cpu().numpy().astype(np.float32)[None]}
+    """The official cache's arrays of a path (``Cameras.pose_cache_arrays``)."""
+    return cameras.pose_cache_arrays()
 
 
 def save_pose_cache(path: str, cameras: Cameras, overwrite: bool = False) -> str:
     """Write ``cameras`` as the official demo writes its cache (``np.savez`` of ``pose_cache_arrays``).
     Refuses an existing file unless ``overwrite``. Returns the path written."""
     path = str(path)
-    if not path.lower().endswith(".npz"):
-        raise ValueError(f"a pose cache is a .npz file; got {path!r}")
     if os.path.exists(path) and not overwrite:
         raise ValueError(f"{path} exists; choose another file or allow overwriting it")
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = path[:-4] + ".partial.npz"
-    np.savez(tmp, **pose_cache_arrays(cameras))
-    os.replace(tmp, path)
+    cameras.to_pose_cache(path)
     return path
 
 
-def _cache_size(Ks: np.ndarray, path: str) -> tuple[int, int]:
-    cx, cy = float(Ks[0, 0, 2]), float(Ks[0, 1, 2])
-    W, H = 2 * cx, 2 * cy
-    if not (W >= 1 and H >= 1 and abs(W - round(W)) < 1e-3 and abs(H - round(H)) < 1e-3):
-        raise ValueError(f"{path}: the principal point ({cx:g}, {cy:g}) is not an image centre, so the image size "
-                         "is unknown; give the width and height the cache was made at")
-    return int(round(W)), int(round(H))
-
-
 def load_pose_cache(path: str, width: int | None = None, height: int | None = None) -> Cameras:
-    """The cameras of an official ``.npz`` pose cache, as stored (not anchored, not re-timed).
-
-    The cache's image size comes from its principal point (``W = 2·cx``) unless ``width`` and
-    ``height`` name it (``pose_cache_path`` brings it to another size)."""
-    path = str(path)
-    if not os.path.isfile(path):
-        raise ValueError(f"pose cache not found: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            missing = [k for k in POSE_CACHE_KEYS if k not in data.files]
-            if missing:
-                raise ValueError(f"{path}: not an official pose cache (no {', '.join(missing)}; it holds "
-                                 f"{', '.join(data.files) or 'nothing'})")
-            poses, Ks = data["poses"], data["intrinsics"]
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
-        raise ValueError(f"{path}: not a NumPy .npz pose cache ({type(e).__name__}: {e})") from None
-    except ValueError as e:
-        if str(e).startswith(path):
-            raise
-        raise ValueError(f"{path}: not a NumPy .npz pose cache ({e})") from None
-    for arr, name, tail in ((poses, "poses", (4, 4)), (Ks, "intrinsics", (3, 3))):
-        if arr.dtype.kind != "f" or arr.ndim not in (3, 4) or arr.shape[-2:] != tail or (arr.ndim == 4 and arr.shape[0] != 1):
-            raise ValueError(f"{path}: '{name}' must be float [1, N, {tail[0]}, {tail[1]}], got {arr.dtype} "
-                             f"{list(arr.shape)}")
-    poses = poses.reshape(-1, 4, 4).astype(np.float64)
-    Ks = Ks.reshape(-1, 3, 3).astype(np.float64)
-    if poses.shape[0] != Ks.shape[0] or poses.shape[0] == 0:
-        raise ValueError(f"{path}: {poses.shape[0]} poses and {Ks.shape[0]} intrinsics; they must match (and be "
-                         "at least one)")
-    if not (np.isfinite(poses).all() and np.isfinite(Ks).all()):
-        raise ValueError(f"{path}: the cache holds NaN or infinite values")
-    if (width is None) != (height is None):
-        raise ValueError("give both the width and the height of the pose cache, or neither")
-    W, H = (width, height) if width is not None else _cache_size(Ks, path)
-    _check_size(W, H)
-    try:
-        return Cameras.from_c2w(torch.from_numpy(poses), torch.from_numpy(Ks), W, H)
-    except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None
+    """The cameras of an official ``.npz`` pose cache, as stored (not anchored, not re-timed;
+    ``Cameras.from_pose_cache``): the image size from the principal point unless given."""
+    return Cameras.from_pose_cache(path, width, height)
 
 
 def pose_cache_path(path: str, width: int, height: int, speed: float = 1.0) -> Cameras:
