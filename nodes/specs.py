@@ -216,7 +216,8 @@ SPECS: tuple[NodeSpec, ...] = (
              (Out(CAMERAS, "cameras"),), output_node=True, extra={"ui": director.scene_ui}),
     NodeSpec("WorldWarpExtrapolateTrajectory", "Extrapolate Trajectory", "WorldWarp/cameras",
              "Extends a path: continues its motion (auto: the best of the paper's velocity + SLERP and the official "
-             "body-frame momentum on the path's own last frames), loops or ping-pongs.",
+             "body-frame momentum on the path's own last frames), loops, ping-pongs, or slows down as the official "
+             "demo's 'slowdown' (never below 10% of the speed).",
              ops.extrapolate_trajectory,
              (In("cameras", CAMERAS, "The given path."),
               In("total_frames", "INT", "Frames of the whole path after extending.", 200, min=1, max=MAX_FRAMES),

@@ -177,7 +177,7 @@ def test_pipeline_settings_and_frames_refuse_silent_values():
         PipelineSettings(world_voxel=0)
     with pytest.raises(ValueError, match=r"seed must be in 0..2147483647, got 1180591620717411303424"):
         PipelineSettings(seed=2**70)
-    with pytest.raises(ValueError, match=r"extend mode must be one of extrapolate, loop, pingpong; got 'lop'"):
+    with pytest.raises(ValueError, match=r"extend mode must be one of extrapolate, loop, pingpong, slowdown; got 'lop'"):
         PipelineSettings(extend_mode="lop")
     with pytest.raises(ValueError, match=r"frames must be a whole number, got 9.0"):
         PipelineSettings().chunk_starts(9.0)

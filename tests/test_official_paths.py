@@ -302,3 +302,20 @@ def test_limits_agree_with_the_pack_grammar():
         tr.MAX_FRAMES, tr.MAX_SPEC_CHARS, tr.MAX_PARTS, tr.MAX_STRENGTH)
     with pytest.raises(ValueError, match="the limit is 16"):
         op.parse_official(" + ".join(["official:static"] * 17))
+
+
+def test_generate_checks_an_official_spec_at_its_frame_count(tmp_path, capsys):
+    from PIL import Image
+    from test_cli import fake_models
+
+    from worldwarp_core.cli import main
+
+    Image.new("RGB", (48, 32)).save(tmp_path / "start.png")
+    base = ["generate", "--image", str(tmp_path / "start.png"), "--frames", "49", "--models",
+            fake_models(tmp_path / "models"), "--out", str(tmp_path / "out"), "--prompt", "a room", "--device", "cpu",
+            "--geometry", "depth-anything-v2"]
+    spec = ";".join(["official:static"] * 3)
+    assert main(base + ["--trajectory", spec, "--path-frames", "2"]) == 2
+    assert "3 official path segments need at least 3 frames, got 2" in capsys.readouterr().err
+    assert main(base + ["--trajectory", "official:dolly_in + pan_left"]) == 2
+    assert "write 'official:pan_left'" in capsys.readouterr().err

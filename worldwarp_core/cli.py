@@ -89,14 +89,16 @@ def _camera_file(spec: str) -> bool:
     return os.path.isfile(spec) or spec.lower().endswith((".txt", ".json", ".npz"))
 
 
-def check_trajectory_spec(spec: str, strength: float = 1.0) -> None:
-    """A preset composition parses (on a unit camera, two frames: no model, no scene needed)."""
+def check_trajectory_spec(spec: str, strength: float = 1.0, frames: int = 2) -> None:
+    """A preset composition parses (on a unit camera, two frames: no model, no scene needed; an
+    official path at its own frame count, which must hold each of its segments)."""
     from .cameras import Cameras, intrinsics_from_fov
+    from .official_paths import is_official_spec
     from .trajectory import make_trajectory
 
     unit = Cameras(torch.eye(4)[None], intrinsics_from_fov(60.0, 32, 32), 32, 32)
     try:
-        make_trajectory(spec, 2, unit, 1.0, strength=strength)
+        make_trajectory(spec, frames if is_official_spec(spec) else 2, unit, 1.0, strength=strength)
     except ValueError as e:
         raise ValueError(f"--trajectory {spec!r}: {e} (presets: `python -m worldwarp_core presets`; or give a "
                          "camera file)") from None
@@ -184,7 +186,8 @@ def check_generate_args(args) -> dict:
     elif _camera_file(args.trajectory):
         cameras = load_camera_file(args.trajectory, W, H)
     else:
-        check_trajectory_spec(args.trajectory, args.strength_scale)
+        check_trajectory_spec(args.trajectory, args.strength_scale,
+                              args.frames if args.path_frames is None else args.path_frames)
     needs = run_needs(args.models, args.geometry, args.captioner, args.pose_source, args.training_free,
                       args.geometry_path, args.captioner_path, args.worldwarp_ckpt)
     return {"image": image, "cameras": cameras, "settings": settings, "starts": starts, "paths": require(needs)}

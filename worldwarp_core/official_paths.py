@@ -51,7 +51,6 @@ SMOOTHING_POLYORDER = 3  # smooth_poses_savgol's savgol_filter(..., window, 3)
 SLOWDOWN_DECAY = 0.95  # extend_poses_slowdown: step k is max(0.95^k, 0.1) of the mean step
 SLOWDOWN_FLOOR = 0.1
 SLOWDOWN_WINDOW = 10
-SPEED_RANGE = (0.25, 4.0)  # the demo's speed-multiplier slider
 
 
 @dataclass(frozen=True)
