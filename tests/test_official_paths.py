@@ -171,6 +171,11 @@ def test_additive_plus_and_segments_equal_the_transcription():
                _ref_combine("REVEAL_SHOT")]
     np.testing.assert_allclose(op.official_poses(op.official_moves(spec), 161).numpy(),
                                _ref_generate(configs, 161), atol=1e-9, rtol=0)
+    # short segments (2, 2, 1, 1, 1 frames: a 1-frame segment keeps its start angles, as there)
+    names = ["PAN_RIGHT", "TILT_UP", "ROLL_LEFT", "CRANE_UP", "CIRCLE_LEFT"]
+    np.testing.assert_allclose(
+        op.official_poses(op.official_moves(";".join("official:" + n for n in names)), 7).numpy(),
+        _ref_generate([_ref_combine(n) for n in names], 7), atol=1e-9, rtol=0)
     # strength scales every amount of a part
     m = op.official_moves("official:dolly_in@0.5 + official:pan_left@2")[0]
     assert (m.move_forward, m.pitch) == (0.004, -10.0)

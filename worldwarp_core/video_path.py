@@ -167,7 +167,7 @@ def camera_path_from_video(frames: Tensor, estimator, speed: float = 1.0, max_fr
         raise ValueError(f"max_frames must be a positive whole number, got {max_frames!r}")
     check_speed(speed, "speed multiplier")
     frames = frames[:max_frames]
-    if size is not None and (int(frames.shape[2]), int(frames.shape[1])) != tuple(size):
+    if size is not None and ((int(frames.shape[2]), int(frames.shape[1])) != tuple(size) or frames.dtype != torch.float32):
         frames = fit_frames(frames, *size)
     return use_video_cameras(estimate_video_cameras(frames, estimator), speed)
 
