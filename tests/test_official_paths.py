@@ -324,3 +324,20 @@ def test_generate_checks_an_official_spec_at_its_frame_count(tmp_path, capsys):
     assert "3 official path segments need at least 3 frames, got 2" in capsys.readouterr().err
     assert main(base + ["--trajectory", "official:dolly_in + pan_left"]) == 2
     assert "write 'official:pan_left'" in capsys.readouterr().err
+
+
+def test_every_extend_mode_list_is_the_same():
+    from typing import get_args
+
+    from nodes.specs import spec_by_id
+    from worldwarp_core.cli import build_parser
+    from worldwarp_core.pipeline import ExtendMode
+    from worldwarp_core.trajectory import EXTEND_MODES
+
+    assert "slowdown" in EXTEND_MODES and get_args(ExtendMode) == EXTEND_MODES
+    specs = spec_by_id()
+    for node, name in (("WorldWarpExtrapolateTrajectory", "mode"), ("WorldWarpChunkLoop", "extend_mode"),
+                       ("WorldWarpLoopStart", "extend_mode")):
+        assert next(i for i in specs[node].inputs if i.name == name).options == EXTEND_MODES
+    gen = next(a for a in build_parser()._actions if a.dest == "command").choices["generate"]
+    assert tuple(next(a for a in gen._actions if a.dest == "extend").choices) == EXTEND_MODES

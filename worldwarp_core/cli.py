@@ -448,6 +448,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from .geometry import list_estimators
     from .inputs import ALPHA_CHOICES, MAX_ASPECT, MAX_PIXELS, MAX_SIDE, MIN_SIDE, SEED_MAX
+    from .trajectory import EXTEND_MODES
 
     p = argparse.ArgumentParser(prog="python -m worldwarp_core", description="WorldWarp: 3D-consistent long video",
                                 formatter_class=_Formatter)
@@ -495,7 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="geometry cache the hints are rendered from")
     g.add_argument("--gs-iterations", type=int, default=500, help="3DGS optimisation iterations per chunk (paper: 500)")
     _add_cache_options(g)
-    g.add_argument("--extend", default="extrapolate", choices=["extrapolate", "loop", "pingpong", "slowdown"],
+    g.add_argument("--extend", default="extrapolate", choices=list(EXTEND_MODES),
                    help="how the path continues past its last camera (slowdown: the official demo's, the motion "
                         "slowing to 10%% of its speed)")
     g.add_argument("--extrapolation", default="auto", choices=["auto", "paper", "official"],
