@@ -195,14 +195,16 @@ def input_file(env, name: str, what: str, extensions: tuple[str, ...]) -> str:
     return path
 
 
-def camera_path_from_video_node(env, geometry_model, video, image, max_frames, speed_multiplier):
+def camera_path_from_video_node(env, geometry_model, video, image, max_frames, speed_multiplier,
+                                geometry_input="square-pad"):
     """The official demo's From Video: the path of a reference video (e.g. core Load Video's frames)."""
     check_int(max_frames, "max_frames", 1)
     if video.ndim != 4 or video.shape[-1] != 3:
         raise ValueError(f"video must be an IMAGE batch [frames, height, width, 3], got {list(video.shape)}")
     # the first max_frames only, fitted a few at a time: a long video is never copied whole
     H, W = int(image.shape[1]), int(image.shape[2])
-    return (camera_path_from_video(video[:max_frames].cpu(), geometry_model, speed_multiplier, max_frames, (W, H)),)
+    return (camera_path_from_video(video[:max_frames].cpu(), geometry_model, speed_multiplier, max_frames, (W, H),
+                                   geometry_input),)
 
 
 def load_pose_cache_node(env, image, file, speed_multiplier):

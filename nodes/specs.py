@@ -17,6 +17,7 @@ from worldwarp_core.official_paths import list_official_presets
 from worldwarp_core.pipeline import PipelineSettings
 from worldwarp_core.schedule import MASK_RULES, SCHEDULE_VARIANTS
 from worldwarp_core.trajectory import EXTEND_MODES, EXTRAPOLATION_METHODS, MAX_FRAMES, list_presets
+from worldwarp_core.video_path import VIDEO_GEOMETRY_INPUTS
 
 from . import director, ops
 from .model_kinds import folder_kinds
@@ -242,7 +243,10 @@ SPECS: tuple[NodeSpec, ...] = (
               In("max_frames", "INT", "Frames of the video used (the official demo: its first 600).", 600, min=1,
                  max=MAX_FRAMES),
               In("speed_multiplier", "FLOAT", "Plays the path this many times faster (fewer frames) or slower, as "
-                 "the official demo's speed slider (0.25 to 4).", 1.0, min=0.1, max=10.0, step=0.05)),
+                 "the official demo's speed slider (0.25 to 4).", 1.0, min=0.1, max=10.0, step=0.05),
+              In("geometry_input", "COMBO", "square-pad: the official TTT3R input (a zero-padded square) where the "
+                 "backend offers it; model: the backend's own preprocessing.", "square-pad",
+                 options=VIDEO_GEOMETRY_INPUTS)),
              (Out(CAMERAS, "cameras"),)),
     NodeSpec("WorldWarpLoadPoseCache", "Load Official Pose Cache", "WorldWarp/cameras",
              "A camera path from an official WorldWarp .npz pose cache (examples/pose_cache/*_poses.npz of the "

@@ -229,6 +229,25 @@ def test_video_to_path_through_the_ttt3r_adapter(synthetic, checkout):  # noqa: 
     assert float(cams.Ks[0, 0, 0]) == pytest.approx(0.8 * 96, rel=1e-5)
 
 
+def test_the_official_square_input_is_asked_for_where_the_backend_has_it(synthetic):
+    _, truth, rgb = synthetic
+
+    class Padded(_StandIn):
+        input_modes = ("resize", "square-pad")
+
+        def estimate(self, frames, cameras=None, input_mode=None):
+            self.modes = getattr(self, "modes", []) + [input_mode]
+            return super().estimate(frames, cameras)
+
+    est = Padded(truth)
+    camera_path_from_video(rgb, est)
+    camera_path_from_video(rgb, est, geometry_input="model")
+    assert est.modes == ["square-pad", None]
+    camera_path_from_video(rgb, _StandIn(truth))  # a backend without that input takes its own
+    with pytest.raises(ValueError, match="geometry_input must be one of square-pad, model"):
+        camera_path_from_video(rgb, est, geometry_input="pad")
+
+
 def test_video_path_refuses_bad_input(tmp_path, synthetic):
     video, truth, _ = synthetic
     frames = read_video(video, 96, 64, max_frames=5)

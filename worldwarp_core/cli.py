@@ -335,10 +335,10 @@ def cmd_camera_path(args) -> int:
               file=sys.stderr)
         geometry = load_estimator(args.geometry, folder, device=args.device)
         if kind == ".npz":
-            save_pose_cache(out, estimate_video_cameras(frames, geometry), overwrite=args.overwrite)
+            save_pose_cache(out, estimate_video_cameras(frames, geometry, args.geometry_input), overwrite=args.overwrite)
             print(f"wrote the pose cache of {frames.shape[0]} frames to {out}")
             return 0
-        cams = camera_path_from_video(frames, geometry, args.speed, args.max_frames)
+        cams = camera_path_from_video(frames, geometry, args.speed, args.max_frames, geometry_input=args.geometry_input)
     folder = os.path.dirname(os.path.abspath(out))
     os.makedirs(folder, exist_ok=True)
     if kind == ".txt":
@@ -544,6 +544,9 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--models", help="ComfyUI models/ folder holding worldwarp/<geometry folder>")
     cp.add_argument("--max-frames", type=int, default=600, help="frames of the video used (the official demo: 600)")
     cp.add_argument("--speed", type=float, default=1.0, help="speed multiplier (the official demo's: 0.25..4)")
+    cp.add_argument("--geometry-input", default="square-pad", choices=["square-pad", "model"],
+                    help="the geometry model's input: the official zero-padded square (where the backend offers it: "
+                         "ttt3r), or the backend's own preprocessing")
     cp.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                     help="torch device: cpu, cuda, cuda:N or mps")
     cp.add_argument("--overwrite", action="store_true", help="replace an existing --out file")

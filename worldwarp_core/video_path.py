@@ -5,9 +5,10 @@ The official demo's "From Video" mode (``gradio_demo.py``, ``extract_camera_from
 
 1. the video's first 600 frames, each scaled to cover the generation size and centre-cropped
    (its ``preprocess_video_from_path``; Lanczos there, antialiased bicubic here);
-2. the geometry model on all of them at once (TTT3R in the official code; any backend here
-   that estimates poses: ``ttt3r`` or ``depth-anything-3``), its camera-to-world poses kept in
-   its own units (no rescaling);
+2. the geometry model on all of them at once (TTT3R in the official code, on a zero-padded
+   512x512 square; any backend here that estimates poses: ``ttt3r`` or ``depth-anything-3``, with
+   that square input where the backend offers it), its camera-to-world poses kept in its own
+   units (no rescaling);
 3. the intrinsics: principal point at the image centre, then the mean over the frames (one
    focal for the whole path);
 4. cached as ``examples/pose_cache/<video name>_poses.npz`` (below);
@@ -127,9 +128,15 @@ def official_intrinsics_average(Ks: Tensor, width: int, height: int) -> Tensor:
     return K.mean(dim=0, keepdim=True).expand_as(K).clone()
 
 
-def estimate_video_cameras(frames: Tensor, estimator) -> Cameras:
+VIDEO_GEOMETRY_INPUTS = ("square-pad", "model")
+
+
+def estimate_video_cameras(frames: Tensor, estimator, geometry_input: str = "square-pad") -> Cameras:
     """Steps 2-3 of the module docstring: the geometry model's poses of ``frames [F, H, W, 3]`` (raw,
-    its units, not anchored) with the averaged intrinsics: what the official demo caches."""
+    its units, not anchored) with the averaged intrinsics: what the official demo caches.
+
+    ``geometry_input``: "square-pad" (the official TTT3R input, a zero-padded square) for backends
+    that list it in their ``input_modes``, others take their own; "model": the backend's own."""
     from .geometry.base import check_frames
 
     check_frames(frames)
@@ -137,8 +144,13 @@ def estimate_video_cameras(frames: Tensor, estimator) -> Cameras:
     if not bool(getattr(estimator, "estimates_poses", False)):
         raise ValueError(f"the {name} geometry model estimates no camera poses; a camera path from a video needs "
                          f"one that does ({', '.join(POSE_ESTIMATING)}; the official demo uses ttt3r)")
+    if geometry_input not in VIDEO_GEOMETRY_INPUTS:
+        raise ValueError(f"geometry_input must be one of {', '.join(VIDEO_GEOMETRY_INPUTS)}, got {geometry_input!r}")
     F, H, W, _ = frames.shape
-    result = estimator.estimate(frames.float().cpu())
+    if geometry_input != "model" and geometry_input in tuple(getattr(estimator, "input_modes", ())):
+        result = estimator.estimate(frames.float().cpu(), None, input_mode=geometry_input)
+    else:
+        result = estimator.estimate(frames.float().cpu())
     cams = result.cameras
     if len(cams) != F or (cams.width, cams.height) != (W, H):
         raise ValueError(f"the {name} geometry model returned {len(cams)} cameras at {cams.width}x{cams.height} "
@@ -157,11 +169,11 @@ def use_video_cameras(cameras: Cameras, speed: float = 1.0) -> Cameras:
 
 
 def camera_path_from_video(frames: Tensor, estimator, speed: float = 1.0, max_frames: int = OFFICIAL_MAX_FRAMES,
-                           size: tuple[int, int] | None = None) -> Cameras:
+                           size: tuple[int, int] | None = None, geometry_input: str = "square-pad") -> Cameras:
     """The camera path of a reference video (module docstring): the first ``max_frames`` of
     ``frames [F, h, w, 3]``, fitted to ``size = (width, height)`` when given (``fit_frames``; else
-    they are at the generation size already), estimated by ``estimator``, re-timed by ``speed``
-    and anchored at the first camera. Translations are in the geometry model's units, as in the
+    they are at the generation size already), estimated by ``estimator`` (``geometry_input`` as in
+    ``estimate_video_cameras``), re-timed by ``speed`` and anchored at the first camera. Translations are in the geometry model's units, as in the
     official demo."""
     if isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1:
         raise ValueError(f"max_frames must be a positive whole number, got {max_frames!r}")
@@ -169,7 +181,7 @@ def camera_path_from_video(frames: Tensor, estimator, speed: float = 1.0, max_fr
     frames = frames[:max_frames]
     if size is not None and ((int(frames.shape[2]), int(frames.shape[1])) != tuple(size) or frames.dtype != torch.float32):
         frames = fit_frames(frames, *size)
-    return use_video_cameras(estimate_video_cameras(frames, estimator), speed)
+    return use_video_cameras(estimate_video_cameras(frames, estimator, geometry_input), speed)
 
 
 # ----------------------------------------------------------------------------- the .npz pose cache
@@ -217,7 +229,7 @@ def check_speed(speed, option: str = "speed") -> float:
 
 
 __all__ = [
-    "OFFICIAL_MAX_FRAMES", "OFFICIAL_SIZE", "POSE_CACHE_KEYS", "POSE_ESTIMATING", "anchor_at_first",
+    "OFFICIAL_MAX_FRAMES", "OFFICIAL_SIZE", "POSE_CACHE_KEYS", "POSE_ESTIMATING", "VIDEO_GEOMETRY_INPUTS", "anchor_at_first",
     "camera_path_from_video", "check_speed", "estimate_video_cameras", "fit_cameras", "fit_frames", "is_pose_cache",
     "load_pose_cache", "official_intrinsics_average", "pose_cache_arrays", "pose_cache_name", "pose_cache_path",
     "read_video", "save_pose_cache", "use_video_cameras",
