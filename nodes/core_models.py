@@ -83,7 +83,10 @@ class CoreWanModel:
                              "'clip' input, or CLIP Text Encode to 'conditioning'")
         if len(prompts) != 1:
             raise ValueError("one prompt at a time")
-        cond = self.clip.encode_from_tokens_scheduled(self.clip.tokenize(prompts[0]))
+        from worldwarp_core.caption import clean_prompt
+
+        # cleaned as diffusers' Wan pipeline (and the pack's own encoder) does
+        cond = self.clip.encode_from_tokens_scheduled(self.clip.tokenize(clean_prompt(prompts[0])))
         return pad_embeds(cond[0][0].float().cpu(), max_length)
 
     # ------------------------------------------------------------------ video

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 LOOP_START, LOOP_NEXT, LOOP_END = "WorldWarpLoopStart", "WorldWarpLoopNext", "WorldWarpLoopEnd"
-# Loop Start inputs that do not change what the loop computes (where it is written, whether it resumes)
-NOT_IN_SIGNATURE = {"output_folder", "resume"}
+# Loop Start inputs that do not change what the loop computes (where it is written, whether it resumes,
+# how many chunks of the folder's run a rollback keeps)
+NOT_IN_SIGNATURE = {"output_folder", "resume", "from_chunk"}
 
 
 def is_link(v) -> bool:

@@ -14,7 +14,14 @@ from dataclasses import replace
 
 import torch
 
-from worldwarp_core.caption import FixedCaptioner, compose_prompt, load_captioner
+from worldwarp_core.caption import (
+    CaptionRequest,
+    FixedCaptioner,
+    check_caption_style,
+    clean_prompt,
+    compose_prompt,
+    load_captioner,
+)
 from worldwarp_core.director import director_cameras
 from worldwarp_core.geometry import align_poses, load_estimator, resolve_pose_source
 from worldwarp_core.gscache import GSConfig, build_cache, load_ply, save_ply, to_comfy_splat
@@ -34,6 +41,7 @@ from worldwarp_core.loop import (
     CACHE_FRAMES,
     align_history_depth,
     catch_up,
+    check_rollback,
     chunk_record,
     end_chunk,
     finish_run,
@@ -301,11 +309,17 @@ def render_hints_checked(env, cache, cameras):
     return render_hints_in_steps(cache, cameras.to(dtype=torch.float32), callback=on_views)
 
 
-def describe_scene(env, captioner, images, style, clip=None):
-    prompt = compose_prompt(captioner.describe(images.float().cpu()), style)
+def describe_scene(env, captioner, images, style, clip=None, caption_style="pack", caption_max_tokens=0, fps=16,
+                   still_frames=81):
+    check_caption_style(captioner, caption_style)
+    request = CaptionRequest(style=caption_style, max_tokens=caption_max_tokens or None, fps=fps, style_text=style,
+                             still_frames=still_frames)
+    caption = captioner.describe(images.float().cpu(), request)
+    # official: the style is inside the request and the answer is the prompt as it is
+    prompt = caption if caption_style == "official" and caption.strip() else compose_prompt(caption, style)
     if clip is None:
         return prompt, None
-    return prompt, clip.encode_from_tokens_scheduled(clip.tokenize(prompt))
+    return prompt, clip.encode_from_tokens_scheduled(clip.tokenize(clean_prompt(prompt)))
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -383,7 +397,8 @@ def chunk_loop(env, model, geometry_model, image, cameras, frames, prompt, style
                output_folder, resume, pose_source="auto", extrapolation="auto", captioner=None, vae=None,
                clip=None, mask_rule="official", shift=5.0, depth_loss=_GS.depth_loss,
                depth_loss_weight=_GS.depth_loss_weight, sh_degree=_GS.sh_degree, init_opacity=_GS.init_opacity,
-               position_lr_scaling=_GS.position_lr_scaling, cache_frames=_PS.cache_frames):
+               position_lr_scaling=_GS.position_lr_scaling, cache_frames=_PS.cache_frames,
+               caption_style=_PS.caption_style, caption_max_tokens=0, from_chunk=0):
     # every input is checked before the run folder is touched
     start = _start_image(image)
     gs = GSConfig(iterations=gs_iterations, depth_loss=depth_loss, depth_loss_weight=depth_loss_weight,
@@ -392,12 +407,16 @@ def chunk_loop(env, model, geometry_model, image, cameras, frames, prompt, style
                                 steps=steps, guidance_scale=cfg, seed=seed, variant=schedule, cache_mode=cache_mode,
                                 gs=gs, cache_frames=cache_frames, extend_mode=extend_mode,
                                 training_free=training_free, pose_source=pose_source,
-                                extrapolation=extrapolation, mask_rule=mask_rule, shift=shift)
+                                extrapolation=extrapolation, mask_rule=mask_rule, shift=shift,
+                                caption_style=caption_style, caption_max_tokens=caption_max_tokens or None)
     total_chunks = len(settings.chunk_starts(frames))
     if not output_folder.strip():
         raise ValueError("output_folder is empty; give a folder name under ComfyUI's output folder")
     out_dir = env.output_path(output_folder)
-    check_output_folder(out_dir, resume, not resume, "resume", "overwrite", "output_folder")
+    check_output_folder(out_dir, resume or bool(from_chunk), not (resume or from_chunk), "resume", "overwrite",
+                        "output_folder")
+    if from_chunk:
+        check_rollback(out_dir, from_chunk, total_chunks)
     bar = env.progress(total_chunks * steps)
 
     def on_event(e):
@@ -407,9 +426,10 @@ def chunk_loop(env, model, geometry_model, image, cameras, frames, prompt, style
 
     model = _st_model(model, vae, clip)
     pipe = WorldWarpPipeline(model, geometry_model, captioner, settings)
-    # resume off with a run in the folder is refused (the core says how to go on): nothing is deleted
+    # resume off with a run in the folder is refused (the core says how to go on): nothing is deleted;
+    # from_chunk k rolls the run back to its first k chunks and makes the rest with these settings
     result = pipe(start, cameras, frames, prompt=prompt, style=style, out_dir=out_dir,
-                  resume=resume, overwrite=False, callback=on_event)
+                  resume=resume, overwrite=False, callback=on_event, from_chunk=from_chunk)
     return result.frames, result.cameras
 
 
@@ -419,7 +439,7 @@ def chunk_loop(env, model, geometry_model, image, cameras, frames, prompt, style
 # worldwarp_core.loop, the same functions the pipeline (CLI, Chunk Loop node) calls.
 @writes_files
 def loop_start(env, image, cameras, frames, chunk_frames, context_frames, seed, extend_mode, extrapolation,
-               output_folder, resume, fps, *, graph_signature=None):
+               output_folder, resume, fps, from_chunk=0, *, graph_signature=None):
     settings = PipelineSettings(chunk_frames=chunk_frames, context_frames=context_frames, seed=seed,
                                 extend_mode=extend_mode, extrapolation=extrapolation, fps=fps)
     start = _start_image(image)
@@ -429,7 +449,13 @@ def loop_start(env, image, cameras, frames, chunk_frames, context_frames, seed, 
     # what the loop computes: these settings and (inside ComfyUI) the graph Loop End depends on
     info = {"loop": {"frames": frames, "chunk_frames": chunk_frames, "context_frames": context_frames, "seed": seed,
                      "extend_mode": extend_mode, "extrapolation": extrapolation}, "graph": graph_signature}
-    state = open_run(start, cameras, frames, settings, out_dir, resume=resume, overwrite=False, run_info=info)
+    if from_chunk:  # checked before the folder is touched
+        if out_dir is None:
+            raise ValueError(f"from_chunk {from_chunk}: a rollback needs output_folder (the folder of the run)")
+        check_rollback(out_dir, from_chunk, len(settings.chunk_starts(frames)))
+    # from_chunk k: the run rolled back to its first k chunks; the body makes the rest (an edited body too)
+    state = open_run(start, cameras, frames, settings, out_dir, resume=resume, overwrite=False, run_info=info,
+                     from_chunk=from_chunk)
     state = replace(state, graph_signature=graph_signature)
     # a finished run resumed: its last chunk is planned again so the body runs once; Loop End finds
     # it in the folder and returns the run as it is
@@ -475,7 +501,8 @@ def loop_end(env, loop, frames, cache, *, graph_signature=None):
     if (graph_signature is not None and loop.folder is not None and loop.graph_signature is not None
             and any(sig not in loop.graph_signature for sig in graph_signature)):
         raise ValueError(f"{loop.folder.root} holds a run made before the graph was edited; an edit reaches a new "
-                         "run: set another output_folder on WorldWarp Loop Start")
+                         "run: set another output_folder on WorldWarp Loop Start, or set its from_chunk to the "
+                         "chunks to keep (a changed from_chunk runs Loop Start again) to make the rest with the edit")
     state = catch_up(loop)
     if state.next_chunk <= plan.index:
         hints = render_hints_checked(env, cache, plan.cameras)  # the next chunk aligns its depth to this

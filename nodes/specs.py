@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from worldwarp_core.caption import DEFAULT_NEGATIVE, list_captioners
+from worldwarp_core.caption import CAPTION_STYLES, DEFAULT_NEGATIVE, list_captioners
 from worldwarp_core.geometry import POSE_SOURCES, list_estimators
 from worldwarp_core.gscache import CACHE_MODES, DEPTH_LOSSES, POSITION_LR_SCALINGS, GSConfig
 from worldwarp_core.loop import CACHE_FRAMES
@@ -109,6 +109,15 @@ MASK_RULE = In("mask_rule", "COMBO", "Which hint pixels count as warped. officia
                options=MASK_RULES)
 SHIFT = In("shift", "FLOAT", "Flow shift of the sigma schedule (official WorldWarp sampler: 5; Wan2.1 480p: 3).", 5.0,
            min=0.1, max=20.0, step=0.1)
+CAPTION_STYLE = In("caption_style", "COMBO", "How the captioner is asked. pack: a short instruction, the first and "
+                   "last frame, the style appended; official: the official demo's '3D Scene Analyst' system prompt, "
+                   "the style inside the request, the frames as a 2 fps video, the answer verbatim (Qwen-VL only).",
+                   "pack", options=CAPTION_STYLES)
+FROM_CHUNK = In("from_chunk", "INT", "Roll back: keep the first from_chunk chunks in output_folder and make the rest "
+                "again with the settings as they are now (an edited body or other settings included); 0: off.", 0,
+                min=0, max=10000)
+CAPTION_TOKENS = In("caption_max_tokens", "INT", "Most new tokens of a caption; 0: the style's own (pack 120, "
+                    "official 512).", 0, min=0, max=4096)
 # the 3DGS cache's options (defaults from GSConfig / PipelineSettings, measured in docs/CACHE.md)
 _GS, _PS = GSConfig(), PipelineSettings()
 GS_DEPTH_LOSS = In("depth_loss", "COMBO", "Depth term of the 3DGS loss: L1 of the rendered depth against the geometry's, "
@@ -302,9 +311,15 @@ SPECS: tuple[NodeSpec, ...] = (
     NodeSpec("WorldWarpDescribeScene", "Describe Scene", "WorldWarp/prompt",
              "A VLM describes the frames; your style text is appended.", ops.describe_scene,
              (In("captioner", CAPTIONER, "From Load Captioner."), In("images", "IMAGE", "Frames to describe."),
-              In("style", "STRING", "Appended style, e.g. 'Van Gogh style'.", ""),
+              In("style", "STRING", "Style text, e.g. 'Van Gogh style': appended (pack) or inside the request "
+                 "(official).", ""),
               In("clip", "CLIP", "Core Load CLIP (umt5_xxl, type wan): also outputs the prompt as conditioning.",
-                 optional=True)),
+                 optional=True),
+              CAPTION_STYLE, CAPTION_TOKENS,
+              In("fps", "INT", "Frame rate of the images (the official style samples them at 2 fps of it).", 16,
+                 min=1, max=120),
+              In("still_frames", "INT", "One image under the official style is captioned as the official first "
+                 "chunk: a still video of this many frames (the chunk's) at 10 fps.", 81, min=1, max=161)),
              (Out("STRING", "prompt"), Out("CONDITIONING", "conditioning"))),
     NodeSpec("WorldWarpSTDiffSampler", "ST-Diff Sampler", "WorldWarp/sampling",
              "Spatio-temporal diffusion: context fixed, warped tokens from σ(τ), holes from noise (paper eq. 9-10).",
@@ -357,7 +372,8 @@ SPECS: tuple[NodeSpec, ...] = (
               MASK_RULE, SHIFT, GS_DEPTH_LOSS, GS_DEPTH_WEIGHT, GS_SH_DEGREE, GS_INIT_OPACITY, GS_POSITION_LR,
               In("cache_frames", "COMBO", "Frames the 3DGS cache is optimised on: the whole previous chunk, or only "
                  "its context frames (the official code's). Geometry uses the whole chunk either way.",
-                 _PS.cache_frames, options=CACHE_FRAMES)),
+                 _PS.cache_frames, options=CACHE_FRAMES),
+              CAPTION_STYLE, CAPTION_TOKENS, FROM_CHUNK),
              (Out("IMAGE", "frames"), Out(CAMERAS, "cameras"))),
     # the chunk loop as a graph: Loop Start -> the body (stage nodes, any core nodes) -> Loop End
     NodeSpec("WorldWarpLoopStart", "WorldWarp Loop Start", "WorldWarp/loop",
@@ -379,7 +395,8 @@ SPECS: tuple[NodeSpec, ...] = (
                  "they finish).", "worldwarp/run"),
               In("resume", "BOOLEAN", "Continue the run in output_folder from its last finished chunk; off, a folder "
                  "holding a run is refused (nothing is deleted).", False),
-              In("fps", "INT", "Frame rate of the video output.", 16, min=1, max=120)),
+              In("fps", "INT", "Frame rate of the video output.", 16, min=1, max=120),
+              FROM_CHUNK),
              (Out(LOOP, "loop"), Out("IMAGE", "history"), Out(CAMERAS, "history_cameras"), Out(CAMERAS, "cameras"),
               Out("IMAGE", "context"), Out("INT", "context_frames"), Out("INT", "chunk"), Out("INT", "cache_seed"),
               Out("INT", "sampler_seed")),

@@ -3,6 +3,7 @@
 import io
 import json
 import os
+from dataclasses import replace
 
 import pytest
 import torch
@@ -256,3 +257,126 @@ def test_estimated_pose_source_aligns_back_to_the_requested_path(inputs, tmp_pat
     # float32 pose round-off through the 3DGS optimisation moves a few silhouette pixels; the rest agree
     rel = np.abs(est[valid] / req[valid] - 1)
     assert np.median(rel) < 1e-5 and (rel < 1e-3).mean() > 0.97
+
+
+# ----------------------------------------------------------------------------- rollback (from_chunk)
+PLAIN = PipelineSettings(chunk_frames=9, context_frames=1, steps=3, guidance_scale=2.0,
+                         gs=GSConfig(iterations=4, stride=4), fps=4)
+
+
+@pytest.fixture(scope="module")
+def plain_run(inputs, tmp_path_factory):
+    rgb, depth, path = inputs
+    out = str(tmp_path_factory.mktemp("plain") / "run")
+    return _pipe(PLAIN)(rgb, path, 17, prompt="a room", out_dir=out, start_depth=depth), out
+
+
+def _bytes(root, names):
+    return {n: open(os.path.join(root, n), "rb").read() for n in names}
+
+
+def _kept_files(root, frames=9):
+    """Every file of chunk 1's folder and the frames it made (0..8): what a rollback to 1 chunk keeps."""
+    chunk = sorted(os.path.join("chunks", "chunk_000", d, f) if d else os.path.join("chunks", "chunk_000", f)
+                   for d in ("", "hints", "masks") for f in os.listdir(os.path.join(root, "chunks", "chunk_000", d))
+                   if os.path.isfile(os.path.join(root, "chunks", "chunk_000", d, f)))
+    return chunk + [os.path.join("frames", f"{i:05d}.png") for i in range(frames)]
+
+
+def test_rollback_with_the_same_settings_makes_the_same_frames(plain_run, inputs, tmp_path):
+    import shutil
+
+    full, out = plain_run
+    rgb, depth, path = inputs
+    copy = str(tmp_path / "again")
+    shutil.copytree(out, copy)
+    kept = _kept_files(copy)
+    before = _bytes(copy, kept)
+    events = []
+    again = _pipe(PLAIN)(rgb, path, 17, prompt="a room", out_dir=copy, start_depth=depth, from_chunk=1,
+                         callback=events.append)
+    assert events[0] == {"stage": "rollback", "chunk": 1, "frames": 9}
+    assert [e["chunk"] for e in events if e["stage"] == "chunk"] == [1]  # only chunk 2 is made again
+    assert torch.equal(again.frames, full.frames)
+    assert _bytes(copy, kept) == before
+    made = [os.path.join("frames", f"{i:05d}.png") for i in range(9, 17)]
+    assert _bytes(copy, made) == _bytes(out, made)
+
+
+def test_rollback_keeps_the_first_chunks_and_records_both_settings(plain_run, inputs, tmp_path):
+    import shutil
+
+    full, out = plain_run
+    rgb, depth, path = inputs
+    copy = str(tmp_path / "rolled")
+    shutil.copytree(out, copy)
+    kept = _kept_files(copy)
+    before = _bytes(copy, kept)
+    old_fp = json.load(open(os.path.join(copy, "run.json")))["fingerprint"]
+    changed = replace(PLAIN, strength=0.5, seed=7)
+    rolled = _pipe(changed)(rgb, path, 17, prompt="a quiet room", out_dir=copy, start_depth=depth, from_chunk=1)
+    assert _bytes(copy, kept) == before  # chunk 1's folder and frames 0-8, byte for byte
+    assert torch.equal(rolled.frames[:9], full.frames[:9]) and not torch.equal(rolled.frames[9:], full.frames[9:])
+    assert torch.equal(load_png(os.path.join(copy, "frames", "00016.png")), rolled.frames[16])
+    chunk2 = json.load(open(os.path.join(copy, "chunks", "chunk_001", "chunk.json")))
+    assert chunk2["prompt"] == "a quiet room" and chunk2["sigma_start"] != full.chunks[1]["sigma_start"]
+    run = json.load(open(os.path.join(copy, "run.json")))
+    new_fp = run["fingerprint"]
+    assert new_fp != old_fp and run["chunk_runs"] == [old_fp]
+    assert run["rolled_back"][0]["from_chunk"] == 1 and run["rolled_back"][0]["fingerprint"] == old_fp
+    assert "settings.strength 0.8 -> 0.5" in run["rolled_back"][0]["changed"]
+    # the manifest says which chunk came from which settings
+    prov = json.load(open(os.path.join(copy, "manifest.json")))["chunk_settings"]
+    assert prov["chunk_runs"] == [old_fp, new_fp]
+    first, second = prov["runs"]
+    assert first["chunks"] == [0] and first["settings"]["settings.strength"] == 0.8
+    assert first["settings"]["prompt"] == "a room" and "settings.seed 0 -> 7" in first["changed_from_now"]
+    assert second == {"fingerprint": new_fp, "chunks": [1], "changed_from_now": [],
+                      "settings": {**second["settings"], "settings.strength": 0.5, "prompt": "a quiet room"}}
+    # resumed with the new settings: every chunk is there, the record of both runs stays
+    resumed = _pipe(changed)(rgb, path, 17, prompt="a quiet room", out_dir=copy, start_depth=depth, resume=True)
+    assert torch.equal(resumed.frames, rolled.frames)
+    assert json.load(open(os.path.join(copy, "run.json")))["chunk_runs"] == [old_fp]
+    assert json.load(open(os.path.join(copy, "manifest.json")))["chunk_settings"] == prov
+
+
+def test_rollback_refusals_say_what_to_do(plain_run, inputs, tmp_path):
+    import shutil
+
+    rgb, depth, path = inputs
+    copy = str(tmp_path / "run")
+    shutil.copytree(plain_run[1], copy)
+    listing = sorted(os.listdir(os.path.join(copy, "frames"))) + sorted(os.listdir(os.path.join(copy, "chunks")))
+    root = os.path.abspath(copy)
+
+    def roll(k, settings=PLAIN, cams=path, frames=17, folder=copy):
+        _pipe(settings)(rgb, cams, frames, prompt="a room", out_dir=folder, start_depth=depth, from_chunk=k)
+
+    for k, frames, total, hi in ((2, 17, 2, 1), (5, 17, 2, 1), (3, 25, 3, 2)):  # two chunks are finished
+        with pytest.raises(ValueError) as e:
+            roll(k, frames=frames)
+        assert str(e.value) == (f"from_chunk {k} is out of range: {root} holds 2 finished chunks and this run has "
+                                f"{total}; choose 1 to {hi} (the chunks kept), or 0 for no rollback")
+    with pytest.raises(ValueError) as e:
+        roll(1, frames=9)  # a 1-chunk run: nothing to keep and make again
+    assert str(e.value) == (f"from_chunk 1 is out of range: {root} holds 2 finished chunks and this run has 1; a "
+                            "rollback keeps at least one chunk and makes at least one again, so there is nothing to "
+                            "roll back (use from_chunk 0)")
+    with pytest.raises(ValueError, match=r"from_chunk must be .*0, got -1"):
+        roll(-1)
+    with pytest.raises(ValueError, match=r"from_chunk 1: the kept chunks were made with another start image or "
+                                         r"chunking \(changed: settings.context_frames 1 -> 5\); a rollback keeps"):
+        roll(1, replace(PLAIN, context_frames=5), frames=13)
+    bent = make_trajectory("dolly_in@0.3 * pan_left@0.2", 9, path[:1], scene_scale=median_depth(depth[None]))
+    with pytest.raises(ValueError, match=r"from_chunk 1: the camera path differs from the run's on the kept frames "
+                                         r"0-8 \(by up to .*\); a rollback keeps those frames, so the path may change "
+                                         r"only after frame 8"):
+        roll(1, cams=bent)
+    with pytest.raises(ValueError, match=r"from_chunk 1: .* holds no run to roll back \(no run.json\)"):
+        roll(1, folder=str(tmp_path / "empty"))
+    assert sorted(os.listdir(os.path.join(copy, "frames"))) + sorted(os.listdir(os.path.join(copy, "chunks"))) == listing
+    # a persistent world is only kept after the newest chunk (and this run had none)
+    with pytest.raises(ValueError, match=r"from_chunk 1: the persistent world after the first 1 chunks is not in the "
+                                         r"run folder \(only the newest chunk keeps its world.ply\); roll back without "
+                                         r"world_voxel, or choose another output folder"):
+        roll(1, replace(PLAIN, world_voxel=0.1))

@@ -76,6 +76,9 @@ class Progress:
         elif stage == "resume":
             self.stream.write(f"resuming after chunk {e['chunk']}/{self.chunks or '?'} "
                               f"({e['frames']} frames on disk)\n")
+        elif stage == "rollback":
+            self.stream.write(f"rolled back to chunk {e['chunk']}/{self.chunks or '?'} ({e['frames']} frames kept); "
+                              "the later chunks are made again\n")
         self.stream.flush()
 
 
@@ -168,13 +171,29 @@ def check_generate_args(args) -> dict:
                         init_opacity=args.gs_init_opacity, position_lr_scaling=args.gs_position_lr),
             cache_frames=args.cache_frames, extend_mode=args.extend, seed=args.seed,
             extrapolation=args.extrapolation, extrapolation_window=args.extrapolation_window,
-            world_voxel=args.world_voxel, pose_source=args.pose_source, mask_rule=args.mask_rule, shift=args.shift)
+            world_voxel=args.world_voxel, pose_source=args.pose_source, mask_rule=args.mask_rule, shift=args.shift,
+            caption_style=args.caption_style, caption_max_tokens=args.caption_max_tokens)
         starts = settings.chunk_starts(args.frames)
     except ValueError as e:
         raise ValueError(f"--chunk {args.chunk} / --context {args.context} / --frames {args.frames}: {e}") from None
+    if args.caption_max_tokens is not None:
+        check_int(args.caption_max_tokens, "--caption-max-tokens", 1)
+    if args.caption_style == "official" and args.captioner == "florence-2":
+        raise ValueError("--caption-style official asks a Qwen-VL chat model (the official demo's request); "
+                         "use --captioner qwen2.5-vl or qwen3-vl, or --caption-style pack with florence-2")
     if args.captioner == "fixed" and not args.prompt.strip() and not args.style.strip():
         raise ValueError("--prompt is empty: give --prompt (and/or --style), or a --captioner that describes the frames")
-    check_output_folder(args.out, args.resume, args.overwrite, *RESUME_FLAGS)
+    check_int(args.from_chunk, "--from-chunk", 0)
+    if args.from_chunk and args.overwrite:
+        raise ValueError("--from-chunk and --overwrite exclude each other: a rollback keeps the first chunks; pass one")
+    check_output_folder(args.out, args.resume or bool(args.from_chunk), args.overwrite, *RESUME_FLAGS)
+    if args.from_chunk:
+        from .loop import check_rollback
+
+        try:
+            check_rollback(args.out, args.from_chunk, len(starts))
+        except ValueError as e:
+            raise ValueError(str(e).replace("from_chunk", "--from-chunk")) from None
     image = load_image(args.image, args.resize, args.alpha)
     H, W = image.shape[:2]
     cameras = None
@@ -244,7 +263,7 @@ def cmd_generate(args) -> int:
     progress = Progress(len(checked["starts"]))
     try:
         result = pipe(image, path, args.frames, prompt=args.prompt, style=args.style, out_dir=args.out,
-                      resume=args.resume, overwrite=args.overwrite, callback=progress)
+                      resume=args.resume, overwrite=args.overwrite, callback=progress, from_chunk=args.from_chunk)
     finally:
         model.release()
     print(f"\nwrote {result.frames.shape[0]} frames to {result.out_dir}")
@@ -476,6 +495,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--style", default="", help='style text appended to the prompt, e.g. "Van Gogh style"')
     g.add_argument("--resume", action="store_true", help="continue the run in --out after its last finished chunk")
     g.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    g.add_argument("--from-chunk", type=int, default=0, metavar="K",
+                   help="roll back the run in --out: keep its first K chunks byte for byte and make the rest again "
+                        "with these options (another prompt, style, tau, seed, the path after the kept frames...); "
+                        "the start image and --chunk/--context stay; 0: off")
     g.add_argument("--resize", help="resize the image to WIDTHxHEIGHT first (multiples of 16), e.g. 832x480")
     g.add_argument("--alpha", default="refuse", choices=list(ALPHA_CHOICES),
                    help="images with transparent pixels: refuse them, or composite over white or black")
@@ -510,6 +533,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--world-voxel", type=float,
                    help="keep a persistent world.ply merged at this voxel size (> 0, e.g. 0.05; off when not given)")
     _add_model_options(g)
+    g.add_argument("--caption-style", default="pack", choices=["pack", "official"],
+                   help="how the captioner is asked: pack (short instruction, first and last history frame, "
+                        "--style appended) or official (the official demo's system prompt with --style inside the "
+                        "request, the previous chunk as a 2 fps video, the answer verbatim; Qwen-VL only)")
+    g.add_argument("--caption-max-tokens", type=int,
+                   help="most new tokens of a caption (none: the style's own, pack 120, official 512)")
     g.add_argument("--dtype", default="bf16", choices=["fp32", "bf16", "fp16", "fp8"],
                    help="weights' dtype of the transformer (fp8: stored in fp8, computed in bf16)")
     g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",

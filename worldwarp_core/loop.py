@@ -137,6 +137,16 @@ def cache_views(plan: ChunkPlan, cache_frames: CacheFrames) -> Tensor:
     return every[plan.history >= plan.start]
 
 
+def caption_frames(state: "LoopState", plan: "ChunkPlan", caption_style: str = "pack") -> Tensor:
+    """The frames ``[V, H, W, 3]`` the captioner describes: the history (pack) or, for the official
+    style, the whole previous chunk at every frame (the official demo captions the chunk's input
+    video: the previous chunk's file); the first chunk's is the start image either way."""
+    if caption_style != "official" or plan.index == 0:
+        return plan.history_frames
+    end = plan.start + plan.context
+    return state.video[end - state.settings.chunk_frames:end]
+
+
 def chunk_seeds(settings, k: int) -> tuple[int, int]:
     """``(cache seed, sampler seed)`` of chunk ``k``: different per chunk, fixed by the run's seed."""
     return settings.gs.seed + 1000 * k + settings.seed, settings.seed * 100_003 + k
@@ -158,7 +168,10 @@ def run_inputs(image: Tensor, path: Cameras, settings, run_info: dict | None = N
     inputs: dict = {"image": tensor_digest(image), "cameras": tensor_digest(path.viewmats.double()),
                     "intrinsics": tensor_digest(path.Ks.double()), "size": f"{path.width}x{path.height}"}
     if is_dataclass(settings):
-        inputs.update({k: v for k, v in flatten_settings(asdict(settings)).items() if k not in NOT_FINGERPRINTED})
+        # the official captions sample the video at 2 fps of its frame rate: there the fps changes frames
+        free = [k for k in NOT_FINGERPRINTED
+                if not (k == "settings.fps" and getattr(settings, "caption_style", "pack") == "official")]
+        inputs.update({k: v for k, v in flatten_settings(asdict(settings)).items() if k not in free})
     for key, value in (run_info or {}).items():
         if key == "settings":
             continue
@@ -173,11 +186,112 @@ def run_inputs(image: Tensor, path: Cameras, settings, run_info: dict | None = N
     return inputs
 
 
+# what a rollback keeps: the start image and the chunking (the kept chunks' frames sit where they are)
+ROLLBACK_FIXED = ("image", "size", "settings.chunk_frames", "settings.context_frames")
+# how far the camera path of the kept frames may move in a rollback (float noise only)
+ROLLBACK_PATH_TOLERANCE = 1e-6
+
+
+def check_rollback(out_dir: str, from_chunk: int, total_chunks: int) -> int:
+    """``from_chunk`` (the chunks to keep, 0 = no rollback) can roll back the run in ``out_dir`` made
+    of ``total_chunks`` chunks: at least one chunk kept and one made again. Returns the folder's
+    finished chunks. Cheap (the CLI calls it before loading models)."""
+    from .inputs import check_int
+
+    check_int(from_chunk, "from_chunk", 0)
+    folder = RunFolder(out_dir)
+    if not os.path.isfile(folder.path("run.json")):
+        raise ValueError(f"from_chunk {from_chunk}: {folder.root} holds no run to roll back (no run.json); make the "
+                         "run first (from_chunk 0), or give the folder of the run")
+    finished = folder.finished_chunks()
+    hi = min(finished, total_chunks - 1)
+    if hi < 1 and from_chunk:
+        raise ValueError(f"from_chunk {from_chunk} is out of range: {folder.root} holds {finished} finished chunks "
+                         f"and this run has {total_chunks}; a rollback keeps at least one chunk and makes at least "
+                         "one again, so there is nothing to roll back (use from_chunk 0)")
+    if not 0 <= from_chunk <= hi:
+        raise ValueError(f"from_chunk {from_chunk} is out of range: {folder.root} holds {finished} finished chunks "
+                         f"and this run has {total_chunks}; choose 1 to {hi} (the chunks kept), or 0 for no rollback")
+    return finished
+
+
+def _roll_back(folder: RunFolder, keep: int, starts: list[int], settings, inputs: dict, path: Cameras,
+               record: dict) -> dict:
+    """Checks that the run in ``folder`` can keep its first ``keep`` chunks under the new ``inputs``,
+    then rolls it back (``RunFolder.roll_back``). Returns the new run.json record: the new run, each
+    kept chunk's run fingerprint (``chunk_runs``) and the runs replaced (``rolled_back``)."""
+    from .outputs import changed_inputs
+
+    check_rollback(folder.root, keep, len(starts))
+    old = read_json(folder.path("run.json"), "run record", "choose another output folder")
+    old_inputs = old.get("inputs") if isinstance(old.get("inputs"), dict) else {}
+    moved = [key for key in ROLLBACK_FIXED if old_inputs.get(key) != inputs.get(key)]
+    if moved:
+        diff = changed_inputs({k: old_inputs.get(k) for k in moved}, {k: inputs.get(k) for k in moved})
+        raise ValueError(f"from_chunk {keep}: the kept chunks were made with another start image or chunking "
+                         f"(changed: {'; '.join(diff)}); a rollback keeps those: change only what the later chunks "
+                         "are made with, or choose another output folder")
+    kept_frames = starts[keep - 1] + settings.chunk_frames
+    old_path = Cameras.from_json(folder.path("cameras.json"))
+    if len(old_path) < kept_frames:
+        raise ValueError(f"from_chunk {keep}: {folder.path('cameras.json')} has {len(old_path)} cameras but the kept "
+                         f"chunks cover {kept_frames} frames; the run folder is damaged")
+    err = max(float((old_path.viewmats[:kept_frames] - path.viewmats[:kept_frames]).abs().max()),
+              float(((old_path.Ks[:kept_frames] - path.Ks[:kept_frames]).abs() /
+                     path.Ks[:kept_frames].abs().amax(dim=(-1, -2), keepdim=True)).max()))
+    if err > ROLLBACK_PATH_TOLERANCE:
+        raise ValueError(f"from_chunk {keep}: the camera path differs from the run's on the kept frames 0-"
+                         f"{kept_frames - 1} (by up to {err:.3g}); a rollback keeps those frames, so the path may "
+                         f"change only after frame {kept_frames - 1}, or choose another output folder")
+    world = os.path.join(folder.chunk_dir(keep - 1), "world.ply")
+    if settings.world_voxel is not None and not os.path.isfile(world):
+        raise ValueError(f"from_chunk {keep}: the persistent world after the first {keep} chunks is not in the run "
+                         "folder (only the newest chunk keeps its world.ply); roll back without world_voxel, or "
+                         "choose another output folder")
+    earlier = list(old.get("chunk_runs") or [])
+    runs = []
+    for k in range(keep):
+        rec = read_json(os.path.join(folder.chunk_dir(k), "chunk.json"), "rollback: chunk record")
+        runs.append(rec.get("run_fingerprint") or (earlier[k] if k < len(earlier) else old.get("fingerprint")))
+    replaced = list(old.get("rolled_back") or []) + [{
+        "from_chunk": keep, "fingerprint": old.get("fingerprint"), "inputs": old_inputs,
+        "changed": changed_inputs(old_inputs, inputs)}]
+    record = {**record, "chunk_runs": runs, "rolled_back": replaced}
+    folder.roll_back(keep, kept_frames, record)
+    return record
+
+
+def run_provenance(folder: RunFolder, chunks: list[dict] | tuple[dict, ...]) -> dict:
+    """Which chunks came from which settings: ``chunk_runs`` (each chunk's run fingerprint) and
+    ``runs`` (per fingerprint: its chunks, its settings and prompt, what differs from the run now in
+    the folder). A run never rolled back is one run that made every chunk."""
+    from .outputs import changed_inputs
+
+    run = read_json(folder.path("run.json"), "run record")
+    now, inputs = run.get("fingerprint"), run.get("inputs") or {}
+    kept = list(run.get("chunk_runs") or [])
+    per_chunk = [c.get("run_fingerprint") or (kept[i] if i < len(kept) else now) for i, c in enumerate(chunks)]
+    known = {e.get("fingerprint"): e.get("inputs") or {} for e in run.get("rolled_back") or []}
+    known[now] = inputs
+    runs = []
+    for fp in dict.fromkeys(per_chunk):
+        rec = known.get(fp, {})
+        runs.append({"fingerprint": fp, "chunks": [i for i, f in enumerate(per_chunk) if f == fp],
+                     "settings": {k: v for k, v in rec.items() if k.startswith("settings.") or k in ("prompt", "style")},
+                     "changed_from_now": changed_inputs(rec, inputs) if fp != now else []})
+    return {"chunk_runs": per_chunk, "runs": runs}
+
+
 def open_run(image: Tensor, cameras: Cameras, frames: int, settings, out_dir: str | None = None,
              resume: bool = False, overwrite: bool = False, run_info: dict | None = None,
-             components: dict | None = None) -> LoopState:
+             components: dict | None = None, from_chunk: int = 0) -> LoopState:
     """The loop's first state: the path, the chunking, the run folder (created, or checked and read
     back to its last finished chunk when ``resume``).
+
+    ``from_chunk`` k > 0 rolls the run in the folder back (the official demo's rollback): its first k
+    chunks are kept byte for byte, the later ones are deleted and made again with these inputs
+    (other settings, prompt, style, the path after the kept frames); the start image and the
+    chunking must stay. run.json then records each kept chunk's run and the runs replaced.
 
     ``image [H, W, 3]`` in 0..1 (stored as uint8 levels). The run's inputs (``run_inputs``: the
     image, the path, every setting, ``run_info`` such as the prompt, and the ``components``' model
@@ -186,6 +300,10 @@ def open_run(image: Tensor, cameras: Cameras, frames: int, settings, out_dir: st
     old run's outputs here.
     """
     starts = settings.chunk_starts(frames)
+    if from_chunk and not out_dir:
+        raise ValueError(f"from_chunk {from_chunk}: a rollback needs the output folder of the run to roll back")
+    if from_chunk and overwrite:
+        raise ValueError("from_chunk and overwrite exclude each other: a rollback keeps the first chunks; pass one")
     path = run_path(cameras, frames, settings)
     image = quantize(image.float().cpu())
     folder = RunFolder(out_dir) if out_dir else None
@@ -194,13 +312,16 @@ def open_run(image: Tensor, cameras: Cameras, frames: int, settings, out_dir: st
         info = dict(run_info or {})
         inputs = run_inputs(image, path, settings, info, components)
         fp = inputs_fingerprint(inputs)
-        folder.prepare({"fingerprint": fp, "inputs": inputs,
-                        **{k: v for k, v in info.items() if not isinstance(v, Tensor)}}, resume, overwrite)
+        record = {"fingerprint": fp, "inputs": inputs, **{k: v for k, v in info.items() if not isinstance(v, Tensor)}}
+        if from_chunk:
+            _roll_back(folder, from_chunk, starts, settings, inputs, path, record)
+        else:
+            folder.prepare(record, resume, overwrite)
         path.to_re10k(folder.path("cameras.txt"))
         path.to_json(folder.path("cameras.json"))
     state = LoopState(settings, path, tuple(starts), image[None], folder=folder,
                       world=WorldModel(settings.world_voxel) if settings.world_voxel else None, fingerprint=fp)
-    if folder is not None and resume:
+    if folder is not None and (resume or from_chunk):
         state = _read_back(state)
     return state
 
@@ -313,6 +434,8 @@ def end_chunk(state: LoopState, plan: ChunkPlan, decoded: Tensor, hint_depth: Te
         raise ValueError(f"chunk {plan.index + 1} has frames {list(decoded.shape)}; the loop needs "
                          f"[{C}, {H}, {W}, 3] (chunk_frames x the start image's size)")
     decoded = quantize(decoded.float().cpu())
+    if state.fingerprint is not None:  # which run (inputs, settings) made the chunk: a rollback mixes runs
+        record = {**record, "run_fingerprint": state.fingerprint}
     new = decoded[ctx:]
     video = torch.cat([state.video, new])
     hint_depth = hint_depth.float().cpu()

@@ -374,7 +374,11 @@ class WorldWarpModel:
 
     @torch.no_grad()
     def encode_prompt(self, prompts: list[str], max_length: int = 512) -> Tensor:
-        """UMT5 embeddings ``[B, max_length, D]``, padded like Wan: positions past the prompt are zero."""
+        """UMT5 embeddings ``[B, max_length, D]``, padded like Wan: positions past the prompt are zero.
+        Each prompt is cleaned first as diffusers' Wan pipeline does (``caption.clean_prompt``)."""
+        from .caption import clean_prompt
+
+        prompts = [clean_prompt(p) for p in prompts]
         tok = self.tokenizer(prompts, padding="max_length", max_length=max_length, truncation=True,
                              add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
         enc = self._use(self.text_encoder)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -271,6 +272,8 @@ def _is_digest(v: str) -> bool:
     return len(v) == 64 and all(c in "0123456789abcdef" for c in v)
 
 
+# what run.json says about a rolled-back run: each kept chunk's run fingerprint and the runs replaced
+ROLLBACK_RECORD = ("chunk_runs", "rolled_back")
 # what a run writes at the top of its folder (overwrite removes exactly these, nothing else)
 RUN_OUTPUTS = ("frames", "chunks", "video.mp4", "scene.ply", "world.ply", "cameras.txt", "cameras.json",
                "manifest.json")
@@ -305,14 +308,18 @@ class RunFolder:
             elif not resume:
                 raise ValueError(f"{self.root} already holds a run; pass resume=True (CLI: --resume) to continue it "
                                  "or overwrite=True (--overwrite) to replace it, or choose another output folder")
-            elif old.get("fingerprint") != run_info.get("fingerprint"):
+            elif old.get("fingerprint") == run_info.get("fingerprint"):
+                # a rolled-back run resumed: which chunks came from which settings stays recorded
+                run_info = {**{k: old[k] for k in ROLLBACK_RECORD if k in old}, **run_info}
+            else:
                 if isinstance(old.get("inputs"), dict) and isinstance(run_info.get("inputs"), dict):
                     diff = changed_inputs(old["inputs"], run_info["inputs"])
                     what = "; ".join(diff[:6]) + (f"; and {len(diff) - 6} more" if len(diff) > 6 else "")
                 else:
                     what = "its record names no inputs to compare (made by an older version)"
                 raise ValueError(f"cannot resume: {self.root} holds a different run (changed: {what}); resume with "
-                                 "the same inputs, pass overwrite=True (CLI: --overwrite) to replace it, or choose "
+                                 "the same inputs, roll back to make the later chunks with these (from_chunk; CLI: "
+                                 "--from-chunk), pass overwrite=True (CLI: --overwrite) to replace it, or choose "
                                  "another output folder")
         elif os.path.isdir(self.root) and os.listdir(self.root):
             raise ValueError(f"{self.root} is not empty and holds no WorldWarp run (no run.json); choose an empty or "
@@ -321,6 +328,30 @@ class RunFolder:
         os.makedirs(self.path("frames"), exist_ok=True)
         os.makedirs(self.path("chunks"), exist_ok=True)
         atomic_write_json(existing, run_info)
+
+    def chunk_indices(self) -> list[int]:
+        """Indices of every chunk folder present (finished or not part of the run any more)."""
+        folder = self.path("chunks")
+        names = os.listdir(folder) if os.path.isdir(folder) else []
+        return sorted(int(m.group(1)) for n in names if (m := re.fullmatch(r"chunk_(\d+)", n)))
+
+    def roll_back(self, keep: int, kept_frames: int, run_info: dict) -> None:
+        """Keep chunks ``0..keep-1`` and frames ``[0, kept_frames)`` as they are; delete every later
+        chunk (the newest first, so at every moment the folder holds a shorter run of the old
+        settings: an interrupted rollback can be run again or resumed), their frames and the run's
+        final outputs; then record ``run_info`` (the new run and what it replaced) in run.json."""
+        for name in ("video.mp4", "scene.ply", "world.ply", "manifest.json"):
+            if os.path.lexists(self.path(name)):
+                os.remove(self.path(name))
+        for k in reversed([k for k in self.chunk_indices() if k >= keep]):
+            shutil.rmtree(self.chunk_dir(k))
+        frames = self.path("frames")
+        for name in sorted(os.listdir(frames)) if os.path.isdir(frames) else []:
+            m = re.fullmatch(r"(\d+)\.png", name)
+            if m and int(m.group(1)) >= kept_frames:
+                os.remove(os.path.join(frames, name))
+        self.remove_temporaries()
+        atomic_write_json(self.path("run.json"), run_info)
 
     def remove_outputs(self) -> None:
         """Delete the run's outputs (``RUN_OUTPUTS`` and temporaries); anything else stays."""

@@ -31,7 +31,16 @@ import torch
 from torch import Tensor
 
 from .cameras import Cameras
-from .caption import DEFAULT_NEGATIVE, Captioner, FixedCaptioner, compose_prompt
+from .caption import (
+    CAPTION_STYLES,
+    DEFAULT_NEGATIVE,
+    Captioner,
+    CaptionRequest,
+    CaptionStyle,
+    FixedCaptioner,
+    check_caption_style,
+    compose_prompt,
+)
 from .geometry import (
     POSE_SOURCES,
     GeometryEstimator,
@@ -50,11 +59,13 @@ from .loop import (
     LoopState,
     align_history_depth,
     cache_views,
+    caption_frames,
     chunk_record,
     end_chunk,
     finish_run,
     open_run,
     plan_chunk,
+    run_provenance,
 )
 from .outputs import RunFolder, atomic_write_json
 from .sampler import SamplerConfig, st_diff_sample
@@ -89,6 +100,10 @@ class PipelineSettings:
     shift: float | None = OFFICIAL_SHIFT  # flow shift (official: 5); None: the model's scheduler config
     coverage: float = 1.0  # strict rule only
     cache_mode: CacheMode = "3dgs"
+    # captions: "pack" (short instruction, first/last frame, style appended) or "official" (the official
+    # demo's request with the previous chunk as a 2 fps video, used verbatim); tokens None: the style's own
+    caption_style: CaptionStyle = "pack"
+    caption_max_tokens: int | None = None
     gs: GSConfig = field(default_factory=GSConfig)
     history_stride: int = 1  # use every n-th history frame for geometry and the cache
     # the cache trains only on the history's context frames (the official code's; measured better than
@@ -146,6 +161,9 @@ def check_settings(s: PipelineSettings) -> None:
     check_choice(s.variant, "schedule variant", get_args(ScheduleVariant))
     check_float(s.coverage, "coverage", 0.0, 1.0, lo_open=True)
     check_choice(s.cache_mode, "cache mode", get_args(CacheMode))
+    check_choice(s.caption_style, "caption_style", CAPTION_STYLES)
+    if s.caption_max_tokens is not None:
+        check_int(s.caption_max_tokens, "caption_max_tokens", 1)
     check_int(s.history_stride, "history_stride", 1)
     check_choice(s.cache_frames, "cache_frames", CACHE_FRAMES)
     check_choice(s.pose_source, "pose_source", POSE_SOURCES)
@@ -205,8 +223,13 @@ class WorldWarpPipeline:
         overwrite: bool = False,
         start_depth: Tensor | None = None,
         callback: EventCallback | None = None,
+        from_chunk: int = 0,
     ) -> RunResult:
         """Generate ``frames`` frames from ``image [H, W, 3]`` along ``cameras`` (extended past its end).
+
+        ``from_chunk`` k > 0: roll the run in ``out_dir`` back to its first k chunks (kept byte for
+        byte) and make the rest with these settings (``loop.open_run``); the manifest then says
+        which chunks came from which settings.
 
         ``start_depth [H, W]`` replaces the geometry estimate of the start image when known.
         ``callback(event)`` receives progress events; raising from it interrupts (no finished
@@ -215,6 +238,7 @@ class WorldWarpPipeline:
         s = self.settings
         self._check_inputs(image, cameras)
         # everything that would stop the run later is checked before open_run (overwrite deletes there)
+        check_caption_style(self.captioner, s.caption_style)
         if isinstance(self.captioner, FixedCaptioner):
             compose_prompt(prompt, style)
         if self.geometry is None and (start_depth is None or s.chunk_starts(frames)[1:]):
@@ -224,9 +248,11 @@ class WorldWarpPipeline:
         if start_depth is not None:
             run_info["start_depth"] = start_depth.float()
         state = open_run(image, cameras, frames, s, out_dir, resume, overwrite, run_info=run_info,
-                         components={"model": self.model, "geometry": self.geometry, "captioner": self.captioner})
+                         components={"model": self.model, "geometry": self.geometry, "captioner": self.captioner},
+                         from_chunk=from_chunk)
         if state.resumed_from:
-            emit({"stage": "resume", "chunk": state.resumed_from, "frames": int(state.video.shape[0])})
+            emit({"stage": "rollback" if from_chunk else "resume", "chunk": state.resumed_from,
+                  "frames": int(state.video.shape[0])})
         embeds: dict[str, Tensor] = {}
         was_deterministic = torch.are_deterministic_algorithms_enabled()
         # CPU scatter/index backward passes accumulate in thread order unless asked not to; resume
@@ -298,14 +324,18 @@ class WorldWarpPipeline:
         pixel_mask = torch.cat([torch.ones(ctx, *context.shape[1:3]), hints.masks[ctx:].float().cpu()])
         t = _stage(timings, "warp", t)
 
-        # 5. caption the history (optional) and append the user's style
+        # 5. caption the history (optional): pack -- the style appended; official -- the style inside the
+        # request (the official demo's one text box: the prompt when no style is given), the answer verbatim
         caption = ""
         if not isinstance(self.captioner, FixedCaptioner):
             starting("caption")
-            caption = self.captioner.describe(hist_frames)
+            request = CaptionRequest(style=s.caption_style, max_tokens=s.caption_max_tokens, fps=s.fps,
+                                     style_text=style if style.strip() else prompt, still_frames=C)
+            caption = self.captioner.describe(caption_frames(state, plan, s.caption_style), request)
         if s.offload_helpers:
             self.captioner.unload()
-        text = compose_prompt(caption or prompt, style)
+        text = caption if s.caption_style == "official" and caption.strip() else compose_prompt(caption or prompt,
+                                                                                                  style)
         t = _stage(timings, "vlm", t)
 
         # 6. encode prompt and hints
@@ -381,6 +411,8 @@ class WorldWarpPipeline:
             "geometry": getattr(self.geometry, "name", None),
             "captioner": getattr(self.captioner, "name", None), "chunks": len(chunks),
             "inference": self._profile(),
+            # which chunks came from which settings (a rollback, from_chunk, mixes runs)
+            "chunk_settings": run_provenance(folder, chunks),
             "timings_per_chunk_s": [c["timings_s"] for c in chunks], "timings_total_s": totals,
             "outputs": outputs, "byte_stable": BYTE_STABLE, "not_byte_stable": NOT_BYTE_STABLE,
         })
