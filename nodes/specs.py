@@ -309,7 +309,8 @@ SPECS: tuple[NodeSpec, ...] = (
              (In("cache", CACHE, "From Build 3DGS Cache."), In("cameras", CAMERAS, "Where to render.")),
              (Out("IMAGE", "hints"), Out("MASK", "valid"))),
     NodeSpec("WorldWarpDescribeScene", "Describe Scene", "WorldWarp/prompt",
-             "A VLM describes the frames; your style text is appended.", ops.describe_scene,
+             "A VLM describes the frames; your style text is appended (pack) or asked for in the official demo's "
+             "request (official).", ops.describe_scene,
              (In("captioner", CAPTIONER, "From Load Captioner."), In("images", "IMAGE", "Frames to describe."),
               In("style", "STRING", "Style text, e.g. 'Van Gogh style': appended (pack) or inside the request "
                  "(official).", ""),

@@ -144,9 +144,18 @@ def test_every_cheap_argument_is_checked_before_any_model_loads(setup, no_loadin
         (dict(geometry_path=""), r"--geometry-path is empty"),
         (dict(geometry_path=str(empty)), r"empty has no config.json"),
         (dict(models=str(tmp / "nothing")), r"--models folder not found: .*nothing"),
+        (dict(out=str(held), from_chunk="1"), r"--from-chunk 1 is out of range: .*held holds 0 finished chunks and "
+                                              r"this run has 1; a rollback keeps at least one chunk"),
+        (dict(out=str(empty), from_chunk="1"), r"--from-chunk 1: .*empty holds no run to roll back \(no run.json\)"),
+        (dict(from_chunk="-2"), r"--from-chunk must be .*0, got -2"),
+        (dict(captioner="florence-2", caption_style="official"), r"--caption-style official asks a Qwen-VL chat "
+                                                                 r"model"),
+        (dict(caption_max_tokens="0"), r"--caption-max-tokens must be .*1, got 0"),
     ]
     if not torch.cuda.is_available():
         cases.append((dict(device="cuda"), r"--device cuda: CUDA is not available here"))
+    assert main(_with(base, out=str(held), from_chunk="1") + ["--overwrite"]) == 2
+    assert "--from-chunk and --overwrite exclude each other" in capsys.readouterr().err
     for opts, pattern in cases:
         code = main(_with(base, **opts))
         err = capsys.readouterr().err

@@ -48,10 +48,12 @@ def _grow(masks, expand=16):
     return torch.nn.functional.max_pool2d(masks[:, None], 2 * expand + 1, stride=1, padding=expand)[:, 0]
 
 
-def wired(env, model, geo, image, cams, folder, resume=False, edit=None, start_outputs=None, stop_at=None):
+def wired(env, model, geo, image, cams, folder, resume=False, edit=None, start_outputs=None, stop_at=None,
+          from_chunk=0, graph_signature=None):
     """The body of the shipped full-generator workflow, node by node, once per chunk as Loop End's
     expansion runs it. ``start_outputs``: Loop Start's outputs from ComfyUI's cache (a re-queue)."""
-    outs = start_outputs or ops.loop_start(env, image, cams, FRAMES, C, CTX, 0, "extrapolate", "auto", folder, resume, 16)
+    outs = start_outputs or ops.loop_start(env, image, cams, FRAMES, C, CTX, 0, "extrapolate", "auto", folder, resume,
+                                           16, from_chunk, graph_signature=graph_signature)
     first = outs
     while True:
         loop, hist, hist_cams, chunk_cams, context, n_ctx, k, cache_seed, sampler_seed = outs
@@ -146,6 +148,46 @@ def test_resume_off_refuses_a_folder_holding_a_run(parts, wired_run):
     with pytest.raises(ValueError, match="holds a different run"):
         ops.loop_start(env, image, cams, FRAMES, C, CTX, 0, "extrapolate", "auto", "wired", True, 16,
                        graph_signature=[["an edited graph"]])
+
+
+def test_from_chunk_rolls_an_edited_body_back_to_the_kept_chunks(parts, wired_run):
+    """The official demo's rollback in the graph: a re-queue with an edited body and from_chunk k keeps
+    the first k chunks byte for byte and makes the rest with the edit (instead of refusing it)."""
+    import json
+    import shutil
+
+    env, model, geo, image, cams = parts
+    plain = wired_run[0][0]
+    folder = os.path.join(env.output, "rollback")
+    shutil.copytree(os.path.join(env.output, "wired"), folder)
+    chunk0 = os.path.join(folder, "chunks", "chunk_000")
+    kept = [os.path.join(chunk0, d, f) for d in ("", "hints", "masks") for f in sorted(os.listdir(os.path.join(chunk0, d)))
+            if os.path.isfile(os.path.join(chunk0, d, f))]
+    kept += [os.path.join(folder, "frames", f"{i:05d}.png") for i in range(C)]
+    before = {p: open(p, "rb").read() for p in kept}
+    old_fp = json.load(open(os.path.join(folder, "run.json")))["fingerprint"]
+    edited_graph = [["an edited graph"]]
+    with pytest.raises(ValueError, match=r"holds a different run .* roll back to make the later chunks with these "
+                                         r"\(from_chunk"):
+        ops.loop_start(env, image, cams, FRAMES, C, CTX, 0, "extrapolate", "auto", "rollback", True, 16,
+                       graph_signature=edited_graph)
+    root = os.path.abspath(folder)
+    with pytest.raises(ValueError) as e:  # three chunks finished: keep 1 or 2
+        ops.loop_start(env, image, cams, FRAMES, C, CTX, 0, "extrapolate", "auto", "rollback", False, 16, 3)
+    assert str(e.value) == (f"from_chunk 3 is out of range: {root} holds 3 finished chunks and this run has 3; "
+                            "choose 1 to 2 (the chunks kept), or 0 for no rollback")
+    with pytest.raises(ValueError) as e:  # the compact node checks it the same way
+        ops.chunk_loop(env, model, geo, image, cams, FRAMES, "a room", "", C, CTX, TAU, STEPS, 2.0, 0,
+                       "spatio-temporal", "3dgs", GS_IT, "extrapolate", False, "rollback", False, from_chunk=3)
+    assert str(e.value).startswith("from_chunk 3 is out of range: ")
+    (edited, *_), _ = wired(env, model, geo, image, cams, "rollback", edit=_grow, from_chunk=1,
+                            graph_signature=edited_graph)
+    assert {p: open(p, "rb").read() for p in kept} == before
+    assert torch.equal(edited[:C], plain[:C]) and not torch.equal(edited[C:], plain[C:])
+    run = json.load(open(os.path.join(folder, "run.json")))
+    assert run["chunk_runs"] == [old_fp] and run["rolled_back"][0]["fingerprint"] == old_fp
+    assert [json.load(open(os.path.join(folder, "chunks", f"chunk_{k:03d}", "chunk.json")))["run_fingerprint"]
+            for k in (1, 2)] == [run["fingerprint"]] * 2
 
 
 def test_hint_rendering_answers_an_interrupt(parts, wired_run):

@@ -162,6 +162,8 @@ def check_generate_args(args) -> dict:
     if args.world_voxel is not None:
         check_float(args.world_voxel, "--world-voxel", 0.0, lo_open=True, example=0.05)
     check_seed(args.seed, "--seed")
+    if args.caption_max_tokens is not None:
+        check_int(args.caption_max_tokens, "--caption-max-tokens", 1)
     try:
         settings = PipelineSettings(
             chunk_frames=args.chunk, context_frames=args.context, strength=args.tau, steps=args.steps,
@@ -176,8 +178,6 @@ def check_generate_args(args) -> dict:
         starts = settings.chunk_starts(args.frames)
     except ValueError as e:
         raise ValueError(f"--chunk {args.chunk} / --context {args.context} / --frames {args.frames}: {e}") from None
-    if args.caption_max_tokens is not None:
-        check_int(args.caption_max_tokens, "--caption-max-tokens", 1)
     if args.caption_style == "official" and args.captioner == "florence-2":
         raise ValueError("--caption-style official asks a Qwen-VL chat model (the official demo's request); "
                          "use --captioner qwen2.5-vl or qwen3-vl, or --caption-style pack with florence-2")
