@@ -20,6 +20,7 @@ from worldwarp_core.caption import (
     check_caption_style,
     clean_prompt,
     compose_prompt,
+    describe_frames,
     load_captioner,
 )
 from worldwarp_core.director import director_cameras
@@ -314,7 +315,7 @@ def describe_scene(env, captioner, images, style, clip=None, caption_style="pack
     check_caption_style(captioner, caption_style)
     request = CaptionRequest(style=caption_style, max_tokens=caption_max_tokens or None, fps=fps, style_text=style,
                              still_frames=still_frames)
-    caption = captioner.describe(images.float().cpu(), request)
+    caption = describe_frames(captioner, images.float().cpu(), request)
     # official: the style is inside the request and the answer is the prompt as it is
     prompt = caption if caption_style == "official" and caption.strip() else compose_prompt(caption, style)
     if clip is None:

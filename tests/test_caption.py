@@ -353,3 +353,19 @@ def test_prompt_cleaning_as_the_wan_pipeline():
     assert clean_prompt("  a  quiet\n\tstreet &amp;amp; a caf&eacute;  ") == "a quiet street & a café"
     assert clean_prompt("Tom &lt;b&gt;") == "Tom <b>"
     assert clean_prompt(DEFAULT_NEGATIVE) == DEFAULT_NEGATIVE  # the official negative prompt is already clean
+
+
+def test_a_captioner_of_the_one_argument_protocol_still_works():
+    from worldwarp_core.caption import CaptionRequest, describe_frames
+
+    class Old:
+        name = "mine"
+
+        def describe(self, frames):
+            return "a hall"
+
+    frames = torch.zeros(2, 8, 8, 3)
+    assert describe_frames(Old(), frames, CaptionRequest()) == "a hall"
+    assert describe_frames(FixedCaptioner("x"), frames, CaptionRequest(style="official")) == "x"
+    with pytest.raises(ValueError, match=r"the mine captioner's describe\(frames\) takes no request"):
+        describe_frames(Old(), frames, CaptionRequest(max_tokens=30))

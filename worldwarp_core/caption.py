@@ -134,6 +134,27 @@ class Captioner(Protocol):
     def unload(self) -> None: ...
 
 
+def describe_frames(captioner, frames: Tensor, request: CaptionRequest) -> str:
+    """``captioner.describe(frames, request)``; a captioner written for the older one-argument
+    protocol (``describe(frames)``) is called without the request when the request is the default
+    pack one, and refused otherwise (it cannot honour another style or token budget)."""
+    import inspect
+
+    try:
+        params = inspect.signature(captioner.describe).parameters.values()
+        takes = len([p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]) >= 2 or any(
+            p.kind == p.VAR_POSITIONAL for p in params)
+    except (TypeError, ValueError):
+        takes = True
+    if takes:
+        return captioner.describe(frames, request)
+    if request.style != "pack" or request.max_tokens is not None:
+        raise ValueError(f"the {getattr(captioner, 'name', type(captioner).__name__)} captioner's describe(frames) "
+                         "takes no request, so caption style / max tokens cannot reach it: use caption style 'pack' "
+                         "with the tokens unset, or give describe a second argument (CaptionRequest)")
+    return captioner.describe(frames)
+
+
 def check_caption_style(captioner, style: str) -> None:
     """The official style needs a chat VLM of the Qwen-VL family (or no VLM at all: the fixed prompt)."""
     if style not in CAPTION_STYLES:

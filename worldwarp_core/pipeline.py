@@ -40,6 +40,7 @@ from .caption import (
     FixedCaptioner,
     check_caption_style,
     compose_prompt,
+    describe_frames,
 )
 from .geometry import (
     POSE_SOURCES,
@@ -331,7 +332,7 @@ class WorldWarpPipeline:
             starting("caption")
             request = CaptionRequest(style=s.caption_style, max_tokens=s.caption_max_tokens, fps=s.fps,
                                      style_text=style if style.strip() else prompt, still_frames=C)
-            caption = self.captioner.describe(caption_frames(state, plan, s.caption_style), request)
+            caption = describe_frames(self.captioner, caption_frames(state, plan, s.caption_style), request)
         if s.offload_helpers:
             self.captioner.unload()
         text = caption if s.caption_style == "official" and caption.strip() else compose_prompt(caption or prompt,
