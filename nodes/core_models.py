@@ -11,7 +11,8 @@ Only two adapters differ:
   lowvram partial loading shared with the rest of the graph) and the model's ``APPLY_MODEL`` wrappers
   (TorchCompileModel), with the patcher's ``transformer_options`` (attention patches);
 * encode/decode: the core VAE, latents normalised with the model's own latent format
-  (``latent_format.process_in`` / ``process_out``, Wan21 = the diffusers per-channel mean/std).
+  (``latent_format.process_in`` / ``process_out``, Wan21 = the diffusers per-channel mean/std);
+  ``tiled=True`` uses the core VAE's ``encode_tiled`` / ``decode_tiled`` (its own tile sizes).
 
 The shift of the flow schedule is the sampler's setting (the shipped scheduler config), not the
 core model's ``ModelSamplingSD3`` shift, so both paths give the same numbers. Only imported inside
@@ -29,6 +30,9 @@ from worldwarp_core.models import check_chunk_video, scheduler_config
 
 WEIGHT_DTYPES = ("default", "fp8_e4m3fn", "fp8_e5m2")
 TEXT_LENGTH = 512  # Wan pads prompt embeddings to 512 tokens (zeros past the prompt)
+# VAE tiles in space only (the whole clip in time: the causal Wan VAE split in time changes more), the
+# sizes of the pack's diffusers path: 256 px tiles overlapping by 64 px (32 and 8 latent pixels)
+TILE_PIXELS, TILE_OVERLAP_PIXELS, WHOLE_CLIP = 256, 64, 999
 
 
 def is_core_model(model) -> bool:
@@ -91,34 +95,51 @@ class CoreWanModel:
 
     # ------------------------------------------------------------------ video
     @torch.no_grad()
-    def encode_video(self, frames: Tensor) -> Tensor:
+    def encode_video(self, frames: Tensor, tiled: bool = False) -> Tensor:
         """Frames ``[F, H, W, 3]`` in 0..1 -> normalised latents ``[C, F_lat, H/8, W/8]`` (the model's latent format)."""
         check_chunk_video(frames)
-        z = self.vae.encode(frames.float().cpu())  # [1, C, F_lat, h, w] raw VAE latents
+        pixels = frames.float().cpu()
+        if tiled:  # [1, C, F_lat, h, w] raw VAE latents
+            z = self.vae.encode_tiled(pixels, tile_x=TILE_PIXELS, tile_y=TILE_PIXELS, overlap=TILE_OVERLAP_PIXELS)
+        else:
+            z = self.vae.encode(pixels)
         return self.latent_format.process_in(z.float())[0].cpu()
 
     @torch.no_grad()
-    def decode_video(self, z: Tensor) -> Tensor:
+    def decode_video(self, z: Tensor, tiled: bool = False) -> Tensor:
         """Normalised latents ``[C, F_lat, h, w]`` -> frames ``[F, 8h, 8w, 3]`` in 0..1."""
         raw = self.latent_format.process_out(z.float().cpu().unsqueeze(0))
-        images = self.vae.decode(raw)
+        if tiled:
+            images = self.vae.decode_tiled(raw, tile_x=TILE_PIXELS // 8, tile_y=TILE_PIXELS // 8,
+                                           overlap=TILE_OVERLAP_PIXELS // 8, tile_t=WHOLE_CLIP, overlap_t=1)
+        else:
+            images = self.vae.decode(raw)
         return images.reshape(-1, *images.shape[-3:]).float().clamp(0, 1).cpu()
 
     # ------------------------------------------------------------------ transformer
-    def denoiser(self, prompt_embeds: Tensor, negative_embeds: Tensor | None, guidance_scale: float):
-        """``denoise_fn(x [1, C, F, h, w], timestep [1, L]) -> v`` on the core model, CFG batched in one forward."""
+    def denoiser(self, prompt_embeds: Tensor, negative_embeds: Tensor | None, guidance_scale: float,
+                 cfg_batch: str = "batched"):
+        """``denoise_fn(x [1, C, F, h, w], timestep [1, L]) -> v`` on the core model; CFG in one forward of
+        batch 2 (``cfg_batch="batched"``) or two forwards of batch 1 (``"sequential"``: ComfyUI is asked
+        for the memory of one branch, so more of the model stays loaded on a small card)."""
         import comfy.model_management as mm
         import comfy.model_patcher
         import comfy.patcher_extension as pe
 
+        from worldwarp_core.sampler import check_cfg_batch
+
+        check_cfg_batch(cfg_batch)
         cfg = guidance_scale > 1.0
         if cfg and negative_embeds is None:
             raise ValueError("classifier-free guidance needs a negative conditioning (or cfg = 1)")
+        batched = cfg and cfg_batch == "batched"
         if cfg:
             L = max(prompt_embeds.shape[1], negative_embeds.shape[1])
-            context = torch.cat([pad_embeds(negative_embeds.float(), L), pad_embeds(prompt_embeds.float(), L)])
+            contexts = [pad_embeds(negative_embeds.float(), L), pad_embeds(prompt_embeds.float(), L)]
+            if batched:
+                contexts = [torch.cat(contexts)]
         else:
-            context = prompt_embeds.float()
+            contexts = [prompt_embeds.float()]
         patcher = self.patcher
         options = comfy.model_patcher.create_model_options_clone(patcher.model_options)
         transformer_options = options.setdefault("transformer_options", {})
@@ -137,25 +158,27 @@ class CoreWanModel:
             return base.diffusion_model(xc, t.float(), context=ctx, control=control, transformer_options=opts).float()
 
         def denoise(x: Tensor, timestep: Tensor) -> Tensor:
-            batch = 2 if cfg else 1
+            batch = 2 if batched else 1
             shape = [batch, *x.shape[1:]]
             mm.load_models_gpu([patcher], memory_required=patcher.memory_required(shape))
             device = patcher.load_device
             xb = x.to(device, torch.float32)
             tb = timestep.to(device, torch.float32)
-            if cfg:
+            if batched:
                 xb, tb = torch.cat([xb, xb]), torch.cat([tb, tb])
             patcher.pre_run()
             try:
                 with torch.no_grad():
                     executor = pe.WrapperExecutor.new_class_executor(
                         apply_model, patcher.model, pe.get_all_wrappers(pe.WrappersMP.APPLY_MODEL, transformer_options))
-                    v = executor.execute(xb, tb, None, context.to(device), None, transformer_options)
+                    vs = [executor.execute(xb, tb, None, c.to(device), None, transformer_options) for c in contexts]
             finally:
                 patcher.cleanup()
             if cfg:
-                v_neg, v_pos = v.chunk(2)
+                v_neg, v_pos = vs[0].chunk(2) if batched else vs
                 v = v_neg + guidance_scale * (v_pos - v_neg)
+            else:
+                v = vs[0]
             return v.to(x.device)
 
         return denoise

@@ -24,7 +24,7 @@ from worldwarp_core.caption import (
     load_captioner,
 )
 from worldwarp_core.director import director_cameras
-from worldwarp_core.geometry import align_poses, load_estimator, resolve_pose_source
+from worldwarp_core.geometry import align_poses, estimate_in_batches, load_estimator, resolve_pose_source
 from worldwarp_core.gscache import GSConfig, build_cache, load_ply, save_ply, to_comfy_splat
 from worldwarp_core.gscache.cache import render_hints_in_steps
 from worldwarp_core.inputs import (
@@ -151,11 +151,11 @@ def load_worldwarp_diffusion_model(env, checkpoint, weight_dtype):
     return (load_core_diffusion_model(to_comfy_layout(read_transformer_file(path), path), weight_dtype, path),)
 
 
-def load_geometry_model(env, backend, folder, fov_degrees):
+def load_geometry_model(env, backend, folder, fov_degrees, dtype="auto"):
     check_float(fov_degrees, "fov_degrees", 0.0, 180.0, lo_open=True, hi_open=True, example=60.0)
     kwargs = {"fov_deg": fov_degrees} if backend == "depth-anything-v2" else {}
     path = None if folder == NONE else env.full_path("worldwarp", folder)
-    return (load_estimator(backend, path, device=env.device(), **kwargs),)
+    return (load_estimator(backend, path, device=env.device(), dtype=dtype, **kwargs),)
 
 
 def load_captioner_node(env, captioner, folder, fixed_prompt):
@@ -258,10 +258,13 @@ def cameras_to_camera_info(env, cameras, frame):
 
 # ----------------------------------------------------------------------------- geometry, cache, hints
 @deterministic
-def estimate_geometry(env, geometry_model, images, pose_source="auto", cameras=None):
+def estimate_geometry(env, geometry_model, images, pose_source="auto", cameras=None,
+                      geometry_batch=_PS.geometry_batch):
     check_video(images.float().cpu(), "images")
-    # the estimator sees float32 cameras (as the pipeline gives them); alignment uses them as given
-    result = geometry_model.estimate(images.float().cpu(), None if cameras is None else cameras.to(dtype=torch.float32))
+    # the estimator sees float32 cameras (as the pipeline gives them), geometry_batch frames at a time as
+    # the pipeline does; alignment uses the cameras as given
+    result = estimate_in_batches(geometry_model, images.float().cpu(),
+                                 None if cameras is None else cameras.to(dtype=torch.float32), geometry_batch)
     if cameras is not None:  # into the given cameras' frame (kept, or the estimate Sim(3)-aligned to them)
         cams, depth, _ = align_poses(result, cameras, resolve_pose_source(pose_source, geometry_model))
         result = replace(result, cameras=cams, depth=depth)
@@ -341,16 +344,19 @@ def _st_model(model, vae=None, clip=None):
     return CoreWanModel(model, vae, clip) if is_core_model(model) else model
 
 
-def _denoiser(model, positive, negative, cfg):
-    return model.denoiser(positive, negative, cfg) if hasattr(model, "denoiser") else None
+def _denoiser(model, positive, negative, cfg, cfg_batch="batched"):
+    if not hasattr(model, "denoiser"):
+        return None
+    return model.denoiser(positive, negative, cfg, **({} if cfg_batch == "batched" else {"cfg_batch": cfg_batch}))
 
 
 @deterministic
 def st_diff_sampler(env, model, hints, masks, prompt, negative_prompt, context_frames, strength, steps, cfg, seed,
                     schedule, training_free, context=None, conditioning=None, negative_conditioning=None, vae=None,
-                    mask_rule="official", shift=5.0):
+                    mask_rule="official", shift=5.0, cfg_batch=_PS.cfg_batch, vae_tiling=_PS.vae_tiling):
     check_video(hints, "hints", masks)
     check_seed(seed)
+    tiling = {"tiled": True} if vae_tiling else {}
     F = int(hints.shape[0])
     if (F - 1) % 4:
         raise ValueError(f"hints hold {F} frames; the Wan VAE needs 4k+1 frames: use {F - (F - 1) % 4} or "
@@ -368,18 +374,19 @@ def st_diff_sampler(env, model, hints, masks, prompt, negative_prompt, context_f
         check_video(context.float().cpu(), "context")
         video[:n] = context.float().cpu()
         mask[:n] = 1.0
-    model = _st_model(model, vae)
-    z = model.encode_video(video)
     config = SamplerConfig(steps=steps, strength=strength, guidance_scale=cfg, variant=schedule,
-                           training_free=training_free, seed=seed, mask_rule=mask_rule, shift=shift)
+                           training_free=training_free, seed=seed, mask_rule=mask_rule, shift=shift,
+                           cfg_batch=cfg_batch)
+    model = _st_model(model, vae)
+    z = model.encode_video(video, **tiling)
     positive = _embeds(model, prompt, conditioning)
     negative = _embeds(model, negative_prompt, negative_conditioning) if cfg > 1.0 else None
     res = st_diff_sample(model.transformer, z, sampler_mask(mask, mask_rule), context_latent_count(context_frames),
                          positive, negative,
                          config, callback=_progress_callback(env, steps),
                          scheduler_config=getattr(model, "scheduler_config", None),
-                         denoise_fn=_denoiser(model, positive, negative, cfg))
-    frames = model.decode_video(res.latents)
+                         denoise_fn=_denoiser(model, positive, negative, cfg, cfg_batch))
+    frames = model.decode_video(res.latents, **tiling)
     title = f"{schedule} schedule, tau = {strength:g}, {steps} steps" + (", training-free" if training_free else "")
     return frames, schedule_picture(res.sigma_map, res.sigmas, title=title)[None]
 
@@ -399,7 +406,8 @@ def chunk_loop(env, model, geometry_model, image, cameras, frames, prompt, style
                clip=None, mask_rule="official", shift=5.0, depth_loss=_GS.depth_loss,
                depth_loss_weight=_GS.depth_loss_weight, sh_degree=_GS.sh_degree, init_opacity=_GS.init_opacity,
                position_lr_scaling=_GS.position_lr_scaling, cache_frames=_PS.cache_frames,
-               caption_style=_PS.caption_style, caption_max_tokens=0, from_chunk=0):
+               caption_style=_PS.caption_style, caption_max_tokens=0, from_chunk=0,
+               geometry_batch=_PS.geometry_batch, cfg_batch=_PS.cfg_batch, vae_tiling=_PS.vae_tiling):
     # every input is checked before the run folder is touched
     start = _start_image(image)
     gs = GSConfig(iterations=gs_iterations, depth_loss=depth_loss, depth_loss_weight=depth_loss_weight,
@@ -409,7 +417,8 @@ def chunk_loop(env, model, geometry_model, image, cameras, frames, prompt, style
                                 gs=gs, cache_frames=cache_frames, extend_mode=extend_mode,
                                 training_free=training_free, pose_source=pose_source,
                                 extrapolation=extrapolation, mask_rule=mask_rule, shift=shift,
-                                caption_style=caption_style, caption_max_tokens=caption_max_tokens or None)
+                                caption_style=caption_style, caption_max_tokens=caption_max_tokens or None,
+                                geometry_batch=geometry_batch, cfg_batch=cfg_batch, vae_tiling=vae_tiling)
     total_chunks = len(settings.chunk_starts(frames))
     if not output_folder.strip():
         raise ValueError("output_folder is empty; give a folder name under ComfyUI's output folder")

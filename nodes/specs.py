@@ -10,11 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from worldwarp_core.caption import CAPTION_STYLES, DEFAULT_NEGATIVE, list_captioners
-from worldwarp_core.geometry import POSE_SOURCES, list_estimators
+from worldwarp_core.geometry import GEOMETRY_DTYPES, POSE_SOURCES, list_estimators
 from worldwarp_core.gscache import CACHE_MODES, DEPTH_LOSSES, POSITION_LR_SCALINGS, GSConfig
 from worldwarp_core.loop import CACHE_FRAMES
 from worldwarp_core.official_paths import list_official_presets
 from worldwarp_core.pipeline import PipelineSettings
+from worldwarp_core.sampler import CFG_BATCHES
 from worldwarp_core.schedule import MASK_RULES, SCHEDULE_VARIANTS
 from worldwarp_core.trajectory import EXTEND_MODES, EXTRAPOLATION_METHODS, MAX_FRAMES, list_presets
 from worldwarp_core.video_path import VIDEO_GEOMETRY_INPUTS
@@ -133,6 +134,15 @@ GS_INIT_OPACITY = In("init_opacity", "FLOAT", "Initial opacity of the Gaussians 
 GS_POSITION_LR = In("position_lr_scaling", "COMBO", "Position learning rate times the scene extent (the same setting "
                     "whatever the depth units) or absolute (the official code's).", _GS.position_lr_scaling,
                     options=POSITION_LR_SCALINGS)
+# memory options (PipelineSettings; none changes the frames beyond float rounding, except VAE tiling's seams)
+GEOMETRY_BATCH = In("geometry_batch", "INT", "Frames per forward of a per-frame depth model (Depth Pro, Depth "
+                    "Anything V2): its memory grows with this, not with the number of frames. Multi-view models "
+                    "(TTT3R, DA3) always see all frames.", _PS.geometry_batch, min=1, max=256)
+CFG_BATCH = In("cfg_batch", "COMBO", "Classifier-free guidance: both branches in one forward (batched, fastest), or "
+               "one after the other (sequential: the transformer's activations halve; for small cards).",
+               _PS.cfg_batch, options=CFG_BATCHES)
+VAE_TILING = In("vae_tiling", "BOOLEAN", "VAE encode/decode on overlapping 256-pixel tiles blended at the seams: "
+                "far less memory at 480x720, frames differ slightly.", _PS.vae_tiling)
 CTX = In("context_frames", "INT", "History frames at the start of the chunk kept fixed (4j+1: 1, 5, 9...).", 5,
          min=1, max=81, step=4)
 
@@ -170,7 +180,9 @@ SPECS: tuple[NodeSpec, ...] = (
               In("folder", "COMBO", "Model folder in models/worldwarp (e.g. depth-pro-hf).", ops.NONE,
                  options=_folders("geometry", none=True)),
               In("fov_degrees", "FLOAT", "Horizontal field of view assumed by models that do not estimate it.", 60.0,
-                 min=10.0, max=170.0, step=0.5)),
+                 min=10.0, max=170.0, step=0.5),
+              In("dtype", "COMBO", "Precision the model runs in; auto: bf16 on a CUDA GPU (half the memory of "
+                 "fp32), fp32 on the CPU.", "auto", options=GEOMETRY_DTYPES)),
              (Out(GEOMODEL, "geometry_model"),)),
     NodeSpec("WorldWarpLoadCaptioner", "Load Captioner", "WorldWarp/loaders",
              "A VLM that describes the history frames, or a fixed prompt.", ops.load_captioner_node,
@@ -281,7 +293,8 @@ SPECS: tuple[NodeSpec, ...] = (
               In("pose_source", "COMBO", "With cameras connected: 'requested' keeps them; 'estimated' uses the "
                  "backend's poses (TTT3R, DA3) Sim(3)-aligned to them, depth rescaled; 'auto': estimated when the "
                  "backend estimates poses, else requested.", "auto", options=POSE_SOURCES),
-              In("cameras", CAMERAS, "Known cameras of the frames (intrinsics are then used).", optional=True)),
+              In("cameras", CAMERAS, "Known cameras of the frames (intrinsics are then used).", optional=True),
+              GEOMETRY_BATCH),
              (Out(GEOMETRY, "geometry"), Out("IMAGE", "depth_preview"))),
     NodeSpec("WorldWarpBuildCache", "Build 3DGS Cache", "WorldWarp/cache",
              "The online 3D Gaussian Splatting cache optimised on the history (paper §4.2). Also outputs core SPLAT.",
@@ -338,7 +351,7 @@ SPECS: tuple[NodeSpec, ...] = (
                  optional=True),
               In("negative_conditioning", "CONDITIONING", "Core conditioning for the negative branch.", optional=True),
               In("vae", "VAE", "Core Load VAE (wan_2.1_vae.safetensors); needed with a core MODEL.", optional=True),
-              MASK_RULE, SHIFT),
+              MASK_RULE, SHIFT, CFG_BATCH, VAE_TILING),
              (Out("IMAGE", "frames"), Out("IMAGE", "noise_schedule"))),
     NodeSpec("WorldWarpChunkLoop", "WorldWarp Chunk Loop", "WorldWarp/sampling",
              "The whole autoregressive generator (paper Fig. 3), resumable in an output folder.", ops.chunk_loop,
@@ -374,7 +387,7 @@ SPECS: tuple[NodeSpec, ...] = (
               In("cache_frames", "COMBO", "Frames the 3DGS cache is optimised on: the whole previous chunk, or only "
                  "its context frames (the official code's). Geometry uses the whole chunk either way.",
                  _PS.cache_frames, options=CACHE_FRAMES),
-              CAPTION_STYLE, CAPTION_TOKENS, FROM_CHUNK),
+              CAPTION_STYLE, CAPTION_TOKENS, FROM_CHUNK, GEOMETRY_BATCH, CFG_BATCH, VAE_TILING),
              (Out("IMAGE", "frames"), Out(CAMERAS, "cameras"))),
     # the chunk loop as a graph: Loop Start -> the body (stage nodes, any core nodes) -> Loop End
     NodeSpec("WorldWarpLoopStart", "WorldWarp Loop Start", "WorldWarp/loop",

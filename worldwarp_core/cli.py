@@ -164,6 +164,7 @@ def check_generate_args(args) -> dict:
     check_seed(args.seed, "--seed")
     if args.caption_max_tokens is not None:
         check_int(args.caption_max_tokens, "--caption-max-tokens", 1)
+    check_int(args.geometry_batch, "--geometry-batch", 1)
     try:
         settings = PipelineSettings(
             chunk_frames=args.chunk, context_frames=args.context, strength=args.tau, steps=args.steps,
@@ -174,7 +175,8 @@ def check_generate_args(args) -> dict:
             cache_frames=args.cache_frames, extend_mode=args.extend, seed=args.seed,
             extrapolation=args.extrapolation, extrapolation_window=args.extrapolation_window,
             world_voxel=args.world_voxel, pose_source=args.pose_source, mask_rule=args.mask_rule, shift=args.shift,
-            caption_style=args.caption_style, caption_max_tokens=args.caption_max_tokens)
+            caption_style=args.caption_style, caption_max_tokens=args.caption_max_tokens,
+            geometry_batch=args.geometry_batch, cfg_batch=args.cfg_batch, vae_tiling=args.vae_tiling)
         starts = settings.chunk_starts(args.frames)
     except ValueError as e:
         raise ValueError(f"--chunk {args.chunk} / --context {args.context} / --frames {args.frames}: {e}") from None
@@ -238,7 +240,7 @@ def cmd_generate(args) -> int:
     image, paths, settings = checked["image"], checked["paths"], checked["settings"]
     H, W = image.shape[:2]
     print(f"loading the {args.geometry} geometry model from {paths['geometry']}", file=sys.stderr)
-    geometry = load_estimator(args.geometry, paths["geometry"], device=args.device)
+    geometry = load_estimator(args.geometry, paths["geometry"], device=args.device, dtype=args.geometry_dtype)
     given_K = None if args.fov is None else intrinsics_from_fov(args.fov, W, H)
     first = geometry.estimate(image[None], None if given_K is None else Cameras(torch.eye(4)[None], given_K, W, H))
     # a given FoV wins over a backend that estimates its own intrinsics (TTT3R). The first chunk
@@ -421,6 +423,24 @@ def _add_cache_options(g) -> None:
                         "(the official code's)")
 
 
+def _add_memory_options(g) -> None:
+    """Options that trade speed for accelerator memory (frames equal to float rounding, except tiling)."""
+    from .geometry import GEOMETRY_DTYPES
+    from .pipeline import PipelineSettings
+    from .sampler import CFG_BATCHES
+
+    s = PipelineSettings()
+    g.add_argument("--geometry-batch", type=int, default=s.geometry_batch,
+                   help="history frames per geometry forward, >= 1 (per-frame depth models; memory grows with it)")
+    g.add_argument("--geometry-dtype", default="auto", choices=list(GEOMETRY_DTYPES),
+                   help="dtype the geometry model runs in; auto: bf16 on CUDA, fp32 on the CPU")
+    g.add_argument("--cfg-batch", default=s.cfg_batch, choices=list(CFG_BATCHES),
+                   help="classifier-free guidance: both branches in one forward, or one after the other "
+                        "(sequential: less memory, slower)")
+    g.add_argument("--vae-tiling", action="store_true",
+                   help="VAE encode/decode on overlapping 256-pixel tiles (less memory; seams blended)")
+
+
 class _Formatter(argparse.RawDescriptionHelpFormatter):
     """Every option's help ends with its choices and its default."""
 
@@ -546,6 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--offload", default="none", choices=["none", "model"],
                    help="'model' keeps each model on the CPU until it is used (less GPU memory, slower)")
     g.add_argument("--seed", type=int, default=0, help=f"random seed, 0..{SEED_MAX}")
+    _add_memory_options(g)
     g.set_defaults(func=cmd_generate)
     d = sub.add_parser("demo", help="pipeline check with tiny random models (no weights needed)",
                        formatter_class=_Formatter)

@@ -19,6 +19,7 @@ latents_std`` per channel, and back before decoding.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -345,6 +346,24 @@ def check_chunk_video(frames: Tensor) -> None:
         raise ValueError(f"video of {F} frames at {W}x{H}: frames must be 4k+1 and sizes multiples of 16")
 
 
+@contextlib.contextmanager
+def vae_tiling(vae, on: bool):
+    """diffusers' spatial VAE tiling (tiles of ``tile_sample_min_*`` pixels, 256 by default, every
+    ``tile_sample_stride_*`` = 192, blended linearly over the 64-pixel overlap) switched on for the
+    block and back to the VAE's own setting after it. Frames no larger than one tile run untiled."""
+    if not on:
+        yield vae
+        return
+    if not hasattr(vae, "enable_tiling"):
+        raise ValueError(f"vae_tiling: the {type(vae).__name__} VAE has no tiled mode; switch vae_tiling off")
+    was = getattr(vae, "use_tiling", False)
+    vae.enable_tiling()
+    try:
+        yield vae
+    finally:
+        vae.use_tiling = was
+
+
 # ----------------------------------------------------------------------------- the bundle
 @dataclass
 class WorldWarpModel:
@@ -395,25 +414,31 @@ class WorldWarpModel:
         return mean, std
 
     @torch.no_grad()
-    def encode_video(self, frames: Tensor) -> Tensor:
-        """Frames ``[F, H, W, 3]`` in 0..1 -> normalised latents ``[C, F_lat, H/8, W/8]``."""
+    def encode_video(self, frames: Tensor, tiled: bool = False) -> Tensor:
+        """Frames ``[F, H, W, 3]`` in 0..1 -> normalised latents ``[C, F_lat, H/8, W/8]``.
+
+        ``tiled``: the VAE runs on overlapping 256x256-pixel tiles blended at the seams (diffusers'
+        tiling), so its activations are a tile's, not the frame's; the latents differ slightly."""
         check_chunk_video(frames)
         vae = self._use(self.vae)
         p = next(vae.parameters())
         x = (frames.permute(3, 0, 1, 2).unsqueeze(0) * 2 - 1).to(p.device, p.dtype)
-        z = vae.encode(x).latent_dist.mode()[0].float()
+        with vae_tiling(vae, tiled):
+            z = vae.encode(x).latent_dist.mode()[0].float()
         self._done(vae)
         mean, std = self._latent_stats(z)
         return ((z - mean) / std).cpu()
 
     @torch.no_grad()
-    def decode_video(self, z: Tensor) -> Tensor:
-        """Normalised latents ``[C, F_lat, h, w]`` -> frames ``[F, 8h, 8w, 3]`` in 0..1."""
+    def decode_video(self, z: Tensor, tiled: bool = False) -> Tensor:
+        """Normalised latents ``[C, F_lat, h, w]`` -> frames ``[F, 8h, 8w, 3]`` in 0..1 (``tiled``: as in
+        :meth:`encode_video`)."""
         vae = self._use(self.vae)
         p = next(vae.parameters())
         mean, std = self._latent_stats(z.float())
         x = (z.float() * std + mean).unsqueeze(0).to(p.device, p.dtype)
-        video = vae.decode(x, return_dict=False)[0][0].float()
+        with vae_tiling(vae, tiled):
+            video = vae.decode(x, return_dict=False)[0][0].float()
         self._done(vae)
         return ((video.clamp(-1, 1) + 1) / 2).permute(1, 2, 3, 0).cpu()
 

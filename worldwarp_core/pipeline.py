@@ -43,11 +43,13 @@ from .caption import (
     describe_frames,
 )
 from .geometry import (
+    DEFAULT_GEOMETRY_BATCH,
     POSE_SOURCES,
     GeometryEstimator,
     GeometryResult,
     PoseSource,
     align_poses,
+    estimate_in_batches,
     resolve_pose_source,
 )
 from .gscache import CacheMode, GSConfig, build_cache
@@ -69,7 +71,7 @@ from .loop import (
     run_provenance,
 )
 from .outputs import RunFolder, atomic_write_json
-from .sampler import SamplerConfig, st_diff_sample
+from .sampler import CFG_BATCHES, CfgBatch, SamplerConfig, st_diff_sample
 from .schedule import (
     MASK_RULES,
     OFFICIAL_SHIFT,
@@ -81,6 +83,7 @@ from .schedule import (
     schedule_picture,
 )
 from .trajectory import EXTRAPOLATION_METHODS, MAX_FRAMES, ExtrapolationMethod
+from .warp import WarpResult
 
 ExtendMode = Literal["extrapolate", "loop", "pingpong", "slowdown"]
 Event = dict
@@ -119,6 +122,10 @@ class PipelineSettings:
     fps: int = 16
     offload_helpers: bool = True  # unload the geometry model / VLM after each use
     deterministic: bool = True  # torch deterministic algorithms: a resumed run equals an uninterrupted one
+    # memory (none of them changes what is computed beyond float rounding, except vae_tiling's seams):
+    geometry_batch: int = DEFAULT_GEOMETRY_BATCH  # history frames per geometry forward (per-frame models)
+    cfg_batch: CfgBatch = "batched"  # CFG branches in one forward of batch 2, or "sequential": two of batch 1
+    vae_tiling: bool = False  # VAE encode/decode on overlapping spatial tiles (less memory, blended seams)
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -175,6 +182,10 @@ def check_settings(s: PipelineSettings) -> None:
         check_float(s.world_voxel, "world_voxel", 0.0, lo_open=True, example=0.05)
     check_seed(s.seed, "seed")
     check_int(s.fps, "fps", 1)
+    check_int(s.geometry_batch, "geometry_batch", 1)
+    check_choice(s.cfg_batch, "cfg_batch", CFG_BATCHES)
+    if not isinstance(s.vae_tiling, bool):
+        raise ValueError(f"vae_tiling must be true or false, got {s.vae_tiling!r}")
 
 
 @dataclass
@@ -298,7 +309,9 @@ class WorldWarpPipeline:
             if self.geometry is None:
                 raise ValueError("a geometry estimator is needed (or give the start image's depth)")
             starting("geometry")
-            geo: GeometryResult = self.geometry.estimate(hist_frames, hist_cams.to(dtype=torch.float32))
+            # per-frame models see geometry_batch frames at a time (memory follows the batch, not the history)
+            geo: GeometryResult = estimate_in_batches(self.geometry, hist_frames, hist_cams.to(dtype=torch.float32),
+                                                      s.geometry_batch)
             t = _stage(timings, "geometry", t)
             # 2. align: poses to the requested path, depth to the cache the history was generated from
             geo_cams, depth, _ = align_poses(geo, hist_cams, resolve_pose_source(s.pose_source, self.geometry))
@@ -320,9 +333,13 @@ class WorldWarpPipeline:
         hints = render_hints_in_steps(cache, cams.to(dtype=torch.float32),
                                       depth_tolerance=OFFICIAL_DEPTH_TOLERANCE if s.mask_rule == "official" else None,
                                       callback=lambda i, n: emit({"stage": "warp", "chunk": k, "step": i, "total": n}))
+        # the hints and the Gaussians wait on the CPU: the accelerator is the transformer's and the VAE's now
+        hints = WarpResult(hints.images.cpu(), hints.masks.cpu(), hints.depths.cpu())
+        if cache.gaussians is not None:
+            cache = replace(cache, gaussians=cache.gaussians.to("cpu"))
         context = plan.context_frames
-        chunk_video = torch.cat([context, hints.images[ctx:].float().cpu()])
-        pixel_mask = torch.cat([torch.ones(ctx, *context.shape[1:3]), hints.masks[ctx:].float().cpu()])
+        chunk_video = torch.cat([context, hints.images[ctx:].float()])
+        pixel_mask = torch.cat([torch.ones(ctx, *context.shape[1:3]), hints.masks[ctx:].float()])
         t = _stage(timings, "warp", t)
 
         # 5. caption the history (optional): pack -- the style appended; official -- the style inside the
@@ -344,13 +361,14 @@ class WorldWarpPipeline:
         for p in (text, s.negative_prompt):
             if p not in embeds:
                 embeds[p] = self.model.encode_prompt([p])
-        z_warp = self.model.encode_video(chunk_video)
+        tiling = {"tiled": True} if s.vae_tiling else {}  # models without a tiled mode are called as before
+        z_warp = self.model.encode_video(chunk_video, **tiling)
         t = _stage(timings, "encode", t)
 
         # 7. ST-Diff sampling with per-token noise levels
         cfg = SamplerConfig(steps=s.steps, strength=s.strength, guidance_scale=s.guidance_scale, shift=s.shift,
                             variant=s.variant, training_free=s.training_free, coverage=s.coverage,
-                            mask_rule=s.mask_rule, seed=plan.sampler_seed)
+                            mask_rule=s.mask_rule, seed=plan.sampler_seed, cfg_batch=s.cfg_batch)
         mask = sampler_mask(pixel_mask, s.mask_rule, s.coverage)
         result = st_diff_sample(self.model.transformer, z_warp, mask, context_latent_count(ctx), embeds[text],
                                 embeds[s.negative_prompt], cfg,
@@ -362,7 +380,7 @@ class WorldWarpPipeline:
 
         # 8. decode
         starting("decode")
-        decoded = self.model.decode_video(result.latents)
+        decoded = self.model.decode_video(result.latents, **tiling)
         t = _stage(timings, "decode", t)
 
         # 9-10. append the new frames (the overlap is already in the video); record and save the chunk
@@ -380,7 +398,10 @@ class WorldWarpPipeline:
     def _denoiser(self, positive: Tensor, negative: Tensor):
         """The model's own transformer call when it has one (core ComfyUI models); else the sampler's default."""
         make = getattr(self.model, "denoiser", None)
-        return make(positive, negative, self.settings.guidance_scale) if make is not None else None
+        if make is None:
+            return None
+        extra = {} if self.settings.cfg_batch == "batched" else {"cfg_batch": self.settings.cfg_batch}
+        return make(positive, negative, self.settings.guidance_scale, **extra)
 
     def _profile(self) -> dict:
         """What the settings resolved to: the mask rule, the flow shift used and the history poses."""
@@ -391,6 +412,17 @@ class WorldWarpPipeline:
             shift = float(config.get("shift", config.get("flow_shift", 3.0)))
         return {"mask_rule": s.mask_rule, "shift": shift, "pose_source": s.pose_source,
                 "pose_source_used": resolve_pose_source(s.pose_source, self.geometry)}
+
+    def _memory(self) -> dict:
+        """The memory settings and what they meant for these models (the manifest's ``memory``)."""
+        s = self.settings
+        dtype = getattr(self.geometry, "dtype", None)
+        return {"geometry_batch": s.geometry_batch,
+                # False: a multi-view/recurrent estimator saw the whole history in one call
+                "geometry_batched": bool(getattr(self.geometry, "per_frame", False)),
+                "geometry_dtype": str(dtype).replace("torch.", "") if isinstance(dtype, torch.dtype) else None,
+                "cfg_batch": s.cfg_batch, "vae_tiling": s.vae_tiling,
+                "offload": getattr(self.model, "offload", None)}
 
     def _manifest(self, folder: RunFolder, chunks: list[dict], frames: int, written: list[str]) -> None:
         with open(folder.path("run.json"), encoding="utf-8") as f:
@@ -411,7 +443,7 @@ class WorldWarpPipeline:
             "model_files": files, "model_file_identity": IDENTITY_NOTE, "inputs": inputs,
             "geometry": getattr(self.geometry, "name", None),
             "captioner": getattr(self.captioner, "name", None), "chunks": len(chunks),
-            "inference": self._profile(),
+            "inference": self._profile(), "memory": self._memory(),
             # which chunks came from which settings (a rollback, from_chunk, mixes runs)
             "chunk_settings": run_provenance(folder, chunks),
             "timings_per_chunk_s": [c["timings_s"] for c in chunks], "timings_total_s": totals,

@@ -23,13 +23,17 @@ end (masked SDEdit / RePaint without resampling).
 
 The sampler knows schedules, not layers: the model is any ``denoise_fn(x [B, C, F, h, w],
 timestep [B, L] or [B]) -> v``; :func:`transformer_denoiser` adapts a diffusers
-``WanTransformer3DModel`` with classifier-free guidance batched into one forward.
+``WanTransformer3DModel`` with classifier-free guidance batched into one forward (``cfg_batch =
+"batched"``, the official sampler's) or run as two forwards of batch 1 (``"sequential"``: the
+transformer's activations are those of one branch, for small cards; the same latents to float
+rounding, at the cost of two weight passes per step).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -49,6 +53,8 @@ from .schedule import (
 )
 
 DenoiseFn = Callable[[Tensor, Tensor], Tensor]
+CfgBatch = Literal["batched", "sequential"]
+CFG_BATCHES: tuple[str, ...] = ("batched", "sequential")
 StepCallback = Callable[[int, int, Tensor], None]  # (step, total, x0 estimate [C, F, h, w])
 
 
@@ -63,6 +69,7 @@ class SamplerConfig:
     coverage: float = 1.0  # strict rule only
     mask_rule: MaskRule = "official"
     seed: int = 0
+    cfg_batch: CfgBatch = "batched"  # CFG branches in one forward of batch 2, or two forwards of batch 1
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -75,6 +82,14 @@ class SamplerConfig:
             raise ValueError(f"unknown mask rule {self.mask_rule!r}; choose one of {MASK_RULES}")
         if self.shift is not None and self.shift <= 0:
             raise ValueError(f"shift must be positive, got {self.shift}")
+        check_cfg_batch(self.cfg_batch)
+
+
+def check_cfg_batch(cfg_batch: str) -> str:
+    if cfg_batch not in CFG_BATCHES:
+        raise ValueError(f"cfg_batch must be one of {', '.join(CFG_BATCHES)} (sequential: the two guidance "
+                         f"branches one after the other, less memory); got {cfg_batch!r}")
+    return cfg_batch
 
 
 @dataclass
@@ -184,30 +199,38 @@ def transformer_denoiser(
     prompt_embeds: Tensor,
     negative_embeds: Tensor | None = None,
     guidance_scale: float = 1.0,
+    cfg_batch: CfgBatch = "batched",
 ) -> DenoiseFn:
-    """Adapt a diffusers ``WanTransformer3DModel`` (per-token timesteps ``[B, L]``) with batched CFG.
+    """Adapt a diffusers ``WanTransformer3DModel`` (per-token timesteps ``[B, L]``) with CFG.
 
     ``prompt_embeds``/``negative_embeds``: ``[1, S, D]``. With ``guidance_scale > 1`` the negative
-    and positive branches run in ONE forward of batch 2: ``v = v_neg + g·(v_pos - v_neg)``.
+    and positive branches run in ONE forward of batch 2 (``cfg_batch="batched"``) or in two forwards
+    of batch 1 (``"sequential"``); either way ``v = v_neg + g·(v_pos - v_neg)``.
     """
+    check_cfg_batch(cfg_batch)
     cfg = guidance_scale > 1.0
     if cfg and negative_embeds is None:
         raise ValueError("classifier-free guidance needs negative prompt embeddings (or guidance_scale = 1)")
     dtype, device = compute_dtype(transformer), next(transformer.parameters()).device
-    embeds = torch.cat([negative_embeds, prompt_embeds]) if cfg else prompt_embeds
-    embeds = embeds.to(device, dtype)
+    positive = prompt_embeds.to(device, dtype)
+    negative = negative_embeds.to(device, dtype) if cfg else None
+    both = torch.cat([negative, positive]) if cfg and cfg_batch == "batched" else None
+
+    def forward(xb: Tensor, tb: Tensor, embeds: Tensor) -> Tensor:
+        with torch.no_grad():
+            return transformer(hidden_states=xb, timestep=tb, encoder_hidden_states=embeds, return_dict=False)[0].float()
 
     def denoise(x: Tensor, timestep: Tensor) -> Tensor:
         xb = x.to(device, dtype)
         tb = timestep.to(device)
-        if cfg:
-            xb = torch.cat([xb, xb])
-            tb = torch.cat([tb, tb])
-        with torch.no_grad():
-            v = transformer(hidden_states=xb, timestep=tb, encoder_hidden_states=embeds, return_dict=False)[0]
-        v = v.float()
-        if cfg:
-            v_neg, v_pos = v.chunk(2)
+        if not cfg:
+            v = forward(xb, tb, positive)
+        else:
+            if both is not None:
+                v_neg, v_pos = forward(torch.cat([xb, xb]), torch.cat([tb, tb]), both).chunk(2)
+            else:
+                v_neg = forward(xb, tb, negative)
+                v_pos = forward(xb, tb, positive)
             v = v_neg + guidance_scale * (v_pos - v_neg)
         return v.to(x.device)
 
@@ -249,7 +272,8 @@ def st_diff_sample(
     S = sigma_map(mask.to(z_warp.device), context_latents, s_start, config.variant)
     gen = torch.Generator().manual_seed(int(config.seed))
     eps = torch.randn(z_warp.shape, generator=gen, dtype=torch.float32).to(z_warp.device)
-    fn = denoise_fn or transformer_denoiser(transformer, prompt_embeds, negative_embeds, config.guidance_scale)
+    fn = denoise_fn or transformer_denoiser(transformer, prompt_embeds, negative_embeds, config.guidance_scale,
+                                            config.cfg_batch)
     if config.training_free:
         x = sample_training_free(fn, z_warp, S, sigmas, s_start, noise=eps, callback=callback)
     else:
@@ -258,6 +282,8 @@ def st_diff_sample(
 
 
 __all__ = [
+    "CFG_BATCHES",
+    "CfgBatch",
     "SamplerConfig",
     "SampleResult",
     "sample_training_free",

@@ -2,12 +2,23 @@
 
 from . import external, monocular, ttt3r  # noqa: F401 - registers the backends
 from .align import Fit, fit_depth_scale, fit_inverse_depth_affine, robust_sim3, sim3_from_cameras, umeyama_sim3
-from .base import ESTIMATORS, GeometryEstimator, GeometryResult, list_estimators, load_estimator
+from .base import (
+    DEFAULT_GEOMETRY_BATCH,
+    ESTIMATORS,
+    GEOMETRY_DTYPES,
+    GeometryDtype,
+    GeometryEstimator,
+    GeometryResult,
+    estimate_in_batches,
+    geometry_dtype,
+    list_estimators,
+    load_estimator,
+)
 from .pipeline_align import POSE_SOURCES, PoseSource, align_depth_to_cache, align_poses, resolve_pose_source
 
 __all__ = [
-    "ESTIMATORS", "Fit", "GeometryEstimator", "GeometryResult", "POSE_SOURCES", "PoseSource", "align_depth_to_cache",
+    "DEFAULT_GEOMETRY_BATCH", "ESTIMATORS", "Fit", "GEOMETRY_DTYPES", "GeometryDtype", "GeometryEstimator", "GeometryResult", "POSE_SOURCES", "PoseSource", "align_depth_to_cache",
     "align_poses", "resolve_pose_source",
-    "fit_depth_scale", "fit_inverse_depth_affine", "list_estimators", "load_estimator", "robust_sim3",
+    "estimate_in_batches", "fit_depth_scale", "fit_inverse_depth_affine", "geometry_dtype", "list_estimators", "load_estimator", "robust_sim3",
     "sim3_from_cameras", "umeyama_sim3",
 ]

@@ -14,6 +14,10 @@ from ..cameras import Cameras
 from ..model_files import register_kind
 
 DepthKind = Literal["metric", "relative"]
+GeometryDtype = Literal["auto", "fp32", "bf16", "fp16"]
+GEOMETRY_DTYPES: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DEFAULT_GEOMETRY_BATCH = 8  # frames per forward of a per-frame estimator (PipelineSettings.geometry_batch)
 
 
 @dataclass
@@ -26,6 +30,10 @@ class GeometryResult:
 
 
 class GeometryEstimator(Protocol):
+    """``per_frame`` (optional, default False): every frame's result depends on that frame alone, so
+    :func:`estimate_in_batches` may split a clip into mini-batches (monocular depth models). Multi-view
+    and recurrent models (TTT3R, Depth Anything 3) leave it False and always see the whole clip."""
+
     name: str
 
     def estimate(self, frames: Tensor, cameras: Cameras | None = None) -> GeometryResult:
@@ -58,14 +66,67 @@ def list_estimators() -> list[str]:
     return sorted(ESTIMATORS)
 
 
-def load_estimator(name: str, path: str | None = None, device: str = "cpu", dtype: torch.dtype = torch.float32,
+def geometry_dtype(choice: str | torch.dtype, device: str | torch.device = "cpu") -> torch.dtype:
+    """The dtype a geometry model runs in: ``auto`` is bf16 on CUDA (half of fp32's weights and
+    activations; Depth Pro is a 0.95 B-parameter ViT run on 1536x1536 inputs) and fp32 elsewhere
+    (CPUs without bf16 units run it slower than fp32)."""
+    if isinstance(choice, torch.dtype):
+        if choice not in _DTYPES.values():
+            raise ValueError(f"geometry dtype must be one of {GEOMETRY_DTYPES}, got {choice}")
+        return choice
+    if choice not in GEOMETRY_DTYPES:
+        raise ValueError(f"geometry dtype must be one of {', '.join(GEOMETRY_DTYPES)}; got {choice!r}")
+    if choice == "auto":
+        return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+    return _DTYPES[choice]
+
+
+def load_estimator(name: str, path: str | None = None, device: str = "cpu", dtype: str | torch.dtype = "auto",
                    **kwargs) -> GeometryEstimator:
-    """Instantiate a registered backend from a LOCAL folder (nothing is downloaded)."""
+    """Instantiate a registered backend from a LOCAL folder (nothing is downloaded).
+
+    ``dtype``: a torch dtype or one of :data:`GEOMETRY_DTYPES` (``auto``: bf16 on CUDA, fp32 elsewhere)."""
     if name not in ESTIMATORS:
         raise ValueError(f"unknown geometry backend {name!r}; choose one of {list_estimators()}")
     if path is not None and not os.path.exists(path):
         raise ValueError(f"{name}: model folder not found: {path}; {FOLDER_HINTS[name]}")
-    return ESTIMATORS[name](path=path, device=device, dtype=dtype, **kwargs)
+    return ESTIMATORS[name](path=path, device=device, dtype=geometry_dtype(dtype, device), **kwargs)
+
+
+def concat_results(parts: list[GeometryResult]) -> GeometryResult:
+    """Results of consecutive frame ranges -> one result (the frames in order)."""
+    kinds = {p.kind for p in parts}
+    if len(kinds) != 1:
+        raise ValueError(f"cannot join geometry results of different kinds {sorted(kinds)}")
+    inverse = None
+    if all(p.inverse is not None for p in parts):
+        inverse = torch.cat([p.inverse for p in parts])
+    return GeometryResult(torch.cat([p.depth for p in parts]), torch.cat([p.confidence for p in parts]),
+                          Cameras.cat([p.cameras for p in parts]), parts[0].kind, inverse)
+
+
+def estimate_in_batches(estimator: GeometryEstimator, frames: Tensor, cameras: Cameras | None = None,
+                        batch: int = DEFAULT_GEOMETRY_BATCH) -> GeometryResult:
+    """``estimator.estimate(frames [F, H, W, 3], cameras)`` run ``batch`` frames at a time.
+
+    Only a ``per_frame`` estimator is split (its frames are independent, so each frame's depth is the
+    one a single batch gives, to float rounding); its accelerator memory then follows ``batch``, not
+    ``F`` (a 49-frame history through Depth Pro in one batch needs tens of GB). A multi-view or
+    recurrent estimator gets the whole clip in one call, whatever ``batch``: splitting would change
+    its result (TTT3R runs the frames one at a time through its recurrent state already).
+    """
+    from ..inputs import check_int
+
+    check_int(batch, "geometry_batch", 1)
+    check_frames(frames)
+    F = int(frames.shape[0])
+    if cameras is not None and len(cameras) != F:
+        raise ValueError(f"{F} frames but {len(cameras)} cameras; give one camera per frame")
+    if not getattr(estimator, "per_frame", False) or F <= batch:
+        return estimator.estimate(frames, cameras)
+    parts = [estimator.estimate(frames[i:i + batch], None if cameras is None else cameras[i:i + batch])
+             for i in range(0, F, batch)]
+    return concat_results(parts)
 
 
 def check_frames(frames: Tensor) -> None:

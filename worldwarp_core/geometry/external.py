@@ -29,6 +29,7 @@ class DepthAnything3Estimator:
 
     name = "depth-anything-3"
     estimates_poses = True  # pose_source "auto" -> "estimated"
+    per_frame = False  # multi-view: every frame's depth and pose depend on the others (never split)
 
     def __init__(self, path: str, device: str = "cpu", dtype: torch.dtype = torch.float32, process_res: int = 504,
                  model=None) -> None:

@@ -1,6 +1,7 @@
 """Monocular depth backends on transformers: Depth Pro (metric + focal) and Depth Anything V2.
 
-Both run per frame and estimate no poses: the cameras of the result are the given ones, or
+Both run per frame (``per_frame = True``: the pipeline feeds them ``geometry_batch`` frames at a
+time) and estimate no poses: the cameras of the result are the given ones, or
 (when none are given) identity poses with the estimated (Depth Pro) or assumed-FoV (Depth
 Anything) intrinsics. Preprocessing is our own (resize + normalise in torch).
 
@@ -41,10 +42,12 @@ def focal_from_fov(fov_deg: Tensor, width: int) -> Tensor:
 class _Transformers:
     name = ""
     estimates_poses = False  # per-frame depth only: pose_source "auto" -> "requested"
+    per_frame = True  # each frame's depth depends on that frame alone (the median of DA-V2 is per frame too)
 
-    def __init__(self, model, device: str, dtype: torch.dtype) -> None:
+    def __init__(self, model, device: str, dtype: torch.dtype, path: str | None = None) -> None:
         self.model = model.to(device=device, dtype=dtype).eval()
         self.device, self.dtype = device, dtype
+        self.where = f"the geometry model in {path}" if path else "this geometry model"
 
     def _ready(self):
         """The model on its compute device (it may have been offloaded to the CPU between uses)."""
@@ -63,6 +66,9 @@ def _from_pretrained(cls, path: str | None, what: str):
     return from_pretrained_local(cls, path, what)
 
 
+FOV_RANGE = (1.0, 179.0)  # degrees: a predicted horizontal FoV outside it is no usable focal length
+
+
 class DepthPro(_Transformers):
     name = "depth-pro"
 
@@ -70,13 +76,37 @@ class DepthPro(_Transformers):
                  model=None) -> None:
         from transformers import DepthProForDepthEstimation
 
-        super().__init__(model or _from_pretrained(DepthProForDepthEstimation, path, "depth-pro-hf"), device, dtype)
+        super().__init__(model or _from_pretrained(DepthProForDepthEstimation, path, "depth-pro-hf"), device, dtype,
+                         path)
         cfg = self.model.config
         self.size = int(cfg.image_model_config.image_size / min(cfg.scaled_images_ratios))
+        # the config says whether the FoV head exists (apple/DepthPro-hf has it; the default config does not)
+        self.has_fov = bool(getattr(cfg, "use_fov_model", False)) and getattr(self.model, "fov_model", None) is not None
+
+    def _check_fov_head(self, cameras: Cameras | None) -> None:
+        """Without cameras the focal length comes from the FoV head: refused before any forward when it is missing."""
+        if cameras is None and not self.has_fov:
+            raise ValueError(f"depth-pro: {self.where} has no field-of-view head (use_fov_model is false in its "
+                             "config.json), so it cannot estimate the focal length: give the frames' cameras "
+                             "(known intrinsics, e.g. a field of view), or use the apple/DepthPro-hf folder, "
+                             "whose model has the head")
+
+    def _focal_from_fov(self, fov: Tensor, width: int) -> Tensor:
+        """Focal lengths ``[F]`` from the predicted horizontal FoV ``[F]`` (degrees), range-checked."""
+        lo, hi = FOV_RANGE
+        bad = ~(torch.isfinite(fov) & (fov >= lo) & (fov <= hi))
+        if bool(bad.any()):
+            values = ", ".join(f"{float(v):.4g}" for v in fov[bad][:3])
+            raise ValueError(f"depth-pro: {self.where} predicted a horizontal field of view of {values} degrees "
+                             f"for {int(bad.sum())} of {len(fov)} frames (a usable one is {lo:g}-{hi:g}); its "
+                             "weights are not a working Depth Pro (an incomplete or foreign folder?): download "
+                             "apple/DepthPro-hf again, or give the frames' cameras (known intrinsics)")
+        return focal_from_fov(fov, width)
 
     @torch.no_grad()
     def estimate(self, frames: Tensor, cameras: Cameras | None = None) -> GeometryResult:
         check_frames(frames)
+        self._check_fov_head(cameras)
         F, H, W, _ = frames.shape
         x = to_model_input(frames, self.size, self.size, HALF, HALF).to(self.device, self.dtype)
         out = self._ready()(pixel_values=x)
@@ -84,9 +114,9 @@ class DepthPro(_Transformers):
         if cameras is not None:
             focal = cameras.Ks[:, 0, 0].float().cpu()
         elif out.field_of_view is not None:
-            focal = focal_from_fov(out.field_of_view.float().cpu().reshape(F), W)
-        else:
-            raise ValueError("this Depth Pro model has no FoV head (use_fov_model=False): give the cameras' intrinsics")
+            focal = self._focal_from_fov(out.field_of_view.float().cpu().reshape(F), W)
+        else:  # a model whose config claims the head but returns no FoV
+            raise ValueError(f"depth-pro: {self.where} returned no field of view; give the frames' cameras")
         depth = 1.0 / (inv * W / focal.view(F, 1, 1)).clamp(1e-4, 1e4)
         if cameras is None:
             Ks = torch.zeros(F, 3, 3)
@@ -104,7 +134,7 @@ class DepthAnythingV2(_Transformers):
         from transformers import DepthAnythingForDepthEstimation
 
         super().__init__(model or _from_pretrained(DepthAnythingForDepthEstimation, path, "depth-anything-v2-small-hf"),
-                         device, dtype)
+                         device, dtype, path)
         self.fov_deg, self.input_size = fov_deg, input_size
         cfg = self.model.config
         self.metric = getattr(cfg, "depth_estimation_type", "relative") == "metric"
@@ -139,4 +169,4 @@ def _depth_anything(path=None, device="cpu", dtype=torch.float32, **kw):
     return DepthAnythingV2(path, device, dtype, **kw)
 
 
-__all__ = ["DepthAnythingV2", "DepthPro", "focal_from_fov"]
+__all__ = ["FOV_RANGE", "DepthAnythingV2", "DepthPro", "focal_from_fov"]

@@ -233,6 +233,10 @@ class TTT3REstimator:
 
     name = "ttt3r"
     estimates_poses = True  # pose_source "auto" -> "estimated"
+    # not split into mini-batches: each frame updates the recurrent state the next one reads, so a
+    # split would restart the state (other depth and poses); the repository's inference runs the
+    # frames one at a time through that state already, so its memory does not grow with the batch
+    per_frame = False
 
     def __init__(self, repo: str, checkpoint: str | None = None, device: str = "cpu",
                  dtype: torch.dtype = torch.float32, size: int = 512, update_type: str = "ttt3r") -> None:

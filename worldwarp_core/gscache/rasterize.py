@@ -17,6 +17,8 @@ and colours through ordinary autograd.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +26,8 @@ from torch import Tensor
 
 from ..cameras import Cameras
 from .gaussians import Backend, Gaussians
+
+log = logging.getLogger(__name__)
 
 ALPHA_MIN = 1.0 / 255.0
 ALPHA_MAX = 0.99
@@ -166,12 +170,59 @@ def rasterize_gsplat(g: Gaussians, cameras: Cameras, near: float = 0.01, backgro
     return RenderResult(render[..., :3], alpha[..., 0], render[..., 3])
 
 
+def _load_gsplat_extension():
+    """gsplat's compiled CUDA rasteriser: a prebuilt one, or one gsplat builds just in time with the
+    CUDA toolkit on first use (``gsplat.cuda._backend._C`` is None when it found no toolkit)."""
+    from gsplat.cuda._backend import _C
+
+    if _C is None:
+        raise ImportError("no prebuilt gsplat CUDA extension, and no CUDA toolkit to build one")
+    return _C
+
+
+def gsplat_fallback_message(error: BaseException) -> str:
+    """The one line a failed gsplat load gives: what failed, how to install a prebuilt wheel for this
+    torch/CUDA, and that the torch rasteriser is used meanwhile."""
+    first = (str(error).strip().splitlines() or [""])[0] or type(error).__name__
+    major, minor = (torch.__version__.split("+")[0].split(".") + ["0"])[:2]
+    cuda = torch.version.cuda or "unknown"
+    index = f"https://docs.gsplat.studio/whl/pt{major}{minor}cu{cuda.replace('.', '')}"
+    return (f"gsplat's CUDA rasteriser could not be loaded ({type(error).__name__}: {first}); the 3DGS cache "
+            f"renders with the pack's torch rasteriser on the GPU meanwhile (slower). To use gsplat, install a "
+            f"prebuilt wheel for torch {torch.__version__} / CUDA {cuda}: pip install gsplat --index-url {index} "
+            "(the torch/CUDA pairs with wheels: https://docs.gsplat.studio/whl/gsplat), or install the CUDA "
+            "toolkit so gsplat can build it")
+
+
+_GSPLAT: list[str | None] = []  # the load's outcome, once per process: [None] loaded, [message] failed
+
+
+def gsplat_problem() -> str | None:
+    """None when gsplat's CUDA rasteriser loads; else the one-line reason, logged the first time only."""
+    if not _GSPLAT:
+        try:
+            _load_gsplat_extension()
+            _GSPLAT.append(None)
+        except Exception as e:  # noqa: BLE001 - a missing wheel, a failed JIT build, a missing libcudart...
+            _GSPLAT.append(gsplat_fallback_message(e))
+            log.warning(_GSPLAT[0])
+    return _GSPLAT[0]
+
+
 def resolve_backend(backend: Backend, device: torch.device) -> str:
+    """``auto``: gsplat on CUDA when its rasteriser loads, else the torch one (on the same device)."""
     if backend == "auto":
-        return "gsplat" if device.type == "cuda" else "torch"
+        return "gsplat" if device.type == "cuda" and gsplat_problem() is None else "torch"
     if backend == "gsplat" and device.type != "cuda":
         raise ValueError("the gsplat backend needs CUDA tensors; use backend='torch' (or 'auto') on CPU")
+    if backend == "gsplat" and gsplat_problem() is not None:
+        raise ValueError(f"{gsplat_problem()}; or choose the cache backend 'auto' or 'torch'")
     return backend
+
+
+def rasteriser(backend: Backend, device: torch.device) -> Callable[..., RenderResult]:
+    """The rasterising function ``backend`` resolves to on ``device``."""
+    return rasterize_gsplat if resolve_backend(backend, device) == "gsplat" else rasterize_torch
 
 
 def render_gaussians(g: Gaussians, cameras: Cameras, backend: Backend = "auto", max_radius: int = 16,
@@ -179,6 +230,7 @@ def render_gaussians(g: Gaussians, cameras: Cameras, backend: Backend = "auto", 
     """Render RGB ``[V,H,W,3]``, alpha ``[V,H,W]`` and expected depth ``[V,H,W]`` at ``cameras``."""
     if len(g) == 0:
         raise ValueError("cannot render an empty set of Gaussians")
-    if resolve_backend(backend, g.means.device) == "gsplat":
+    fn = rasteriser(backend, g.means.device)
+    if fn is rasterize_gsplat:
         return rasterize_gsplat(g, cameras, background=background)
     return rasterize_torch(g, cameras, max_radius=max_radius, background=background)
