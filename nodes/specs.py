@@ -161,8 +161,9 @@ SPECS: tuple[NodeSpec, ...] = (
                  options=_files("diffusion_models", none=True)),
               In("dtype", "COMBO", "Weights dtype; fp8 stores weights in 8 bits and computes in bf16.", "bf16",
                  options=("bf16", "fp16", "fp32", "fp8")),
-              In("offload", "COMBO", "'model' keeps components on the CPU between uses (low VRAM).", "none",
-                 options=("none", "model"))),
+              In("offload", "COMBO", "'model' keeps components on the CPU between uses (low VRAM); "
+                 "'text_encoder' only the UMT5 text encoder (about 11 GB in bf16, used once per prompt).", "none",
+                 options=("none", "text_encoder", "model"))),
              (Out(MODEL, "model"),)),
     NodeSpec("WorldWarpLoadDiffusionModel", "Load WorldWarp Diffusion Model", "WorldWarp/loaders",
              "Loads the official worldwarp_latest.ckpt (diffusers layout, read with weights_only) or any Wan 2.1 T2V "

@@ -139,6 +139,14 @@ r_core = st_diff_sample(None, z_pack, tm, context_latent_count(1), prompt, negat
 report["stdiff_max_abs"] = maxdiff(r_pack.latents, r_core.latents)
 report["stdiff_latent_scale"] = float(r_pack.latents.abs().max())
 report["stdiff_moved"] = maxdiff(r_pack.latents, z_pack)
+# sequential CFG (two forwards of batch 1) on the core model: the batched latents to float rounding
+r_seq = st_diff_sample(None, z_pack, tm, context_latent_count(1), prompt, negative, cfg,
+                       scheduler_config=core.scheduler_config,
+                       denoise_fn=core.denoiser(prompt, negative, 5.0, cfg_batch="sequential"))
+report["core_sequential_vs_batched_max_abs"] = maxdiff(r_seq.latents, r_core.latents)
+# the core VAE's tiled encode/decode (frames within one 256-pixel tile: the untiled result)
+report["core_tiled_encode_max_abs"] = maxdiff(core.encode_video(frames, tiled=True), z_core)
+report["core_tiled_decode_max_abs"] = maxdiff(core.decode_video(z_pack, tiled=True), x_core)
 
 # a single forward with per-token timesteps (no CFG): the raw transformer outputs
 t = torch.rand(1, 3 * 2 * 3, generator=gen) * 1000

@@ -120,6 +120,11 @@ def test_transformer_parity_per_token_timesteps(parity_report):
     assert r["stdiff_max_abs"] <= 2e-5 * max(1.0, r["stdiff_latent_scale"])
     # the official-checkpoint loader: diffusers state dict (torch.save) -> core MODEL == diffusers transformer
     assert r["ckpt_vs_diffusers_max_abs"] <= 2e-5 * max(1.0, r["forward_scale"])
+    # cfg_batch sequential on the core model: two forwards of batch 1 give the batched latents
+    assert r["core_sequential_vs_batched_max_abs"] <= 1e-5 * max(1.0, r["stdiff_latent_scale"])
+    # the core VAE's tiled mode runs; within one tile it is the untiled VAE
+    assert r["core_tiled_encode_max_abs"] <= 1e-5 * max(1.0, r["vae_latent_scale"])
+    assert r["core_tiled_decode_max_abs"] <= 1e-5
 
 
 @pytest.mark.comfy

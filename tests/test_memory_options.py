@@ -101,6 +101,22 @@ def test_geometry_dtype_choice(tmp_path):
     assert load_estimator("depth-anything-v2", str(tmp_path / "da"), input_size=56).dtype == torch.float32  # auto
 
 
+def test_memory_settings_are_checked_with_their_option_names(capsys):
+    from worldwarp_core.cli import main
+    from worldwarp_core.pipeline import PipelineSettings
+
+    with pytest.raises(ValueError, match="geometry_batch must be >= 1, got 0; use 1"):
+        PipelineSettings(geometry_batch=0)
+    with pytest.raises(ValueError, match="cfg_batch must be one of batched, sequential; got 'both'"):
+        PipelineSettings(cfg_batch="both")
+    with pytest.raises(ValueError, match="vae_tiling must be true or false, got 1"):
+        PipelineSettings(vae_tiling=1)
+    # the CLI refuses before anything loads (the image and model folders are not even looked at)
+    assert main(["generate", "--image", "nope.png", "--trajectory", "dolly_in", "--frames", "49", "--models", "nope",
+                 "--out", "nope", "--geometry-batch", "0"]) == 2
+    assert "error: --geometry-batch must be >= 1, got 0; use 1" in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------- Depth Pro's FoV head
 def test_depth_pro_without_fov_head_is_refused_before_any_forward(tmp_path):
     from transformers import DepthProConfig, DepthProForDepthEstimation
@@ -151,6 +167,24 @@ def test_sequential_cfg_gives_the_batched_latents():
                                transformer_denoiser(tr, pos, neg, 4.0)(x, t), rtol=0, atol=1e-5)
     with pytest.raises(ValueError, match="cfg_batch must be one of batched, sequential"):
         SamplerConfig(cfg_batch="parallel")
+
+
+def test_text_encoder_offload_moves_only_the_text_encoder():
+    from worldwarp_core.models import _place
+
+    m = tiny_model(0)
+    m.offload = "text_encoder"
+    assert m._offloaded(m.text_encoder) and not m._offloaded(m.transformer) and not m._offloaded(m.vae)
+    m.offload = "model"
+    assert all(m._offloaded(x) for x in (m.text_encoder, m.transformer, m.vae))
+    m.offload = "text_encoder"
+    moved = []
+    m.text_encoder.to = lambda device: moved.append(str(device)) or m.text_encoder  # where it is sent
+    e = m.encode_prompt(["a room"])
+    assert e.shape == (1, 512, 32) and moved == ["cpu", "cpu"]  # to the device (cpu here) and back
+    m.offload = "all"
+    with pytest.raises(ValueError, match="offload must be one of none, text_encoder, model; got 'all'"):
+        _place(m)
 
 
 # ----------------------------------------------------------------------------- VAE tiling

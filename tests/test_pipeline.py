@@ -195,11 +195,15 @@ def test_cli_generate_end_to_end_with_tiny_model_files(tmp_path, tiny_florence, 
                  "--chunk", "17", "--context", "9", "--steps", "2", "--cache", "pointcloud", "--models", wan,
                  "--out", str(out), "--geometry", "depth-anything-v2", "--geometry-path", depth, "--fov", "60",
                  "--dtype", "fp32", "--training-free", "--style", "Van Gogh style", "--captioner", "florence-2",
-                 "--captioner-path", tiny_florence])
+                 "--captioner-path", tiny_florence, "--geometry-batch", "3", "--geometry-dtype", "fp32",
+                 "--cfg-batch", "sequential", "--vae-tiling"])
     assert code == 0, capsys.readouterr().err
     assert len(list((out / "frames").glob("*.png"))) == 25 and (out / "video.mp4").stat().st_size > 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["captioner"] == "florence-2" and manifest["frames"] == 25
+    assert manifest["memory"] == {"geometry_batch": 3, "geometry_batched": True, "geometry_dtype": "float32",
+                                  "cfg_batch": "sequential", "vae_tiling": True, "offload": "none"}
+    assert manifest["settings"]["geometry_batch"] == 3 and manifest["settings"]["cfg_batch"] == "sequential"
     chunk = json.loads((out / "chunks" / "chunk_001" / "chunk.json").read_text())
     assert chunk["prompt"].endswith(", Van Gogh style") and len(chunk["prompt"]) > len(", Van Gogh style")
     cams = json.loads((out / "cameras.json").read_text())

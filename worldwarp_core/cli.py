@@ -563,8 +563,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weights' dtype of the transformer (fp8: stored in fp8, computed in bf16)")
     g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="torch device: cpu, cuda, cuda:N or mps")
-    g.add_argument("--offload", default="none", choices=["none", "model"],
-                   help="'model' keeps each model on the CPU until it is used (less GPU memory, slower)")
+    g.add_argument("--offload", default="none", choices=["none", "text_encoder", "model"],
+                   help="'model' keeps each model on the CPU until it is used (less GPU memory, slower); "
+                        "'text_encoder' only the text encoder (about 11 GB of UMT5-XXL in bf16), used once per prompt")
     g.add_argument("--seed", type=int, default=0, help=f"random seed, 0..{SEED_MAX}")
     _add_memory_options(g)
     g.set_defaults(func=cmd_generate)
