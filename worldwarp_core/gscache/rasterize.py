@@ -186,7 +186,8 @@ def gsplat_fallback_message(error: BaseException) -> str:
     first = (str(error).strip().splitlines() or [""])[0] or type(error).__name__
     major, minor = (torch.__version__.split("+")[0].split(".") + ["0"])[:2]
     cuda = torch.version.cuda or "unknown"
-    index = f"https://docs.gsplat.studio/whl/pt{major}{minor}cu{cuda.replace('.', '')}"
+    cu = cuda.replace(".", "") if torch.version.cuda else "XYZ (XYZ: your CUDA version without the dot, e.g. 124)"
+    index = f"https://docs.gsplat.studio/whl/pt{major}{minor}cu{cu}"
     return (f"gsplat's CUDA rasteriser could not be loaded ({type(error).__name__}: {first}); the 3DGS cache "
             f"renders with the pack's torch rasteriser on the GPU meanwhile (slower). To use gsplat, install a "
             f"prebuilt wheel for torch {torch.__version__} / CUDA {cuda}: pip install gsplat --index-url {index} "
