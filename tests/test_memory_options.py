@@ -100,6 +100,23 @@ def test_geometry_dtype_choice(tmp_path):
     assert load_estimator("depth-anything-v2", str(tmp_path / "da"), input_size=56).dtype == torch.float32  # auto
 
 
+def test_auto_keeps_the_recurrent_ttt3r_in_fp32(monkeypatch):
+    """auto is bf16 on CUDA for the per-frame models, but fp32 for TTT3R (as the official code runs it)."""
+    from worldwarp_core.geometry import base
+
+    seen = {}
+    monkeypatch.setitem(base.ESTIMATORS, "ttt3r", lambda path=None, device="cpu", dtype=None, **kw: seen.setdefault(
+        "ttt3r", dtype))
+    monkeypatch.setitem(base.ESTIMATORS, "depth-pro", lambda path=None, device="cpu", dtype=None, **kw: seen.setdefault(
+        "depth-pro", dtype))
+    load_estimator("ttt3r", None, device="cuda", dtype="auto")
+    load_estimator("depth-pro", None, device="cuda", dtype="auto")
+    assert seen == {"ttt3r": torch.float32, "depth-pro": torch.bfloat16}
+    seen.clear()
+    load_estimator("ttt3r", None, device="cuda", dtype="bf16")  # asked for explicitly: given
+    assert seen == {"ttt3r": torch.bfloat16}
+
+
 def test_memory_settings_are_checked_with_their_option_names(capsys):
     from worldwarp_core.cli import main
     from worldwarp_core.pipeline import PipelineSettings

@@ -81,16 +81,24 @@ def geometry_dtype(choice: str | torch.dtype, device: str | torch.device = "cpu"
     return _DTYPES[choice]
 
 
+# backends ``auto`` keeps in fp32: TTT3R is recurrent (each frame's state update reads the last one, so
+# rounding accumulates over a clip), the official code runs it in fp32, and one frame at a time at
+# 512x512 it gains little memory from half precision
+AUTO_FP32 = frozenset({"ttt3r"})
+
+
 def load_estimator(name: str, path: str | None = None, device: str = "cpu", dtype: str | torch.dtype = "auto",
                    **kwargs) -> GeometryEstimator:
     """Instantiate a registered backend from a LOCAL folder (nothing is downloaded).
 
-    ``dtype``: a torch dtype or one of :data:`GEOMETRY_DTYPES` (``auto``: bf16 on CUDA, fp32 elsewhere)."""
+    ``dtype``: a torch dtype or one of :data:`GEOMETRY_DTYPES` (``auto``: bf16 on CUDA, fp32 elsewhere;
+    fp32 always for the backends in :data:`AUTO_FP32`)."""
     if name not in ESTIMATORS:
         raise ValueError(f"unknown geometry backend {name!r}; choose one of {list_estimators()}")
     if path is not None and not os.path.exists(path):
         raise ValueError(f"{name}: model folder not found: {path}; {FOLDER_HINTS[name]}")
-    return ESTIMATORS[name](path=path, device=device, dtype=geometry_dtype(dtype, device), **kwargs)
+    chosen = torch.float32 if dtype == "auto" and name in AUTO_FP32 else geometry_dtype(dtype, device)
+    return ESTIMATORS[name](path=path, device=device, dtype=chosen, **kwargs)
 
 
 def concat_results(parts: list[GeometryResult]) -> GeometryResult:
