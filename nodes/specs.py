@@ -183,7 +183,7 @@ SPECS: tuple[NodeSpec, ...] = (
               In("fov_degrees", "FLOAT", "Horizontal field of view assumed by models that do not estimate it.", 60.0,
                  min=10.0, max=170.0, step=0.5),
               In("dtype", "COMBO", "Precision the model runs in; auto: bf16 on a CUDA GPU (half the memory of "
-                 "fp32), fp32 on the CPU.", "auto", options=GEOMETRY_DTYPES)),
+                 "fp32; TTT3R stays fp32), fp32 on the CPU.", "auto", options=GEOMETRY_DTYPES)),
              (Out(GEOMODEL, "geometry_model"),)),
     NodeSpec("WorldWarpLoadCaptioner", "Load Captioner", "WorldWarp/loaders",
              "A VLM that describes the history frames, or a fixed prompt.", ops.load_captioner_node,

@@ -433,7 +433,7 @@ def _add_memory_options(g) -> None:
     g.add_argument("--geometry-batch", type=int, default=s.geometry_batch,
                    help="history frames per geometry forward, >= 1 (per-frame depth models; memory grows with it)")
     g.add_argument("--geometry-dtype", default="auto", choices=list(GEOMETRY_DTYPES),
-                   help="dtype the geometry model runs in; auto: bf16 on CUDA, fp32 on the CPU")
+                   help="dtype the geometry model runs in; auto: bf16 on CUDA (TTT3R: fp32), fp32 on the CPU")
     g.add_argument("--cfg-batch", default=s.cfg_batch, choices=list(CFG_BATCHES),
                    help="classifier-free guidance: both branches in one forward, or one after the other "
                         "(sequential: less memory, slower)")
