@@ -134,23 +134,18 @@ def _register_routes() -> None:
 
     @PromptServer.instance.routes.post("/worldwarp/trajectory_preview")
     async def trajectory_preview(request):
-        raw = await preview.read_body(request, preview.MAX_BODY_BYTES)
-        if raw is None:  # refused unread
-            return web.json_response({"error": f"request body is {request.content_length} bytes; the limit is "
-                                               f"{preview.MAX_BODY_BYTES}"}, status=400)
-        status, text = await preview.respond(raw)
+        status, text = await preview.serve(request, preview.MAX_BODY_BYTES, preview.respond)
         return web.Response(text=text, status=status, content_type="application/json")
 
     # the Camera Director's editor: the same body checks and off-loop worker (nodes/director.py)
     from . import director
 
     def director_route(name):
+        async def respond(raw):
+            return await director.respond(name, raw)
+
         async def answer(request):
-            raw = await preview.read_body(request, director.MAX_BODY_BYTES)
-            if raw is None:
-                return web.json_response({"error": f"request body is {request.content_length} bytes; the limit "
-                                                   f"is {director.MAX_BODY_BYTES}"}, status=400)
-            status, text = await director.respond(name, raw)
+            status, text = await preview.serve(request, director.MAX_BODY_BYTES, respond)
             return web.Response(text=text, status=status, content_type="application/json")
 
         PromptServer.instance.routes.post(f"/worldwarp/director/{name}")(answer)
@@ -168,14 +163,13 @@ def _register_schedule_route() -> None:
     except ImportError:
         return
 
-    from . import schedule_preview
+    from . import preview, schedule_preview
 
     @PromptServer.instance.routes.post("/worldwarp/schedule_preview")
     async def schedule_curves(request):
-        if (request.content_length or 0) > schedule_preview.MAX_BODY_BYTES:
-            return web.json_response({"error": "request body too large"}, status=400)
-        status, body = schedule_preview.respond(await request.content.read(schedule_preview.MAX_BODY_BYTES + 1))
-        return web.json_response(body, status=status)
+        status, text = await preview.serve(request, schedule_preview.MAX_BODY_BYTES,
+                                           schedule_preview.respond_off_loop)
+        return web.Response(text=text, status=status, content_type="application/json")
 
 
 _register_routes()

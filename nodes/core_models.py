@@ -88,17 +88,24 @@ class CoreWanModel:
 
     # ------------------------------------------------------------------ video
     @torch.no_grad()
-    def encode_video(self, frames: Tensor) -> Tensor:
-        """Frames ``[F, H, W, 3]`` in 0..1 -> normalised latents ``[C, F_lat, H/8, W/8]`` (the model's latent format)."""
+    def encode_video(self, frames: Tensor, check=None) -> Tensor:
+        """Frames ``[F, H, W, 3]`` in 0..1 -> normalised latents ``[C, F_lat, H/8, W/8]`` (the model's latent
+        format); ``check()`` runs inside the VAE's forward (``worldwarp_core.interrupt.checked``)."""
+        from worldwarp_core.interrupt import checked
+
         check_chunk_video(frames)
-        z = self.vae.encode(frames.float().cpu())  # [1, C, F_lat, h, w] raw VAE latents
+        with checked(getattr(self.vae, "first_stage_model", None), check):
+            z = self.vae.encode(frames.float().cpu())  # [1, C, F_lat, h, w] raw VAE latents
         return self.latent_format.process_in(z.float())[0].cpu()
 
     @torch.no_grad()
-    def decode_video(self, z: Tensor) -> Tensor:
+    def decode_video(self, z: Tensor, check=None) -> Tensor:
         """Normalised latents ``[C, F_lat, h, w]`` -> frames ``[F, 8h, 8w, 3]`` in 0..1."""
+        from worldwarp_core.interrupt import checked
+
         raw = self.latent_format.process_out(z.float().cpu().unsqueeze(0))
-        images = self.vae.decode(raw)
+        with checked(getattr(self.vae, "first_stage_model", None), check):
+            images = self.vae.decode(raw)
         return images.reshape(-1, *images.shape[-3:]).float().clamp(0, 1).cpu()
 
     # ------------------------------------------------------------------ transformer

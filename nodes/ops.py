@@ -17,6 +17,7 @@ import torch
 from worldwarp_core.caption import FixedCaptioner, compose_prompt, load_captioner
 from worldwarp_core.director import director_cameras
 from worldwarp_core.geometry import align_poses, load_estimator, resolve_pose_source
+from worldwarp_core.geometry.base import estimate_checked
 from worldwarp_core.gscache import GSConfig, build_cache, load_ply, save_ply, to_comfy_splat
 from worldwarp_core.gscache.cache import render_hints_in_steps
 from worldwarp_core.inputs import (
@@ -24,9 +25,11 @@ from worldwarp_core.inputs import (
     check_float,
     check_image,
     check_int,
+    check_name,
     check_output_folder,
     check_seed,
     check_video,
+    input_file,
     load_camera_file,
     os_error_message,
 )
@@ -42,6 +45,7 @@ from worldwarp_core.loop import (
     replay_last,
 )
 from worldwarp_core.models import load_components, load_diffusers_folder, load_worldwarp_checkpoint
+from worldwarp_core.outputs import NODE_ADVICE
 from worldwarp_core.pipeline import PipelineSettings, WorldWarpPipeline
 from worldwarp_core.sampler import SamplerConfig, st_diff_sample
 from worldwarp_core.schedule import (
@@ -52,7 +56,7 @@ from worldwarp_core.schedule import (
     sigma_map,
     sigma_start,
 )
-from worldwarp_core.trajectory import extend_to, make_trajectory
+from worldwarp_core.trajectory import MAX_FRAMES, extend_to, make_trajectory
 from worldwarp_core.video_path import camera_path_from_video, pose_cache_path
 
 from .director import start_and_scale
@@ -159,11 +163,9 @@ def load_captioner_node(env, captioner, folder, fixed_prompt):
 def camera_trajectory(env, image, preset, strength, frames, fov_degrees, scene_scale, easing, camera_file,
                       geometry=None):
     H, W = int(image.shape[1]), int(image.shape[2])
-    check_int(frames, "frames", 1)
-    if camera_file.strip():
-        path = camera_file.strip()
-        if not os.path.isabs(path):
-            path = os.path.join(env.input_dir(), path)
+    check_int(frames, "frames", 1, MAX_FRAMES)
+    if camera_file.strip():  # only ComfyUI's input folder is read (the size and camera limits: inputs.py)
+        path = input_file(env.input_dir(), camera_file, "camera_file", "camera file")
         return (load_camera_file(path, W, H, "camera_file"),)
     start, scale = start_and_scale(W, H, fov_degrees, scene_scale, geometry)
     return (make_trajectory(preset, frames, start, scene_scale=scale, strength=strength, ease=easing),)
@@ -214,6 +216,10 @@ def load_pose_cache_node(env, image, file, speed_multiplier):
 
 
 def extrapolate_trajectory(env, cameras, total_frames, mode, window, damping, method="auto"):
+    total_frames = check_int(total_frames, "total_frames", 1, MAX_FRAMES)
+    if total_frames < len(cameras):  # extending never cuts: a shorter total is a mistake, not a request
+        raise ValueError(f"total_frames is {total_frames} but the path already has {len(cameras)} cameras; set "
+                         f"total_frames to at least {len(cameras)} (Extrapolate Trajectory only extends a path)")
     return (extend_to(cameras, total_frames, mode, window or None, damping, method),)
 
 
@@ -252,7 +258,8 @@ def cameras_to_camera_info(env, cameras, frame):
 def estimate_geometry(env, geometry_model, images, pose_source="auto", cameras=None):
     check_video(images.float().cpu(), "images")
     # the estimator sees float32 cameras (as the pipeline gives them); alignment uses them as given
-    result = geometry_model.estimate(images.float().cpu(), None if cameras is None else cameras.to(dtype=torch.float32))
+    result = estimate_checked(geometry_model, images.float().cpu(),
+                              None if cameras is None else cameras.to(dtype=torch.float32), env.check_interrupt)
     if cameras is not None:  # into the given cameras' frame (kept, or the estimate Sim(3)-aligned to them)
         cams, depth, _ = align_poses(result, cameras, resolve_pose_source(pose_source, geometry_model))
         result = replace(result, cameras=cams, depth=depth)
@@ -285,20 +292,21 @@ def build_cache_node(env, images, geometry, mode, iterations, learning_rate, str
 
 @deterministic
 def render_hints(env, cache, cameras):
-    hints = render_hints_checked(env, cache, cameras)
-    return hints.images.float(), hints.masks.float()
+    hints = render_hints_checked(env, cache, cameras, keep_depths=False)
+    return hints.images, hints.masks.float()
 
 
-def render_hints_checked(env, cache, cameras):
+def render_hints_checked(env, cache, cameras, keep_depths: bool = True):
     """The cache rendered at ``cameras`` (float32, as the pipeline renders), a few views at a time so
-    an interrupt is answered while a long chunk renders; progress per view."""
+    an interrupt is answered while a long chunk renders; progress per view. Views x pixels are
+    bounded (``inputs.MAX_HINT_PIXELS``) before anything renders."""
     bar = env.progress(len(cameras))
 
     def on_views(done, total):
         env.check_interrupt()
         bar.update_absolute(done, total)
 
-    return render_hints_in_steps(cache, cameras.to(dtype=torch.float32), callback=on_views)
+    return render_hints_in_steps(cache, cameras.to(dtype=torch.float32), callback=on_views, keep_depths=keep_depths)
 
 
 def describe_scene(env, captioner, images, style, clip=None):
@@ -330,17 +338,39 @@ def _denoiser(model, positive, negative, cfg):
     return model.denoiser(positive, negative, cfg) if hasattr(model, "denoiser") else None
 
 
+def _sampling_inputs(steps, strength, cfg, shift, schedule=None, mask_rule=None) -> None:
+    """The sampler's numbers checked by their node input names (NaN included), before any work."""
+    check_int(steps, "steps", 1, 200)
+    check_float(strength, "strength", 0.0, 1.0)
+    if cfg is not None:
+        check_float(cfg, "cfg", 1.0, 20.0, example=5.0)
+    check_float(shift, "shift", 0.0, 20.0, lo_open=True, example=5.0)
+
+
+def _hint_frames(F: int, context_frames: int) -> None:
+    if (F - 1) % 4:
+        raise ValueError(f"hints hold {F} frames; the Wan VAE needs 4k+1 frames: use {F - (F - 1) % 4} or "
+                         f"{F - (F - 1) % 4 + 4}")
+    check_int(context_frames, "context_frames", 1)
+    if (context_frames - 1) % 4:
+        raise ValueError(f"context_frames is {context_frames}; it must be 4j+1 (1, 5, 9...)")
+    if context_frames >= F:
+        raise ValueError(f"hints hold {F} frame(s) and context_frames is {context_frames}: nothing is left to "
+                         f"generate; give at least {context_frames + 4} hint frames or fewer context_frames")
+
+
 @deterministic
 def st_diff_sampler(env, model, hints, masks, prompt, negative_prompt, context_frames, strength, steps, cfg, seed,
                     schedule, training_free, context=None, conditioning=None, negative_conditioning=None, vae=None,
                     mask_rule="official", shift=5.0):
+    # every cheap check before the VAE encode
     check_video(hints, "hints", masks)
     check_seed(seed)
+    _sampling_inputs(steps, strength, cfg, shift)
     F = int(hints.shape[0])
-    if (F - 1) % 4:
-        raise ValueError(f"hints hold {F} frames; the Wan VAE needs 4k+1 frames: use {F - (F - 1) % 4} or "
-                         f"{F - (F - 1) % 4 + 4}")
-    check_int(context_frames, "context_frames", 1, F)
+    _hint_frames(F, context_frames)
+    config = SamplerConfig(steps=steps, strength=strength, guidance_scale=cfg, variant=schedule,
+                           training_free=training_free, seed=seed, mask_rule=mask_rule, shift=shift)
     video = hints.float().cpu().clone()
     mask = masks.float().cpu().clone()
     if context is not None:
@@ -354,22 +384,35 @@ def st_diff_sampler(env, model, hints, masks, prompt, negative_prompt, context_f
         video[:n] = context.float().cpu()
         mask[:n] = 1.0
     model = _st_model(model, vae)
-    z = model.encode_video(video)
-    config = SamplerConfig(steps=steps, strength=strength, guidance_scale=cfg, variant=schedule,
-                           training_free=training_free, seed=seed, mask_rule=mask_rule, shift=shift)
+    token_mask = sampler_mask(mask, mask_rule)
+    check = env.check_interrupt  # answered inside the VAE's encode and decode too
+    z = model.encode_video(video, check=check) if _takes_check(model.encode_video) else model.encode_video(video)
     positive = _embeds(model, prompt, conditioning)
     negative = _embeds(model, negative_prompt, negative_conditioning) if cfg > 1.0 else None
-    res = st_diff_sample(model.transformer, z, sampler_mask(mask, mask_rule), context_latent_count(context_frames),
+    res = st_diff_sample(model.transformer, z, token_mask, context_latent_count(context_frames),
                          positive, negative,
                          config, callback=_progress_callback(env, steps),
                          scheduler_config=getattr(model, "scheduler_config", None),
                          denoise_fn=_denoiser(model, positive, negative, cfg))
-    frames = model.decode_video(res.latents)
+    frames = (model.decode_video(res.latents, check=check) if _takes_check(model.decode_video)
+              else model.decode_video(res.latents))
     title = f"{schedule} schedule, tau = {strength:g}, {steps} steps" + (", training-free" if training_free else "")
     return frames, schedule_picture(res.sigma_map, res.sigmas, title=title)[None]
 
 
+def _takes_check(fn) -> bool:
+    """Whether a model's encode/decode takes ``check`` (the pack's models do; a user's may not)."""
+    import inspect
+
+    try:
+        return "check" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def preview_schedule(env, masks, context_frames, strength, steps, schedule, mask_rule="official", shift=5.0):
+    _sampling_inputs(steps, strength, None, shift)
+    check_int(context_frames, "context_frames", 1, 81)
     sig = flow_sigmas(steps, shift)
     S = sigma_map(sampler_mask(masks.float().cpu(), mask_rule), context_latent_count(context_frames),
                   sigma_start(strength, sig), schedule)
@@ -377,6 +420,13 @@ def preview_schedule(env, masks, context_frames, strength, steps, schedule, mask
 
 
 # ----------------------------------------------------------------------------- the whole loop
+def _run_folder(env, output_folder) -> str:
+    """A run folder under ComfyUI's output folder: a name valid on Windows and Linux, links resolved
+    before the containment check. Empty is refused: the loop saves every chunk there (its resume point)."""
+    check_name(output_folder, "output_folder", "a folder under ComfyUI's output folder (each chunk is saved there)")
+    return env.output_path(output_folder.strip())
+
+
 @writes_files
 def chunk_loop(env, model, geometry_model, image, cameras, frames, prompt, style, chunk_frames, context_frames,
                strength, steps, cfg, seed, schedule, cache_mode, gs_iterations, extend_mode, training_free,
@@ -394,9 +444,7 @@ def chunk_loop(env, model, geometry_model, image, cameras, frames, prompt, style
                                 training_free=training_free, pose_source=pose_source,
                                 extrapolation=extrapolation, mask_rule=mask_rule, shift=shift)
     total_chunks = len(settings.chunk_starts(frames))
-    if not output_folder.strip():
-        raise ValueError("output_folder is empty; give a folder name under ComfyUI's output folder")
-    out_dir = env.output_path(output_folder)
+    out_dir = _run_folder(env, output_folder)
     check_output_folder(out_dir, resume, not resume, "resume", "overwrite", "output_folder")
     bar = env.progress(total_chunks * steps)
 
@@ -409,7 +457,7 @@ def chunk_loop(env, model, geometry_model, image, cameras, frames, prompt, style
     pipe = WorldWarpPipeline(model, geometry_model, captioner, settings)
     # resume off with a run in the folder is refused (the core says how to go on): nothing is deleted
     result = pipe(start, cameras, frames, prompt=prompt, style=style, out_dir=out_dir,
-                  resume=resume, overwrite=False, callback=on_event)
+                  resume=resume, overwrite=False, callback=on_event, advice=NODE_ADVICE)
     return result.frames, result.cameras
 
 
@@ -425,11 +473,12 @@ def loop_start(env, image, cameras, frames, chunk_frames, context_frames, seed, 
     start = _start_image(image)
     settings.chunk_starts(frames)  # checked before the folder is touched (the message names valid totals)
     WorldWarpPipeline(None, None, settings=settings)._check_inputs(start, cameras)
-    out_dir = env.output_path(output_folder) if output_folder.strip() else None
+    out_dir = _run_folder(env, output_folder)
     # what the loop computes: these settings and (inside ComfyUI) the graph Loop End depends on
     info = {"loop": {"frames": frames, "chunk_frames": chunk_frames, "context_frames": context_frames, "seed": seed,
                      "extend_mode": extend_mode, "extrapolation": extrapolation}, "graph": graph_signature}
-    state = open_run(start, cameras, frames, settings, out_dir, resume=resume, overwrite=False, run_info=info)
+    state = open_run(start, cameras, frames, settings, out_dir, resume=resume, overwrite=False, run_info=info,
+                     advice=NODE_ADVICE)
     state = replace(state, graph_signature=graph_signature)
     # a finished run resumed: its last chunk is planned again so the body runs once; Loop End finds
     # it in the folder and returns the run as it is

@@ -45,15 +45,20 @@ class FakeEnv:
             raise ValueError(f"{name} not in {folder}")
         return p
 
-    def output_path(self, relative):
-        return os.path.join(self.output, relative)
+    def output_path(self, relative, option="output_folder"):
+        from worldwarp_core.inputs import path_inside
+
+        return path_inside(self.output, relative, option)
 
     def output_dir(self):
         return self.output
 
     def save_target(self, prefix):
         """ComfyUI's counter: one more than the highest ``<name>_<n>_`` already in the folder."""
-        folder, name = os.path.split(os.path.join(self.output, prefix))
+        from worldwarp_core.inputs import check_name
+
+        check_name(prefix, "filename_prefix", "a file name under ComfyUI's output folder")
+        folder, name = os.path.split(self.output_path(prefix, "filename_prefix"))
         os.makedirs(folder, exist_ok=True)
         taken = [int(f[len(name) + 1:].split("_")[0]) for f in os.listdir(folder)
                  if f.startswith(name + "_") and f[len(name) + 1:].split("_")[0].isdigit()]

@@ -391,25 +391,33 @@ class WorldWarpModel:
         return mean, std
 
     @torch.no_grad()
-    def encode_video(self, frames: Tensor) -> Tensor:
-        """Frames ``[F, H, W, 3]`` in 0..1 -> normalised latents ``[C, F_lat, H/8, W/8]``."""
+    def encode_video(self, frames: Tensor, check=None) -> Tensor:
+        """Frames ``[F, H, W, 3]`` in 0..1 -> normalised latents ``[C, F_lat, H/8, W/8]``; ``check()``
+        (may raise to interrupt) runs inside the VAE's forward (``interrupt.checked``)."""
+        from .interrupt import checked
+
         check_chunk_video(frames)
         vae = self._use(self.vae)
         p = next(vae.parameters())
         x = (frames.permute(3, 0, 1, 2).unsqueeze(0) * 2 - 1).to(p.device, p.dtype)
-        z = vae.encode(x).latent_dist.mode()[0].float()
+        with checked(vae, check):
+            z = vae.encode(x).latent_dist.mode()[0].float()
         self._done(vae)
         mean, std = self._latent_stats(z)
         return ((z - mean) / std).cpu()
 
     @torch.no_grad()
-    def decode_video(self, z: Tensor) -> Tensor:
-        """Normalised latents ``[C, F_lat, h, w]`` -> frames ``[F, 8h, 8w, 3]`` in 0..1."""
+    def decode_video(self, z: Tensor, check=None) -> Tensor:
+        """Normalised latents ``[C, F_lat, h, w]`` -> frames ``[F, 8h, 8w, 3]`` in 0..1 (``check``: as
+        in ``encode_video``)."""
+        from .interrupt import checked
+
         vae = self._use(self.vae)
         p = next(vae.parameters())
         mean, std = self._latent_stats(z.float())
         x = (z.float() * std + mean).unsqueeze(0).to(p.device, p.dtype)
-        video = vae.decode(x, return_dict=False)[0][0].float()
+        with checked(vae, check):
+            video = vae.decode(x, return_dict=False)[0][0].float()
         self._done(vae)
         return ((video.clamp(-1, 1) + 1) / 2).permute(1, 2, 3, 0).cpu()
 

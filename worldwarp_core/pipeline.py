@@ -205,12 +205,13 @@ class WorldWarpPipeline:
         overwrite: bool = False,
         start_depth: Tensor | None = None,
         callback: EventCallback | None = None,
+        advice=None,
     ) -> RunResult:
         """Generate ``frames`` frames from ``image [H, W, 3]`` along ``cameras`` (extended past its end).
 
         ``start_depth [H, W]`` replaces the geometry estimate of the start image when known.
         ``callback(event)`` receives progress events; raising from it interrupts (no finished
-        chunk is lost).
+        chunk is lost). ``advice`` words the run folder's refusals (``outputs.NODE_ADVICE`` for nodes).
         """
         s = self.settings
         self._check_inputs(image, cameras)
@@ -224,7 +225,8 @@ class WorldWarpPipeline:
         if start_depth is not None:
             run_info["start_depth"] = start_depth.float()
         state = open_run(image, cameras, frames, s, out_dir, resume, overwrite, run_info=run_info,
-                         components={"model": self.model, "geometry": self.geometry, "captioner": self.captioner})
+                         components={"model": self.model, "geometry": self.geometry, "captioner": self.captioner},
+                         advice=advice)
         if state.resumed_from:
             emit({"stage": "resume", "chunk": state.resumed_from, "frames": int(state.video.shape[0])})
         embeds: dict[str, Tensor] = {}

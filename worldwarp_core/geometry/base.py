@@ -68,6 +68,16 @@ def load_estimator(name: str, path: str | None = None, device: str = "cpu", dtyp
     return ESTIMATORS[name](path=path, device=device, dtype=dtype, **kwargs)
 
 
+def estimate_checked(estimator: GeometryEstimator, frames: Tensor, cameras: Cameras | None = None,
+                     check: Callable[[], None] | None = None) -> GeometryResult:
+    """``estimator.estimate(frames, cameras)`` with ``check()`` (may raise to interrupt) run before every
+    submodule forward of its network (``estimator.model``), so a long batch stops within one layer."""
+    from ..interrupt import checked
+
+    with checked(getattr(estimator, "model", None), check):
+        return estimator.estimate(frames, cameras)
+
+
 def check_frames(frames: Tensor) -> None:
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"frames must be [F, H, W, 3] in 0..1, got {list(frames.shape)}")

@@ -1,0 +1,34 @@
+"""Interruption inside a long forward pass: ``check()`` runs before every submodule's forward.
+
+A depth model's or a VAE's single forward over a long clip takes seconds to minutes; the caller's
+``check`` (inside ComfyUI: ``comfy.model_management.throw_exception_if_processing_interrupted``,
+passed in by the nodes -- this library never imports comfy) raises to stop it there. The hooks
+change no number: they only call ``check`` and are removed on exit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import torch
+
+Check = Callable[[], None]
+
+
+@contextmanager
+def checked(module, check: Check | None) -> Iterator[None]:
+    """Within the block, ``check()`` runs before the forward of ``module`` and of each of its
+    submodules (``module``: a ``torch.nn.Module``, or anything else, then nothing is hooked)."""
+    if check is None or not isinstance(module, torch.nn.Module):
+        yield
+        return
+    handles = [m.register_forward_pre_hook(lambda _m, _args: check()) for m in module.modules()]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+__all__ = ["Check", "checked"]
