@@ -35,6 +35,7 @@ from worldwarp_core.inputs import (
 )
 from worldwarp_core.loop import (
     CACHE_FRAMES,
+    LoopState,
     align_history_depth,
     catch_up,
     chunk_record,
@@ -511,6 +512,25 @@ def align_to_history(env, loop, geometry):
     return (replace(geometry, depth=depth),)
 
 
+def chunk_saved(loop) -> bool:
+    """Whether Loop End can go on without the body's outputs: the run folder already holds the chunk
+    ``loop`` plans (a finished run resumed, a re-queue after an interrupt), so its body is not run."""
+    if not isinstance(loop, LoopState) or loop.folder is None:
+        return False
+    return loop.done or loop.folder.finished_chunks() > loop.next_chunk
+
+
+def _saved_cache(state):
+    """The run's last 3DGS cache read back from its folder (a finished run's outputs without its body)."""
+    from worldwarp_core.gscache import GeometryCache
+
+    last = state.folder.chunk_dir(state.next_chunk - 1)
+    for p in (os.path.join(last, "scene.ply"), state.folder.path("scene.ply")):
+        if os.path.isfile(p):
+            return GeometryCache("3dgs", GSConfig(), gaussians=load_ply(p))
+    return GeometryCache("none", GSConfig())
+
+
 @writes_files
 @deterministic
 def loop_end(env, loop, frames, cache, *, graph_signature=None):
@@ -527,12 +547,15 @@ def loop_end(env, loop, frames, cache, *, graph_signature=None):
                          "run: set another output_folder on WorldWarp Loop Start")
     state = catch_up(loop)
     if state.next_chunk <= plan.index:
+        if frames is None or cache is None:
+            raise ValueError(f"WorldWarp Loop End got no {'frames' if frames is None else 'cache'} for chunk "
+                             f"{plan.index + 1}; connect the body's frames and cache to it")
         hints = render_hints_checked(env, cache, plan.cameras)  # the next chunk aligns its depth to this
         hint_depth = torch.stack([hints.depths.float().cpu(), hints.masks.float().cpu()])
         record = chunk_record(plan, loop.settings.chunk_frames, None, None, hints.masks, None)
         state = end_chunk(loop, plan, frames, hint_depth, record, gaussians=cache.gaussians)
-    elif state.done and plan.index < state.total_chunks - 1 and os.path.isfile(state.folder.path("scene.ply")):
-        cache = replace(cache, gaussians=load_ply(state.folder.path("scene.ply")))  # the run's last cache
+    elif state.done and (cache is None or plan.index < state.total_chunks - 1):
+        cache = _saved_cache(state)  # the run's last cache, as the folder holds it
     if not state.done:
         return state, None
     finish_run(state, cache.gaussians)

@@ -131,8 +131,11 @@ class PipelineSettings:
         step = C - ctx
         if total < C or (total - C) % step:
             lo = C + max(0, (total - C) // step) * step
+            near = f"{lo} or {lo + step}" if lo + step <= MAX_FRAMES and total > C else f"{lo}"
+            if total < C:
+                near = f"{C}" + (f" or {C + step}" if C + step <= MAX_FRAMES else "")
             raise ValueError(f"{total} frames cannot be chunked into {C}-frame chunks with {ctx} context frames: "
-                             f"totals are {C} + k*{step}; use {lo} or {lo + step}")
+                             f"totals are {C} + k*{step}; use {near}")
         return [0] + [C + i * step - ctx for i in range((total - C) // step)]
 
 
