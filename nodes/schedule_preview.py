@@ -16,7 +16,7 @@ from .preview import run_off_loop
 
 MAX_BODY_BYTES = 4096  # the frontend sends ~60 bytes
 MAX_STEPS = 200  # the node's steps maximum
-BUDGET_S = 10.0
+BUDGET_S = 30.0  # the first request imports diffusers (its scheduler) on a loaded machine
 _EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="worldwarp-schedule")
 
 

@@ -205,7 +205,7 @@ def test_node_inputs_are_checked_before_anything_runs(env):
         (lambda: ops.st_diff_sampler(env, None, torch.rand(9, 32, 48, 3), torch.ones(9, 32, 40), "", "", 1, 0.8, 2,
                                      2.0, 0, "spatio-temporal", False), r"masks must be \[F, H, W\] = \[9, 32, 48\]"),
         (lambda: ops.camera_trajectory(env, img, "dolly_in", 1.0, 0, 60.0, 0.0, "linear", ""),
-         r"frames must be >= 1, got 0; use 1"),
+         r"frames must be in 1..10000, got 0; use 1"),
         (lambda: ops.load_geometry_model(env, "depth-anything-v2", "tiny-depth-anything", 0.0),
          r"fov_degrees must be a finite number > 0 and < 180, got 0.0; use e.g. 60"),
     ]
