@@ -33,6 +33,7 @@ from worldwarp_core.inputs import (
     load_camera_file,
     os_error_message,
 )
+from worldwarp_core.interrupt import call_checked
 from worldwarp_core.loop import (
     CACHE_FRAMES,
     LoopState,
@@ -387,7 +388,7 @@ def st_diff_sampler(env, model, hints, masks, prompt, negative_prompt, context_f
     model = _st_model(model, vae)
     token_mask = sampler_mask(mask, mask_rule)
     check = env.check_interrupt  # answered inside the VAE's encode and decode too
-    z = model.encode_video(video, check=check) if _takes_check(model.encode_video) else model.encode_video(video)
+    z = call_checked(model.encode_video, video, check=check)
     positive = _embeds(model, prompt, conditioning)
     negative = _embeds(model, negative_prompt, negative_conditioning) if cfg > 1.0 else None
     res = st_diff_sample(model.transformer, z, token_mask, context_latent_count(context_frames),
@@ -395,20 +396,9 @@ def st_diff_sampler(env, model, hints, masks, prompt, negative_prompt, context_f
                          config, callback=_progress_callback(env, steps),
                          scheduler_config=getattr(model, "scheduler_config", None),
                          denoise_fn=_denoiser(model, positive, negative, cfg))
-    frames = (model.decode_video(res.latents, check=check) if _takes_check(model.decode_video)
-              else model.decode_video(res.latents))
+    frames = call_checked(model.decode_video, res.latents, check=check)
     title = f"{schedule} schedule, tau = {strength:g}, {steps} steps" + (", training-free" if training_free else "")
     return frames, schedule_picture(res.sigma_map, res.sigmas, title=title)[None]
-
-
-def _takes_check(fn) -> bool:
-    """Whether a model's encode/decode takes ``check`` (the pack's models do; a user's may not)."""
-    import inspect
-
-    try:
-        return "check" in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def preview_schedule(env, masks, context_frames, strength, steps, schedule, mask_rule="official", shift=5.0):

@@ -540,3 +540,32 @@ def test_names_and_input_files_helpers(tmp_path):
         input_file(str(tmp_path / "in"), "sub", "camera_file")
     cache = GeometryCache("none", GSConfig())
     assert render_hints_in_steps(cache, _cams(3), keep_depths=False).depths.numel() == 0
+
+
+def test_the_chunk_loop_answers_an_interrupt_inside_geometry_and_the_vae():
+    """The pipeline (Chunk Loop node, CLI) gives its callback a "check" event inside each long forward."""
+    from worldwarp_core.geometry.monocular import DepthAnythingV2
+    from worldwarp_core.geometry.testing import tiny_depth_anything
+    from worldwarp_core.models import tiny_model
+    from worldwarp_core.pipeline import PipelineSettings, WorldWarpPipeline
+
+    geo = DepthAnythingV2(model=tiny_depth_anything(), input_size=56)
+    settings = PipelineSettings(chunk_frames=5, context_frames=1, steps=1, gs=GSConfig(iterations=1))
+    pipe = WorldWarpPipeline(tiny_model(), geo, settings=settings)
+    image = torch.rand(32, 32, 3)
+    cams = _cams(5, 32, 32)
+    seen = []
+
+    def stop_at(name):
+        def cb(e):
+            seen.append(e["stage"] if e["stage"] != "stage" else e["name"])
+            if e["stage"] == "check" and name in seen:
+                raise Interrupted
+
+        return cb
+
+    for stage in ("geometry", "encode", "decode"):
+        seen.clear()
+        with pytest.raises(Interrupted):
+            pipe(image, cams, 5, prompt="a room", callback=stop_at(stage))
+        assert seen[-1] == "check" and seen[-2] == stage, seen[-4:]  # inside that stage's forward

@@ -31,4 +31,20 @@ def checked(module, check: Check | None) -> Iterator[None]:
             h.remove()
 
 
-__all__ = ["Check", "checked"]
+def takes_check(fn) -> bool:
+    """Whether ``fn`` (a model's ``encode_video`` / ``decode_video``) takes ``check=`` (the pack's models
+    do; a user's own model may not, and is then called without it)."""
+    import inspect
+
+    try:
+        return "check" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def call_checked(fn, *args, check: Check | None = None):
+    """``fn(*args, check=check)`` when ``fn`` takes it, else ``fn(*args)``."""
+    return fn(*args, check=check) if check is not None and takes_check(fn) else fn(*args)
+
+
+__all__ = ["Check", "call_checked", "checked", "takes_check"]

@@ -40,10 +40,12 @@ from .geometry import (
     align_poses,
     resolve_pose_source,
 )
+from .geometry.base import estimate_checked
 from .gscache import CacheMode, GSConfig, build_cache
 from .gscache.cache import render_hints_in_steps
 from .gscache.validity import OFFICIAL_DEPTH_TOLERANCE
 from .inputs import check_choice, check_float, check_image, check_int, check_seed
+from .interrupt import call_checked
 from .loop import (
     CACHE_FRAMES,
     CacheFrames,
@@ -266,6 +268,9 @@ class WorldWarpPipeline:
         def starting(name: str) -> None:  # a line for the stages without their own step events
             emit({"stage": "stage", "chunk": k, "name": name})
 
+        def check() -> None:  # inside the geometry model's and the VAE's forward: the callback may interrupt
+            emit({"stage": "check", "chunk": k})
+
         # 1. geometry on the history: chunk 1 = the start image; later = the previous chunk's frames
         hist_frames, hist_cams = plan.history_frames, plan.history_cameras
         residual = None
@@ -276,7 +281,8 @@ class WorldWarpPipeline:
             if self.geometry is None:
                 raise ValueError("a geometry estimator is needed (or give the start image's depth)")
             starting("geometry")
-            geo: GeometryResult = self.geometry.estimate(hist_frames, hist_cams.to(dtype=torch.float32))
+            geo: GeometryResult = estimate_checked(self.geometry, hist_frames, hist_cams.to(dtype=torch.float32),
+                                                   check)
             t = _stage(timings, "geometry", t)
             # 2. align: poses to the requested path, depth to the cache the history was generated from
             geo_cams, depth, _ = align_poses(geo, hist_cams, resolve_pose_source(s.pose_source, self.geometry))
@@ -318,7 +324,7 @@ class WorldWarpPipeline:
         for p in (text, s.negative_prompt):
             if p not in embeds:
                 embeds[p] = self.model.encode_prompt([p])
-        z_warp = self.model.encode_video(chunk_video)
+        z_warp = call_checked(self.model.encode_video, chunk_video, check=check)
         t = _stage(timings, "encode", t)
 
         # 7. ST-Diff sampling with per-token noise levels
@@ -336,7 +342,7 @@ class WorldWarpPipeline:
 
         # 8. decode
         starting("decode")
-        decoded = self.model.decode_video(result.latents)
+        decoded = call_checked(self.model.decode_video, result.latents, check=check)
         t = _stage(timings, "decode", t)
 
         # 9-10. append the new frames (the overlap is already in the video); record and save the chunk
