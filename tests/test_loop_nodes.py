@@ -157,6 +157,24 @@ def test_resume_off_refuses_a_folder_holding_a_run(parts, wired_run):
                        graph_signature=[["an edited graph"]])
 
 
+def test_a_folder_deleted_after_an_interrupt_starts_clean_on_the_requeue(parts, wired_run):
+    """Interrupted, then the run folder deleted, then re-queued unchanged (Loop Start from ComfyUI's
+    cache): the first chunk's Loop End makes the folder again and the run completes, the same frames;
+    no debris blocks the folder afterwards."""
+    import shutil
+
+    env, model, geo, image, cams = parts
+    with pytest.raises(Interrupted) as cut:
+        wired(env, model, geo, image, cams, "gone", stop_at=1)
+    folder = os.path.join(env.output, "gone")
+    shutil.rmtree(folder)
+    (frames, *_), _ = wired(env, model, geo, image, cams, "gone", start_outputs=cut.value.args[0])
+    assert torch.equal(frames, wired_run[0][0])
+    assert sorted(os.listdir(os.path.join(folder, "chunks"))) == ["chunk_000", "chunk_001", "chunk_002"]
+    with pytest.raises(ValueError, match="already holds a run"):  # a valid run, refused as any run is
+        ops.loop_start(env, image, cams, FRAMES, C, CTX, 0, "extrapolate", "auto", "gone", False, 16)
+
+
 def test_hint_rendering_answers_an_interrupt(parts, wired_run):
     env = parts[0]
     cache = wired_run[0][2]
