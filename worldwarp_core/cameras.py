@@ -641,19 +641,19 @@ def _atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def _read_text(path: str, what: str) -> str:
     """A file's text (at most ``inputs.MAX_CAMERA_FILE_BYTES``, refused by its size before it is
     read); a binary or non-UTF-8 file is a ``ValueError`` naming it."""
-    from .inputs import read_text_file
+    from .limits import read_text_file
 
     return read_text_file(path, what)
 
 
 def _parse_json(text: str, where: str, bad: str = ": not valid JSON"):
-    from .inputs import loads_json
+    from .limits import loads_json
 
     return loads_json(text, where, bad)
 
 
 def _check_count(count: int, where: str) -> None:
-    from .inputs import MAX_CAMERAS
+    from .limits import MAX_CAMERAS
 
     if count > MAX_CAMERAS:
         raise ValueError(f"{where} holds {count:,} cameras; the limit is {MAX_CAMERAS:,} (the frames limit)")
