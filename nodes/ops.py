@@ -29,10 +29,10 @@ from worldwarp_core.inputs import (
     check_output_folder,
     check_seed,
     check_video,
-    input_file,
     load_camera_file,
     os_error_message,
 )
+from worldwarp_core.inputs import input_file as read_input_file
 from worldwarp_core.interrupt import call_checked
 from worldwarp_core.loop import (
     CACHE_FRAMES,
@@ -167,7 +167,7 @@ def camera_trajectory(env, image, preset, strength, frames, fov_degrees, scene_s
     H, W = int(image.shape[1]), int(image.shape[2])
     check_int(frames, "frames", 1, MAX_FRAMES)
     if camera_file.strip():  # only ComfyUI's input folder is read (the size and camera limits: inputs.py)
-        path = input_file(env.input_dir(), camera_file, "camera_file", "camera file")
+        path = input_file(env, camera_file, "camera_file", CAMERA_FILE_EXTENSIONS)
         return (load_camera_file(path, W, H, "camera_file"),)
     start, scale = start_and_scale(W, H, fov_degrees, scene_scale, geometry)
     return (make_trajectory(preset, frames, start, scene_scale=scale, strength=strength, ease=easing),)
@@ -180,23 +180,13 @@ def camera_director(env, image, preset, strength, frames, fov_degrees, scene_sca
     return (director_cameras(preset, strength, frames, easing, keyframes, start, scale),)
 
 
+CAMERA_FILE_EXTENSIONS = (".txt", ".json", ".npz")
+
+
 def input_file(env, name: str, what: str, extensions: tuple[str, ...]) -> str:
-    """A file named relative to ComfyUI's input folder, refused when it is elsewhere or missing."""
-    rel = str(name).strip()
-    root = os.path.abspath(env.input_dir())
-    if not rel:
-        raise ValueError(f"{what}: give the name of a {'/'.join(extensions)} file in ComfyUI's input folder ({root})")
-    if os.path.isabs(rel):
-        raise ValueError(f"{what}: '{rel}' is an absolute path; put the file in ComfyUI's input folder ({root}) "
-                         "and give its name there")
-    path = os.path.abspath(os.path.join(root, rel))
-    if os.path.commonpath([root, path]) != root:
-        raise ValueError(f"{what}: '{rel}' leaves ComfyUI's input folder ({root}); give a file inside it")
-    if not rel.lower().endswith(extensions):
-        raise ValueError(f"{what}: '{rel}' is not a {'/'.join(extensions)} file")
-    if not os.path.isfile(path):
-        raise ValueError(f"{what}: '{rel}' not found in ComfyUI's input folder ({root})")
-    return path
+    """A file named relative to ComfyUI's input folder (links resolved), refused when it is elsewhere
+    or missing, with a line that says nothing about files outside it (``inputs.input_file``)."""
+    return read_input_file(env.input_dir(), name, what, extensions)
 
 
 def camera_path_from_video_node(env, geometry_model, video, image, max_frames, speed_multiplier,

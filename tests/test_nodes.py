@@ -175,7 +175,7 @@ def test_node_errors_are_clear(env):
     with pytest.raises(ValueError, match="context has 2 frames but context_frames is 1"):
         ops.st_diff_sampler(env, None, torch.zeros(9, 32, 48, 3), torch.ones(9, 32, 48), "", "", 1, 0.8, 2, 1.0, 0,
                             "spatio-temporal", False, context=torch.zeros(2, 32, 48, 3))
-    with pytest.raises(ValueError, match="camera_file: ComfyUI's input folder has no camera file 'nope.txt'"):
+    with pytest.raises(ValueError, match="camera_file: 'nope.txt' not found in ComfyUI's input folder"):
         ops.camera_trajectory(env, torch.zeros(1, 32, 48, 3), "dolly_in", 1.0, 9, 60.0, 0.0, "linear", "nope.txt")
 
 

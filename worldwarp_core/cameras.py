@@ -454,6 +454,7 @@ class Cameras:
                         height: int | None = None) -> "Cameras":
         """Read an official ``.npz`` pose cache as stored (module docstring)."""
         path = _existing(path, "pose cache")
+        _check_archive(path)
         try:
             with np.load(path, allow_pickle=False) as data:
                 missing = [k for k in ("poses", "intrinsics") if k not in data.files]
@@ -472,6 +473,7 @@ class Cameras:
                     or (arr.ndim == 4 and arr.shape[0] != 1)):
                 raise ValueError(f"{path}: '{name}' must be float [1, N, {tail[0]}, {tail[1]}], got {arr.dtype} "
                                  f"{list(arr.shape)}")
+        _check_count(int(np.prod(poses.shape[:-2])), path)
         poses = poses.reshape(-1, 4, 4).astype(np.float64)
         Ks = Ks.reshape(-1, 3, 3).astype(np.float64)
         if poses.shape[0] != Ks.shape[0] or poses.shape[0] == 0:
@@ -650,6 +652,24 @@ def _parse_json(text: str, where: str, bad: str = ": not valid JSON"):
     from .limits import loads_json
 
     return loads_json(text, where, bad)
+
+
+def _check_archive(path: str) -> None:
+    """A ``.npz`` within the camera file limits, on disk and unpacked (a small compressed file can
+    hold gigabytes), checked from its zip directory before any array is read."""
+    from .limits import MAX_CAMERA_FILE_BYTES
+
+    size = os.path.getsize(path)
+    if size > MAX_CAMERA_FILE_BYTES:
+        raise ValueError(f"{path}: {size:,} bytes; a pose cache is at most {MAX_CAMERA_FILE_BYTES:,} bytes")
+    try:
+        with zipfile.ZipFile(path) as z:
+            unpacked = sum(i.file_size for i in z.infolist())
+    except (zipfile.BadZipFile, OSError) as e:
+        raise ValueError(f"{path}: not a NumPy .npz pose cache ({type(e).__name__}: {e})") from None
+    if unpacked > MAX_CAMERA_FILE_BYTES:
+        raise ValueError(f"{path}: unpacks to {unpacked:,} bytes; a pose cache is at most "
+                         f"{MAX_CAMERA_FILE_BYTES:,} bytes")
 
 
 def _check_count(count: int, where: str) -> None:

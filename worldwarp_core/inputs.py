@@ -414,24 +414,33 @@ def path_inside(root: str, relative: str, option: str, folder: str = "output") -
     return path
 
 
-def input_file(root: str, name, option: str, kinds: str = "file") -> str:
-    """The file ``name`` of ComfyUI's input folder ``root`` (a name or a relative path in it; links
-    resolved). Anything else -- an absolute path, ``..``, a link out, a folder, a missing file --
-    is refused with one line that says nothing about files outside the input folder."""
-    refuse = (f"{option}: give the name of a {kinds} in ComfyUI's input folder (upload it there, e.g. "
-              "cameras.txt); paths outside the input folder are not read")
-    if not isinstance(name, str) or not name.strip() or "\x00" in name:
-        raise ValueError(refuse)
-    name = name.strip()
-    if os.path.isabs(name) or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
-        raise ValueError(refuse)
+def input_file(root: str, name, option: str, extensions: tuple[str, ...] | None = None) -> str:
+    """The file ``name`` of ComfyUI's input folder ``root`` (a name or a relative path in it), links
+    resolved before the containment check. Refused with one line: an empty name, an absolute path,
+    a path that leaves the folder (``..``, or a link to elsewhere), another extension than
+    ``extensions``, a missing file. Which line depends on the name only, never on whether a file
+    outside the folder exists: nothing about other files is revealed."""
+    kinds = "/".join(extensions) + " file" if extensions else "file"
+    rel = name.strip() if isinstance(name, str) else ""
+    shown = os.path.abspath(root)
+    if not rel:
+        raise ValueError(f"{option}: give the name of a {kinds} in ComfyUI's input folder ({shown})")
+    if "\x00" in rel or any(ord(c) < 32 for c in rel):
+        raise ValueError(f"{option}: the name holds a control character (e.g. NUL); give the name of a {kinds} in "
+                         "ComfyUI's input folder")
+    if os.path.isabs(rel) or rel.startswith(("/", "\\")) or (len(rel) > 1 and rel[1] == ":"):
+        raise ValueError(f"{option}: {rel!r} is an absolute path; put the file in ComfyUI's input folder ({shown}) "
+                         "and give its name there")
     real_root = os.path.realpath(root)
-    path = os.path.realpath(os.path.join(real_root, name))
+    path = os.path.realpath(os.path.join(real_root, rel))
     if os.path.commonpath([real_root, path]) != real_root:
-        raise ValueError(refuse)
+        raise ValueError(f"{option}: {rel!r} leaves ComfyUI's input folder (a '..' or a link to another place); "
+                         "give a file inside it")
+    if extensions and not rel.lower().endswith(tuple(extensions)):
+        raise ValueError(f"{option}: {rel!r} is not a {kinds}")
     if not os.path.isfile(path):
-        raise ValueError(f"{option}: ComfyUI's input folder has no {kinds} {name!r}; upload it there or check the "
-                         "name")
+        raise ValueError(f"{option}: {rel!r} not found in ComfyUI's input folder ({shown}); upload it there or "
+                         "check the name")
     return path
 
 
