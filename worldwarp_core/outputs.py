@@ -369,7 +369,8 @@ class RunFolder:
             self.remove_temporaries()  # debris of a folder deleted mid-run is not "another run's files"
             if os.path.isdir(self.root) and os.listdir(self.root):
                 raise ValueError(f"{self.root} is not empty and holds no WorldWarp run (no run.json); {a.folder} "
-                                 "that is empty or new (a run only ever replaces a WorldWarp run)")
+                                 "that is empty or new" + (" (overwrite only replaces a WorldWarp run)" if a.overwrite
+                                                           else ""))
         self.remove_temporaries()
         os.makedirs(self.path("frames"), exist_ok=True)
         os.makedirs(self.path("chunks"), exist_ok=True)
