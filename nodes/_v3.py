@@ -27,6 +27,8 @@ def _multi(kind: str, name: str, **common):
 
 def _input(spec: In):
     common = {"tooltip": spec.tooltip, "optional": spec.optional}
+    if spec.lazy:
+        common["lazy"] = True
     if spec.kind == "INT":
         return io.Int.Input(spec.name, default=spec.default, min=spec.min, max=spec.max, step=spec.step, **common)
     if spec.kind == "FLOAT":
@@ -55,6 +57,13 @@ def _make_node(spec: NodeSpec) -> type[io.ComfyNode]:
                          hidden=[io.Hidden.unique_id, io.Hidden.dynprompt] if role else [],
                          enable_expand=role == "end", is_dev_only=role == "next")
 
+    def check_lazy_status(cls, **kwargs):
+        """Loop End asks for the body's outputs only when the chunk is not in the run folder yet (a
+        resumed finished run, a re-queue after an interrupt): a saved chunk's body never runs again."""
+        if ops.chunk_saved(kwargs.get("loop")):
+            return []
+        return [i.name for i in spec.inputs if i.lazy and kwargs.get(i.name) is None]
+
     def execute(cls, **kwargs):
         if role:
             return _loop_execute(cls, spec, role, kwargs)
@@ -70,8 +79,11 @@ def _make_node(spec: NodeSpec) -> type[io.ComfyNode]:
             ui = comfy_ui.PreviewText(outputs.ui_text)
         return io.NodeOutput(*outputs, ui=ui)
 
-    return type(spec.node_id, (io.ComfyNode,), {"define_schema": classmethod(define_schema),
-                                                 "execute": classmethod(execute), "__doc__": spec.description})
+    members = {"define_schema": classmethod(define_schema), "execute": classmethod(execute),
+               "__doc__": spec.description}
+    if any(i.lazy for i in spec.inputs):
+        members["check_lazy_status"] = classmethod(check_lazy_status)
+    return type(spec.node_id, (io.ComfyNode,), members)
 
 
 def _loop_execute(cls, spec: NodeSpec, role: str, kwargs: dict) -> io.NodeOutput:
@@ -81,13 +93,17 @@ def _loop_execute(cls, spec: NodeSpec, role: str, kwargs: dict) -> io.NodeOutput
 
     dp, uid = cls.hidden.dynprompt, cls.hidden.unique_id
     display = dp.get_display_node_id(uid) if dp is not None else uid
+    kwargs.pop(loop_graph.GRAPH_INPUT, None)
+    users = [n for n in dp.all_node_ids() if dp.get_real_node_id(n) == n] if dp is not None else []
     if role == "start":
         sig = None
-        if dp is not None:
-            ends = loop_graph.ends_of(dp.get_node, dp.all_node_ids(), uid)
-            sig = [loop_graph.signature(dp.get_node, e) for e in ends]
+        if dp is not None:  # a wrong wiring is refused here, before any chunk
+            end = loop_graph.check_wiring(dp.get_node, users, uid, dp.get_display_node_id)
+            sig = [loop_graph.signature(dp.get_node, end)]
         outputs = spec.fn(ENV, **kwargs, graph_signature=sig)
     elif role == "next":
+        if dp is not None and dp.get_real_node_id(uid) == uid:  # placed by hand, not by Loop End's expansion
+            loop_graph.refuse_hand_placed(dp.get_node, uid, dp.get_display_node_id)
         outputs = spec.fn(ENV, **kwargs)
     if role in ("start", "next"):
         ENV.progress_text(ops.loop_status(outputs[0]), display)
@@ -96,6 +112,9 @@ def _loop_execute(cls, spec: NodeSpec, role: str, kwargs: dict) -> io.NodeOutput
     # (Loop Start's outputs may come from ComfyUI's cache while the body was edited)
     sig = None
     if dp is not None and dp.get_real_node_id(uid) == uid:
+        start = loop_graph.start_of(dp.get_node, uid)
+        if loop_graph.check_wiring(dp.get_node, users, start, dp.get_display_node_id) != uid:
+            raise ValueError(f"WorldWarp Loop End (node {uid}) does not close the loop it is wired to")
         sig = [loop_graph.signature(dp.get_node, uid)]
     state, outputs = spec.fn(ENV, **kwargs, graph_signature=sig)
     if outputs is not None:
@@ -134,23 +153,18 @@ def _register_routes() -> None:
 
     @PromptServer.instance.routes.post("/worldwarp/trajectory_preview")
     async def trajectory_preview(request):
-        raw = await preview.read_body(request, preview.MAX_BODY_BYTES)
-        if raw is None:  # refused unread
-            return web.json_response({"error": f"request body is {request.content_length} bytes; the limit is "
-                                               f"{preview.MAX_BODY_BYTES}"}, status=400)
-        status, text = await preview.respond(raw)
+        status, text = await preview.serve(request, preview.MAX_BODY_BYTES, preview.respond)
         return web.Response(text=text, status=status, content_type="application/json")
 
     # the Camera Director's editor: the same body checks and off-loop worker (nodes/director.py)
     from . import director
 
     def director_route(name):
+        async def respond(raw):
+            return await director.respond(name, raw)
+
         async def answer(request):
-            raw = await preview.read_body(request, director.MAX_BODY_BYTES)
-            if raw is None:
-                return web.json_response({"error": f"request body is {request.content_length} bytes; the limit "
-                                                   f"is {director.MAX_BODY_BYTES}"}, status=400)
-            status, text = await director.respond(name, raw)
+            status, text = await preview.serve(request, director.MAX_BODY_BYTES, respond)
             return web.Response(text=text, status=status, content_type="application/json")
 
         PromptServer.instance.routes.post(f"/worldwarp/director/{name}")(answer)
@@ -168,15 +182,32 @@ def _register_schedule_route() -> None:
     except ImportError:
         return
 
-    from . import schedule_preview
+    from . import preview, schedule_preview
 
     @PromptServer.instance.routes.post("/worldwarp/schedule_preview")
     async def schedule_curves(request):
-        if (request.content_length or 0) > schedule_preview.MAX_BODY_BYTES:
-            return web.json_response({"error": "request body too large"}, status=400)
-        status, body = schedule_preview.respond(await request.content.read(schedule_preview.MAX_BODY_BYTES + 1))
-        return web.json_response(body, status=status)
+        status, text = await preview.serve(request, schedule_preview.MAX_BODY_BYTES,
+                                           schedule_preview.respond_off_loop)
+        return web.Response(text=text, status=status, content_type="application/json")
+
+
+def _register_prompt_handler() -> None:
+    """Every queued prompt: each Loop Start gets a digest of its loop's graph as an input
+    (``loop_graph.mark_graphs``), so an edited body makes Loop Start run and check again first."""
+    try:
+        from server import PromptServer
+    except ImportError:
+        return
+    from . import loop_graph
+
+    def mark(json_data):
+        if isinstance(json_data, dict) and isinstance(json_data.get("prompt"), dict):
+            loop_graph.mark_graphs(json_data["prompt"])
+        return json_data
+
+    PromptServer.instance.add_on_prompt_handler(mark)
 
 
 _register_routes()
 _register_schedule_route()
+_register_prompt_handler()

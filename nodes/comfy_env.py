@@ -10,6 +10,8 @@ import os
 import folder_paths
 import torch
 
+from worldwarp_core.inputs import check_name, path_inside
+
 WORLDWARP_FOLDER = "worldwarp"
 
 
@@ -38,17 +40,15 @@ class ComfyEnv:
             raise ValueError(f"folder '{name}' not found in models/{folder} ({folder_paths.get_folder_paths(folder)})")
         return folder_paths.get_full_path_or_raise(folder, name)
 
-    def output_path(self, relative: str) -> str:
-        root = os.path.abspath(folder_paths.get_output_directory())
-        path = os.path.abspath(os.path.join(root, relative))
-        if os.path.commonpath([root, path]) != root:
-            raise ValueError(f"'{relative}' leaves ComfyUI's output folder; give a path inside it")
-        return path
+    def output_path(self, relative: str, option: str = "output_folder") -> str:
+        """``relative`` under the output folder, links resolved first (as ComfyUI's Save nodes do)."""
+        return path_inside(folder_paths.get_output_directory(), relative, option)
 
     def save_target(self, filename_prefix: str) -> tuple[str, str]:
         """ComfyUI's counter naming, as its Save nodes do: the folder (created) and the file stem
         ``<prefix name>_<counter:05>_`` for ``filename_prefix`` under the output folder."""
-        self.output_path(filename_prefix)  # a clear error for a prefix that leaves the output folder
+        check_name(filename_prefix, "filename_prefix", "a file name under ComfyUI's output folder")
+        self.output_path(filename_prefix, "filename_prefix")  # a prefix that leaves the output folder
         folder, name, counter, _, _ = folder_paths.get_save_image_path(filename_prefix,
                                                                        folder_paths.get_output_directory())
         os.makedirs(folder, exist_ok=True)

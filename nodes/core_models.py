@@ -95,30 +95,37 @@ class CoreWanModel:
 
     # ------------------------------------------------------------------ video
     @torch.no_grad()
-    def encode_video(self, frames: Tensor, tiled: bool = False) -> Tensor:
-        """Frames ``[F, H, W, 3]`` in 0..1 -> normalised latents ``[C, F_lat, H/8, W/8]`` (the model's latent format)."""
+    def encode_video(self, frames: Tensor, tiled: bool = False, check=None) -> Tensor:
+        """Frames ``[F, H, W, 3]`` in 0..1 -> normalised latents ``[C, F_lat, H/8, W/8]`` (the model's latent
+        format); ``check()`` runs inside the VAE's forward (``worldwarp_core.interrupt.checked``)."""
+        from worldwarp_core.interrupt import checked
+
         check_chunk_video(frames)
         pixels = frames.float().cpu()
-        if tiled:  # [1, C, F_lat, h, w] raw VAE latents (in inference mode, as ComfyUI runs nodes)
-            with torch.inference_mode():
-                z = self.vae.encode_tiled(pixels, tile_x=TILE_PIXELS, tile_y=TILE_PIXELS,
-                                          overlap=TILE_OVERLAP_PIXELS)
-            z = z.clone()
-        else:
-            z = self.vae.encode(pixels)
+        with checked(getattr(self.vae, "first_stage_model", None), check):
+            if tiled:  # [1, C, F_lat, h, w] raw VAE latents (in inference mode, as ComfyUI runs nodes)
+                with torch.inference_mode():
+                    z = self.vae.encode_tiled(pixels, tile_x=TILE_PIXELS, tile_y=TILE_PIXELS,
+                                              overlap=TILE_OVERLAP_PIXELS)
+                z = z.clone()
+            else:
+                z = self.vae.encode(pixels)
         return self.latent_format.process_in(z.float())[0].cpu()
 
     @torch.no_grad()
-    def decode_video(self, z: Tensor, tiled: bool = False) -> Tensor:
+    def decode_video(self, z: Tensor, tiled: bool = False, check=None) -> Tensor:
         """Normalised latents ``[C, F_lat, h, w]`` -> frames ``[F, 8h, 8w, 3]`` in 0..1."""
+        from worldwarp_core.interrupt import checked
+
         raw = self.latent_format.process_out(z.float().cpu().unsqueeze(0))
-        if tiled:  # ComfyUI's tiled decode updates its output in place: run it as ComfyUI runs nodes
-            with torch.inference_mode():
-                images = self.vae.decode_tiled(raw, tile_x=TILE_PIXELS // 8, tile_y=TILE_PIXELS // 8,
-                                               overlap=TILE_OVERLAP_PIXELS // 8, tile_t=WHOLE_CLIP, overlap_t=1)
-            images = images.clone()  # an ordinary tensor again
-        else:
-            images = self.vae.decode(raw)
+        with checked(getattr(self.vae, "first_stage_model", None), check):
+            if tiled:  # ComfyUI's tiled decode updates its output in place: run it as ComfyUI runs nodes
+                with torch.inference_mode():
+                    images = self.vae.decode_tiled(raw, tile_x=TILE_PIXELS // 8, tile_y=TILE_PIXELS // 8,
+                                                   overlap=TILE_OVERLAP_PIXELS // 8, tile_t=WHOLE_CLIP, overlap_t=1)
+                images = images.clone()  # an ordinary tensor again
+            else:
+                images = self.vae.decode(raw)
         return images.reshape(-1, *images.shape[-3:]).float().clamp(0, 1).cpu()
 
     # ------------------------------------------------------------------ transformer

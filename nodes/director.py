@@ -34,6 +34,7 @@ from worldwarp_core.director import (
     relative_poses,
     scene_points,
 )
+from worldwarp_core.inputs import check_float
 from worldwarp_core.trajectory import EASES, median_depth, part_end_frames
 
 from .preview import decode_body, run_off_loop
@@ -48,6 +49,9 @@ EXPORT_FORMATS = {"re10k": "cameras.txt", "json": "cameras.json", "nerfstudio": 
 def start_and_scale(width: int, height: int, fov_degrees: float, scene_scale: float, geometry=None):
     """The start camera and scene unit of the Camera Trajectory / Director nodes: the geometry's first
     camera and median depth, else a camera at the origin with the given field of view."""
+    # NaN fails every comparison: without these checks it would read as "0 = from the geometry"
+    scene_scale = check_float(scene_scale, "scene_scale", 0.0, 1e4, example=0.0)
+    fov_degrees = check_float(fov_degrees, "fov_degrees", 0.0, 180.0, lo_open=True, hi_open=True, example=60.0)
     if geometry is not None:
         start = geometry.cameras[:1]
         scale = median_depth(geometry.depth[0]) if scene_scale <= 0 else scene_scale
@@ -285,12 +289,11 @@ _EXECUTOR = ThreadPoolExecutor(max_workers=2, thread_name_prefix="worldwarp-dire
 
 
 async def respond(name: str, raw: bytes, executor=None, budget_s: float = BUDGET_S) -> tuple[int, str]:
-    """``(HTTP status, JSON text)`` of ``POST /worldwarp/director/<name>``: the body is checked on the
-    caller's loop, the work runs on a worker thread (``preview.run_off_loop``)."""
-    try:
-        body = decode_body(raw, MAX_BODY_BYTES, FIELDS)
-    except ValueError as e:
-        return 400, json.dumps({"error": str(e)})
+    """``(HTTP status, JSON text)`` of ``POST /worldwarp/director/<name>``: the body is decoded, checked
+    and answered on a worker thread (``preview.run_off_loop``), never on the caller's event loop (a
+    4 MB body takes tens of milliseconds to decode)."""
+    if len(raw) > MAX_BODY_BYTES:  # refused without decoding
+        return 400, json.dumps({"error": f"request body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}"})
     handler = HANDLERS[name]
-    return await run_off_loop(lambda b: json.dumps(handler(b)), body, executor or _EXECUTOR, budget_s,
-                              f"the director's {name}")
+    return await run_off_loop(lambda r: json.dumps(handler(decode_body(r, MAX_BODY_BYTES, FIELDS))), raw,
+                              executor or _EXECUTOR, budget_s, f"the director's {name}")

@@ -8,12 +8,18 @@ a ``get_node(id)`` function and the list of node ids, so it is tested without Co
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Iterable
 
 LOOP_START, LOOP_NEXT, LOOP_END = "WorldWarpLoopStart", "WorldWarpLoopNext", "WorldWarpLoopEnd"
+NAMES = {LOOP_START: "WorldWarp Loop Start", LOOP_NEXT: "WorldWarp Loop Next", LOOP_END: "WorldWarp Loop End"}
+# the input ``mark_graphs`` gives each Loop Start in a queued prompt: a digest of its loop's graph,
+# so an edit of the body changes Loop Start's cache key and Loop Start runs (and checks) again
+GRAPH_INPUT = "worldwarp_graph"
 # Loop Start inputs that do not change what the loop computes (where it is written, whether it resumes,
 # how many chunks of the folder's run a rollback keeps)
-NOT_IN_SIGNATURE = {"output_folder", "resume", "from_chunk"}
+NOT_IN_SIGNATURE = {"output_folder", "resume", "from_chunk", GRAPH_INPUT}
 
 
 def is_link(v) -> bool:
@@ -73,6 +79,89 @@ def ends_of(get_node: Callable[[str], dict], node_ids: Iterable[str], start_id: 
         if node.get("class_type") == LOOP_END and is_link(link) and link[0] == start_id:
             out.append(nid)
     return sorted(out, key=_id_key)
+
+
+def _name(get_node, nid: str, display: Callable[[str], str]) -> str:
+    kind = get_node(nid).get("class_type", "?")
+    return f"{NAMES.get(kind, kind)} (node {display(nid)})"
+
+
+def check_wiring(get_node: Callable[[str], dict], node_ids: Iterable[str], start_id: str,
+                 display: Callable[[str], str] = str) -> str:
+    """The one Loop End that closes Loop Start ``start_id`` in the user's graph (``node_ids``: its
+    nodes, not expansion copies), or one ``ValueError`` line naming the nodes of a wrong wiring:
+    no Loop End or several on one Loop Start, a body that reads another Loop Start, or a Loop
+    Next placed by hand. Run before any chunk (Loop Start and Loop End call it)."""
+    node_ids = list(node_ids)
+    for nid in sorted(node_ids, key=_id_key):
+        if get_node(nid).get("class_type") == LOOP_NEXT:
+            refuse_hand_placed(get_node, nid, display)
+    ends = ends_of(get_node, node_ids, start_id)
+    start = _name(get_node, start_id, display)
+    if not ends:
+        raise ValueError(f"{start} has no WorldWarp Loop End: connect its 'loop' output to a Loop End's 'loop' input")
+    if len(ends) > 1:
+        raise ValueError(f"{start} feeds {len(ends)} Loop Ends (nodes {', '.join(display(e) for e in ends)}); a Loop "
+                         "Start closes with one Loop End: remove the extra ones or give each its own Loop Start")
+    end = ends[0]
+    foreign = other_starts(get_node, end, start_id)
+    if foreign:
+        other, reader = foreign[0]
+        raise ValueError(f"{_name(get_node, reader, display)} in the loop of {_name(get_node, end, display)} reads "
+                         f"{_name(get_node, other, display)}, but that Loop End closes {start}: wire the body "
+                         f"from node {display(start_id)}'s outputs")
+    return end
+
+
+def refuse_hand_placed(get_node: Callable[[str], dict], nid: str, display: Callable[[str], str] = str) -> None:
+    """A Loop Next in the user's graph (only Loop End's expansion places it)."""
+    raise ValueError(f"{_name(get_node, nid, display)} is placed by Loop End only; delete it and connect "
+                     "Loop End's 'loop' input to WorldWarp Loop Start's 'loop' output")
+
+
+def other_starts(get_node: Callable[[str], dict], end_id: str, start_id: str) -> list[tuple[str, str]]:
+    """``[(loop start, the node that reads it)]`` for every Loop Start other than ``start_id`` that
+    Loop End ``end_id`` depends on without another loop's Loop End in between (a finished loop's
+    outputs may feed this one; a running loop's outputs may not)."""
+    found: list[tuple[str, str]] = []
+    seen, todo = {end_id}, [end_id]
+    while todo:
+        nid = todo.pop()
+        for v in get_node(nid).get("inputs", {}).values():
+            if not is_link(v) or v[0] in seen:
+                continue
+            parent = v[0]
+            seen.add(parent)
+            kind = get_node(parent).get("class_type")
+            if parent == start_id or kind == LOOP_END:
+                continue
+            if kind in (LOOP_START, LOOP_NEXT):
+                found.append((parent, nid))
+                continue
+            todo.append(parent)
+    return sorted(found, key=lambda f: _id_key(f[0]))
+
+
+def mark_graphs(prompt: dict) -> dict:
+    """A queued API prompt with each Loop Start given ``GRAPH_INPUT``: a digest of what its loop
+    computes (``signature`` of each of its Loop Ends). ComfyUI's cache key of a node includes every
+    input, so after an edit of the body Loop Start runs again -- and refuses a run folder made by
+    the old graph, or a wrong wiring -- before any body node. A prompt it cannot read is returned
+    as it is (ComfyUI's own validation reports it)."""
+    try:
+        nodes = {str(k): v for k, v in prompt.items() if isinstance(v, dict)}
+
+        def get_node(nid):
+            return nodes[nid]
+
+        for nid, node in nodes.items():
+            if node.get("class_type") == LOOP_START and isinstance(node.get("inputs"), dict):
+                sig = [signature(get_node, e) for e in ends_of(get_node, nodes, nid)]
+                digest = hashlib.sha256(json.dumps(sig, sort_keys=True, default=str).encode()).hexdigest()[:32]
+                node["inputs"][GRAPH_INPUT] = digest
+    except (KeyError, TypeError, ValueError, AttributeError, RecursionError):
+        pass
+    return prompt
 
 
 def signature(get_node: Callable[[str], dict], end_id: str) -> list:

@@ -24,7 +24,8 @@ from worldwarp_core.caption import (
     load_captioner,
 )
 from worldwarp_core.director import director_cameras
-from worldwarp_core.geometry import align_poses, estimate_in_batches, load_estimator, resolve_pose_source
+from worldwarp_core.geometry import align_poses, load_estimator, resolve_pose_source
+from worldwarp_core.geometry.base import estimate_checked
 from worldwarp_core.gscache import GSConfig, build_cache, load_ply, save_ply, to_comfy_splat
 from worldwarp_core.gscache.cache import render_hints_in_steps
 from worldwarp_core.inputs import (
@@ -32,14 +33,18 @@ from worldwarp_core.inputs import (
     check_float,
     check_image,
     check_int,
+    check_name,
     check_output_folder,
     check_seed,
     check_video,
     load_camera_file,
     os_error_message,
 )
+from worldwarp_core.inputs import input_file as read_input_file
+from worldwarp_core.interrupt import call_checked
 from worldwarp_core.loop import (
     CACHE_FRAMES,
+    LoopState,
     align_history_depth,
     catch_up,
     check_rollback,
@@ -51,8 +56,9 @@ from worldwarp_core.loop import (
     replay_last,
 )
 from worldwarp_core.models import load_components, load_diffusers_folder, load_worldwarp_checkpoint
+from worldwarp_core.outputs import NODE_ADVICE
 from worldwarp_core.pipeline import PipelineSettings, WorldWarpPipeline
-from worldwarp_core.sampler import SamplerConfig, st_diff_sample
+from worldwarp_core.sampler import SamplerConfig, check_cfg_batch, st_diff_sample
 from worldwarp_core.schedule import (
     context_latent_count,
     flow_sigmas,
@@ -61,7 +67,7 @@ from worldwarp_core.schedule import (
     sigma_map,
     sigma_start,
 )
-from worldwarp_core.trajectory import extend_to, make_trajectory
+from worldwarp_core.trajectory import MAX_FRAMES, extend_to, make_trajectory
 from worldwarp_core.video_path import camera_path_from_video, pose_cache_path
 
 from .director import start_and_scale
@@ -168,11 +174,9 @@ def load_captioner_node(env, captioner, folder, fixed_prompt):
 def camera_trajectory(env, image, preset, strength, frames, fov_degrees, scene_scale, easing, camera_file,
                       geometry=None):
     H, W = int(image.shape[1]), int(image.shape[2])
-    check_int(frames, "frames", 1)
-    if camera_file.strip():
-        path = camera_file.strip()
-        if not os.path.isabs(path):
-            path = os.path.join(env.input_dir(), path)
+    check_int(frames, "frames", 1, MAX_FRAMES)
+    if camera_file.strip():  # only ComfyUI's input folder is read (the size and camera limits: inputs.py)
+        path = input_file(env, camera_file, "camera_file", CAMERA_FILE_EXTENSIONS)
         return (load_camera_file(path, W, H, "camera_file"),)
     start, scale = start_and_scale(W, H, fov_degrees, scene_scale, geometry)
     return (make_trajectory(preset, frames, start, scene_scale=scale, strength=strength, ease=easing),)
@@ -185,23 +189,13 @@ def camera_director(env, image, preset, strength, frames, fov_degrees, scene_sca
     return (director_cameras(preset, strength, frames, easing, keyframes, start, scale),)
 
 
+CAMERA_FILE_EXTENSIONS = (".txt", ".json", ".npz")
+
+
 def input_file(env, name: str, what: str, extensions: tuple[str, ...]) -> str:
-    """A file named relative to ComfyUI's input folder, refused when it is elsewhere or missing."""
-    rel = str(name).strip()
-    root = os.path.abspath(env.input_dir())
-    if not rel:
-        raise ValueError(f"{what}: give the name of a {'/'.join(extensions)} file in ComfyUI's input folder ({root})")
-    if os.path.isabs(rel):
-        raise ValueError(f"{what}: '{rel}' is an absolute path; put the file in ComfyUI's input folder ({root}) "
-                         "and give its name there")
-    path = os.path.abspath(os.path.join(root, rel))
-    if os.path.commonpath([root, path]) != root:
-        raise ValueError(f"{what}: '{rel}' leaves ComfyUI's input folder ({root}); give a file inside it")
-    if not rel.lower().endswith(extensions):
-        raise ValueError(f"{what}: '{rel}' is not a {'/'.join(extensions)} file")
-    if not os.path.isfile(path):
-        raise ValueError(f"{what}: '{rel}' not found in ComfyUI's input folder ({root})")
-    return path
+    """A file named relative to ComfyUI's input folder (links resolved), refused when it is elsewhere
+    or missing, with a line that says nothing about files outside it (``inputs.input_file``)."""
+    return read_input_file(env.input_dir(), name, what, extensions)
 
 
 def camera_path_from_video_node(env, geometry_model, video, image, max_frames, speed_multiplier,
@@ -223,6 +217,10 @@ def load_pose_cache_node(env, image, file, speed_multiplier):
 
 
 def extrapolate_trajectory(env, cameras, total_frames, mode, window, damping, method="auto"):
+    total_frames = check_int(total_frames, "total_frames", 1, MAX_FRAMES)
+    if total_frames < len(cameras):  # extending never cuts: a shorter total is a mistake, not a request
+        raise ValueError(f"total_frames is {total_frames} but the path already has {len(cameras)} cameras; set "
+                         f"total_frames to at least {len(cameras)} (Extrapolate Trajectory only extends a path)")
     return (extend_to(cameras, total_frames, mode, window or None, damping, method),)
 
 
@@ -263,8 +261,9 @@ def estimate_geometry(env, geometry_model, images, pose_source="auto", cameras=N
     check_video(images.float().cpu(), "images")
     # the estimator sees float32 cameras (as the pipeline gives them), geometry_batch frames at a time as
     # the pipeline does; alignment uses the cameras as given
-    result = estimate_in_batches(geometry_model, images.float().cpu(),
-                                 None if cameras is None else cameras.to(dtype=torch.float32), geometry_batch)
+    result = estimate_checked(geometry_model, images.float().cpu(),
+                              None if cameras is None else cameras.to(dtype=torch.float32), env.check_interrupt,
+                              geometry_batch)
     if cameras is not None:  # into the given cameras' frame (kept, or the estimate Sim(3)-aligned to them)
         cams, depth, _ = align_poses(result, cameras, resolve_pose_source(pose_source, geometry_model))
         result = replace(result, cameras=cams, depth=depth)
@@ -297,20 +296,21 @@ def build_cache_node(env, images, geometry, mode, iterations, learning_rate, str
 
 @deterministic
 def render_hints(env, cache, cameras):
-    hints = render_hints_checked(env, cache, cameras)
-    return hints.images.float(), hints.masks.float()
+    hints = render_hints_checked(env, cache, cameras, keep_depths=False)
+    return hints.images, hints.masks.float()
 
 
-def render_hints_checked(env, cache, cameras):
+def render_hints_checked(env, cache, cameras, keep_depths: bool = True):
     """The cache rendered at ``cameras`` (float32, as the pipeline renders), a few views at a time so
-    an interrupt is answered while a long chunk renders; progress per view."""
+    an interrupt is answered while a long chunk renders; progress per view. Views x pixels are
+    bounded (``inputs.MAX_HINT_PIXELS``) before anything renders."""
     bar = env.progress(len(cameras))
 
     def on_views(done, total):
         env.check_interrupt()
         bar.update_absolute(done, total)
 
-    return render_hints_in_steps(cache, cameras.to(dtype=torch.float32), callback=on_views)
+    return render_hints_in_steps(cache, cameras.to(dtype=torch.float32), callback=on_views, keep_depths=keep_depths)
 
 
 def describe_scene(env, captioner, images, style, clip=None, caption_style="pack", caption_max_tokens=0, fps=16,
@@ -350,18 +350,42 @@ def _denoiser(model, positive, negative, cfg, cfg_batch="batched"):
     return model.denoiser(positive, negative, cfg, **({} if cfg_batch == "batched" else {"cfg_batch": cfg_batch}))
 
 
+def _sampling_inputs(steps, strength, cfg, shift, schedule=None, mask_rule=None) -> None:
+    """The sampler's numbers checked by their node input names (NaN included), before any work."""
+    check_int(steps, "steps", 1, 200)
+    check_float(strength, "strength", 0.0, 1.0)
+    if cfg is not None:
+        check_float(cfg, "cfg", 1.0, 20.0, example=5.0)
+    check_float(shift, "shift", 0.0, 20.0, lo_open=True, example=5.0)
+
+
+def _hint_frames(F: int, context_frames: int) -> None:
+    if (F - 1) % 4:
+        raise ValueError(f"hints hold {F} frames; the Wan VAE needs 4k+1 frames: use {F - (F - 1) % 4} or "
+                         f"{F - (F - 1) % 4 + 4}")
+    check_int(context_frames, "context_frames", 1)
+    if (context_frames - 1) % 4:
+        raise ValueError(f"context_frames is {context_frames}; it must be 4j+1 (1, 5, 9...)")
+    if context_frames >= F:
+        raise ValueError(f"hints hold {F} frame(s) and context_frames is {context_frames}: nothing is left to "
+                         f"generate; give at least {context_frames + 4} hint frames or fewer context_frames")
+
+
 @deterministic
 def st_diff_sampler(env, model, hints, masks, prompt, negative_prompt, context_frames, strength, steps, cfg, seed,
                     schedule, training_free, context=None, conditioning=None, negative_conditioning=None, vae=None,
                     mask_rule="official", shift=5.0, cfg_batch=_PS.cfg_batch, vae_tiling=_PS.vae_tiling):
+    # every cheap check before the VAE encode
     check_video(hints, "hints", masks)
     check_seed(seed)
+    _sampling_inputs(steps, strength, cfg, shift)
+    check_cfg_batch(cfg_batch)
     tiling = {"tiled": True} if vae_tiling else {}
     F = int(hints.shape[0])
-    if (F - 1) % 4:
-        raise ValueError(f"hints hold {F} frames; the Wan VAE needs 4k+1 frames: use {F - (F - 1) % 4} or "
-                         f"{F - (F - 1) % 4 + 4}")
-    check_int(context_frames, "context_frames", 1, F)
+    _hint_frames(F, context_frames)
+    config = SamplerConfig(steps=steps, strength=strength, guidance_scale=cfg, variant=schedule,
+                           training_free=training_free, seed=seed, mask_rule=mask_rule, shift=shift,
+                           cfg_batch=cfg_batch)
     video = hints.float().cpu().clone()
     mask = masks.float().cpu().clone()
     if context is not None:
@@ -374,24 +398,25 @@ def st_diff_sampler(env, model, hints, masks, prompt, negative_prompt, context_f
         check_video(context.float().cpu(), "context")
         video[:n] = context.float().cpu()
         mask[:n] = 1.0
-    config = SamplerConfig(steps=steps, strength=strength, guidance_scale=cfg, variant=schedule,
-                           training_free=training_free, seed=seed, mask_rule=mask_rule, shift=shift,
-                           cfg_batch=cfg_batch)
     model = _st_model(model, vae)
-    z = model.encode_video(video, **tiling)
+    token_mask = sampler_mask(mask, mask_rule)
+    check = env.check_interrupt  # answered inside the VAE's encode and decode too
+    z = call_checked(model.encode_video, video, check=check, **tiling)
     positive = _embeds(model, prompt, conditioning)
     negative = _embeds(model, negative_prompt, negative_conditioning) if cfg > 1.0 else None
-    res = st_diff_sample(model.transformer, z, sampler_mask(mask, mask_rule), context_latent_count(context_frames),
+    res = st_diff_sample(model.transformer, z, token_mask, context_latent_count(context_frames),
                          positive, negative,
                          config, callback=_progress_callback(env, steps),
                          scheduler_config=getattr(model, "scheduler_config", None),
                          denoise_fn=_denoiser(model, positive, negative, cfg, cfg_batch))
-    frames = model.decode_video(res.latents, **tiling)
+    frames = call_checked(model.decode_video, res.latents, check=check, **tiling)
     title = f"{schedule} schedule, tau = {strength:g}, {steps} steps" + (", training-free" if training_free else "")
     return frames, schedule_picture(res.sigma_map, res.sigmas, title=title)[None]
 
 
 def preview_schedule(env, masks, context_frames, strength, steps, schedule, mask_rule="official", shift=5.0):
+    _sampling_inputs(steps, strength, None, shift)
+    check_int(context_frames, "context_frames", 1, 81)
     sig = flow_sigmas(steps, shift)
     S = sigma_map(sampler_mask(masks.float().cpu(), mask_rule), context_latent_count(context_frames),
                   sigma_start(strength, sig), schedule)
@@ -399,6 +424,13 @@ def preview_schedule(env, masks, context_frames, strength, steps, schedule, mask
 
 
 # ----------------------------------------------------------------------------- the whole loop
+def _run_folder(env, output_folder) -> str:
+    """A run folder under ComfyUI's output folder: a name valid on Windows and Linux, links resolved
+    before the containment check. Empty is refused: the loop saves every chunk there (its resume point)."""
+    check_name(output_folder, "output_folder", "a folder under ComfyUI's output folder (each chunk is saved there)")
+    return env.output_path(output_folder.strip())
+
+
 @writes_files
 def chunk_loop(env, model, geometry_model, image, cameras, frames, prompt, style, chunk_frames, context_frames,
                strength, steps, cfg, seed, schedule, cache_mode, gs_iterations, extend_mode, training_free,
@@ -420,9 +452,7 @@ def chunk_loop(env, model, geometry_model, image, cameras, frames, prompt, style
                                 caption_style=caption_style, caption_max_tokens=caption_max_tokens or None,
                                 geometry_batch=geometry_batch, cfg_batch=cfg_batch, vae_tiling=vae_tiling)
     total_chunks = len(settings.chunk_starts(frames))
-    if not output_folder.strip():
-        raise ValueError("output_folder is empty; give a folder name under ComfyUI's output folder")
-    out_dir = env.output_path(output_folder)
+    out_dir = _run_folder(env, output_folder)
     check_output_folder(out_dir, resume or bool(from_chunk), not (resume or from_chunk), "resume", "overwrite",
                         "output_folder")
     if from_chunk:
@@ -439,7 +469,7 @@ def chunk_loop(env, model, geometry_model, image, cameras, frames, prompt, style
     # resume off with a run in the folder is refused (the core says how to go on): nothing is deleted;
     # from_chunk k rolls the run back to its first k chunks and makes the rest with these settings
     result = pipe(start, cameras, frames, prompt=prompt, style=style, out_dir=out_dir,
-                  resume=resume, overwrite=False, callback=on_event, from_chunk=from_chunk)
+                  resume=resume, overwrite=False, callback=on_event, from_chunk=from_chunk, advice=NODE_ADVICE)
     return result.frames, result.cameras
 
 
@@ -455,7 +485,7 @@ def loop_start(env, image, cameras, frames, chunk_frames, context_frames, seed, 
     start = _start_image(image)
     settings.chunk_starts(frames)  # checked before the folder is touched (the message names valid totals)
     WorldWarpPipeline(None, None, settings=settings)._check_inputs(start, cameras)
-    out_dir = env.output_path(output_folder) if output_folder.strip() else None
+    out_dir = _run_folder(env, output_folder)
     # what the loop computes: these settings and (inside ComfyUI) the graph Loop End depends on
     info = {"loop": {"frames": frames, "chunk_frames": chunk_frames, "context_frames": context_frames, "seed": seed,
                      "extend_mode": extend_mode, "extrapolation": extrapolation}, "graph": graph_signature}
@@ -465,7 +495,7 @@ def loop_start(env, image, cameras, frames, chunk_frames, context_frames, seed, 
         check_rollback(out_dir, from_chunk, len(settings.chunk_starts(frames)))
     # from_chunk k: the run rolled back to its first k chunks; the body makes the rest (an edited body too)
     state = open_run(start, cameras, frames, settings, out_dir, resume=resume, overwrite=False, run_info=info,
-                     from_chunk=from_chunk)
+                     from_chunk=from_chunk, advice=NODE_ADVICE)
     state = replace(state, graph_signature=graph_signature)
     # a finished run resumed: its last chunk is planned again so the body runs once; Loop End finds
     # it in the folder and returns the run as it is
@@ -498,6 +528,25 @@ def align_to_history(env, loop, geometry):
     return (replace(geometry, depth=depth),)
 
 
+def chunk_saved(loop) -> bool:
+    """Whether Loop End can go on without the body's outputs: the run folder already holds the chunk
+    ``loop`` plans (a finished run resumed, a re-queue after an interrupt), so its body is not run."""
+    if not isinstance(loop, LoopState) or loop.folder is None:
+        return False
+    return loop.done or loop.folder.finished_chunks() > loop.next_chunk
+
+
+def _saved_cache(state):
+    """The run's last 3DGS cache read back from its folder (a finished run's outputs without its body)."""
+    from worldwarp_core.gscache import GeometryCache
+
+    last = state.folder.chunk_dir(state.next_chunk - 1)
+    for p in (os.path.join(last, "scene.ply"), state.folder.path("scene.ply")):
+        if os.path.isfile(p):
+            return GeometryCache("3dgs", GSConfig(), gaussians=load_ply(p))
+    return GeometryCache("none", GSConfig())
+
+
 @writes_files
 @deterministic
 def loop_end(env, loop, frames, cache, *, graph_signature=None):
@@ -515,12 +564,15 @@ def loop_end(env, loop, frames, cache, *, graph_signature=None):
                          "chunks to keep (a changed from_chunk runs Loop Start again) to make the rest with the edit")
     state = catch_up(loop)
     if state.next_chunk <= plan.index:
+        if frames is None or cache is None:
+            raise ValueError(f"WorldWarp Loop End got no {'frames' if frames is None else 'cache'} for chunk "
+                             f"{plan.index + 1}; connect the body's frames and cache to it")
         hints = render_hints_checked(env, cache, plan.cameras)  # the next chunk aligns its depth to this
         hint_depth = torch.stack([hints.depths.float().cpu(), hints.masks.float().cpu()])
         record = chunk_record(plan, loop.settings.chunk_frames, None, None, hints.masks, None)
         state = end_chunk(loop, plan, frames, hint_depth, record, gaussians=cache.gaussians)
-    elif state.done and plan.index < state.total_chunks - 1 and os.path.isfile(state.folder.path("scene.ply")):
-        cache = replace(cache, gaussians=load_ply(state.folder.path("scene.ply")))  # the run's last cache
+    elif state.done and (cache is None or plan.index < state.total_chunks - 1):
+        cache = _saved_cache(state)  # the run's last cache, as the folder holds it
     if not state.done:
         return state, None
     finish_run(state, cache.gaussians)

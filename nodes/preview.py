@@ -2,22 +2,26 @@
 ComfyUI or aiohttp import so it is tested on its own; ``nodes/_v3.py`` registers the route.
 
 A request can never stall the server: the body is size-checked before it is read and validated
-field by field (every bad body is a 400 with one line saying what to send), the preset text is
-parsed in linear time under ``MAX_SPEC_CHARS`` / ``MAX_PARTS`` and frames are capped at
-``MAX_FRAMES`` (``worldwarp_core.trajectory``), and the path maths runs on one worker thread, off
-the event loop, answered with a 503 when it takes longer than ``BUDGET_S``.
+field by field (every bad body is a 400 with one line saying what to send: integers of at most
+``inputs.MAX_JSON_INT_DIGITS`` digits, nesting at most ``inputs.MAX_JSON_DEPTH`` levels), the
+preset text is parsed in linear time under ``MAX_SPEC_CHARS`` / ``MAX_PARTS`` and frames are
+capped at ``MAX_FRAMES`` (``worldwarp_core.trajectory``), and the JSON decoding and the path
+maths run on one worker thread, off the event loop, answered with a 503 when they take longer
+than ``BUDGET_S``. A client that goes away mid-body is one line in the log (``serve``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 from concurrent.futures import Executor, ThreadPoolExecutor
 
 import torch
 
 from worldwarp_core.cameras import Cameras, intrinsics_from_fov
+from worldwarp_core.inputs import loads_json
 from worldwarp_core.trajectory import check_frames, make_trajectory, parse_trajectory
 
 MAX_BODY_BYTES = 16 * 1024  # the frontend sends ~150 bytes; a preset is at most MAX_SPEC_CHARS
@@ -43,22 +47,16 @@ def _number(body: dict, key: str, default: float, lo: float, hi: float, what: st
     return v
 
 
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not a number JSON allows; send finite numbers")
-
-
 def decode_body(raw: bytes, limit: int, fields: str) -> dict:
     """A request body -> its JSON object, or a one-line ``ValueError`` (too large, not JSON, NaN or
-    Infinity, nested too deeply, not an object: ``fields`` says what to send)."""
+    Infinity, an integer too long, nested too deeply, not an object: ``fields`` says what to send).
+    Call it off the event loop (``run_off_loop``): a large body takes a while to decode."""
     if len(raw) > limit:
         raise ValueError(f"request body is {len(raw)} bytes; the limit is {limit}")
     try:
-        body = json.loads(raw, parse_constant=_reject_constant)
-    except RecursionError:
-        raise ValueError("request body nests too deeply; send a JSON object with " + fields) from None
-    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, NaN/Infinity
-        msg = str(e) if "JSON allows" in str(e) else f"request body is not JSON ({str(e)[:80]})"
-        raise ValueError(msg) from None
+        body = loads_json(raw, "request body")
+    except ValueError as e:
+        raise ValueError(f"{str(e)[:200]}; send a JSON object with {fields}") from None
     if not isinstance(body, dict):
         raise ValueError(f"request body must be a JSON object with {fields}; got a JSON {type(body).__name__}")
     return body
@@ -79,6 +77,30 @@ async def read_body(request, limit: int) -> bytes | None:
     return raw
 
 
+async def serve(request, limit: int, respond) -> tuple[int, str]:
+    """``(HTTP status, JSON text)`` of one aiohttp request: its body read (at most ``limit`` bytes;
+    a declared length over it is refused unread) and handed to ``respond(raw) -> (status, text)``.
+    A client that drops mid-body is one line in the log, not a traceback."""
+    try:
+        raw = await read_body(request, limit)
+    except (ConnectionError, OSError, EOFError, asyncio.IncompleteReadError) as e:
+        return _dropped(request, e)
+    except Exception as e:  # aiohttp's payload errors (ClientPayloadError, ContentLengthError, ...)
+        if "Payload" in type(e).__name__ or "ContentLength" in type(e).__name__ or "Connection" in type(e).__name__:
+            return _dropped(request, e)
+        raise
+    if raw is None:
+        return 400, json.dumps({"error": f"request body is {request.content_length} bytes; the limit is {limit}"})
+    return await respond(raw)
+
+
+def _dropped(request, e: BaseException) -> tuple[int, str]:
+    detail = str(e).splitlines()[0][:120] if str(e) else ""
+    logging.warning("WorldWarp %s: the client went away before its request body arrived (%s%s)",
+                    getattr(request, "path", "route"), type(e).__name__, f": {detail}" if detail else "")
+    return 400, json.dumps({"error": "the request body did not arrive whole"})
+
+
 async def run_off_loop(work, arg, executor: Executor, budget_s: float, what: str) -> tuple[int, str]:
     """``(HTTP status, JSON text)`` of ``work(arg) -> JSON text`` run on ``executor``, never on the event
     loop: 200, 400 for a ``ValueError``, 404 for a ``LookupError`` (something asked for is gone), 503
@@ -89,7 +111,9 @@ async def run_off_loop(work, arg, executor: Executor, budget_s: float, what: str
     except asyncio.TimeoutError:
         return 503, json.dumps({"error": f"{what} took longer than {budget_s:g} s; try again or use fewer frames"})
     except ValueError as e:
-        return 400, json.dumps({"error": str(e)})
+        return 400, json.dumps({"error": str(e).splitlines()[0] if str(e) else type(e).__name__})
+    except (OverflowError, RecursionError) as e:  # a number or nesting out of range the checks let through
+        return 400, json.dumps({"error": f"request body holds a value out of range ({type(e).__name__})"})
     except LookupError as e:
         return 404, json.dumps({"error": str(e.args[0] if e.args else e)})
 
@@ -132,16 +156,14 @@ def compute(args: dict) -> dict:
             "frames": len(cams)}
 
 
-def _compute_json(args: dict) -> str:
-    return json.dumps(compute(args))
+def _answer(raw: bytes) -> str:
+    return json.dumps(compute(parse_request(raw)))
 
 
 async def respond(raw: bytes, executor: Executor | None = None, budget_s: float = BUDGET_S) -> tuple[int, str]:
     """``(HTTP status, JSON text)`` for one request body: 200 with the path, 400 with ``error`` for a
-    bad body, 503 with ``error`` when the path maths exceeds ``budget_s``. Nothing but the
-    validation runs on the caller's event loop."""
-    try:
-        args = parse_request(raw)
-    except ValueError as e:
-        return 400, json.dumps({"error": str(e)})
-    return await run_off_loop(_compute_json, args, executor or _EXECUTOR, budget_s, "the path preview")
+    bad body, 503 with ``error`` when decoding and the path maths exceed ``budget_s``. Nothing runs
+    on the caller's event loop: the body is decoded and checked on the worker too."""
+    if len(raw) > MAX_BODY_BYTES:  # refused without decoding
+        return 400, json.dumps({"error": f"request body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}"})
+    return await run_off_loop(_answer, raw, executor or _EXECUTOR, budget_s, "the path preview")

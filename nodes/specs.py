@@ -45,6 +45,7 @@ class In:
     step: float | None = None
     optional: bool = False
     multiline: bool = False
+    lazy: bool = False  # asked for only when needed (Loop End: not for a chunk already saved)
 
 
 @dataclass(frozen=True)
@@ -210,7 +211,8 @@ SPECS: tuple[NodeSpec, ...] = (
                  max=1e4, step=0.01),
               In("easing", "COMBO", "Speed profile of each preset.", "linear", options=("linear", "ease-in-out")),
               In("camera_file", "STRING", "Optional RealEstate10K .txt / JSON / transforms.json / official .npz pose "
-                 "cache path (relative to ComfyUI's input folder); overrides the preset.", ""),
+                 "cache in ComfyUI's input folder (its name there, e.g. cameras.txt; nothing outside it is read; at "
+                 "most 16 MiB and 10,000 cameras); overrides the preset.", ""),
               In("geometry", GEOMETRY, "Depth of the start image: sets the scene scale and intrinsics.",
                  optional=True)),
              (Out(CAMERAS, "cameras"),)),
@@ -224,7 +226,7 @@ SPECS: tuple[NodeSpec, ...] = (
                  "Camera Trajectory. Editing in the 3D view turns it into keyframes.", "dolly_in@0.5"),
               In("strength", "FLOAT", "Multiplies every preset's strength (translations in median depths).", 1.0,
                  min=0.0, max=10.0, step=0.05),
-              In("frames", "INT", "Frames of the path (keyframe times stretch with it).", 49, min=1, max=10000),
+              In("frames", "INT", "Frames of the path (keyframe times stretch with it).", 49, min=1, max=MAX_FRAMES),
               In("fov_degrees", "FLOAT", "Horizontal field of view when no geometry is connected.", 60.0, min=10.0,
                  max=170.0, step=0.5),
               In("scene_scale", "FLOAT", "Scene unit (median depth); 0 = from the connected geometry.", 0.0, min=0.0,
@@ -397,7 +399,7 @@ SPECS: tuple[NodeSpec, ...] = (
              (In("image", "IMAGE", "Start image (sizes multiples of 16)."),
               In("cameras", CAMERAS, "Camera path (extended past its end as needed)."),
               In("frames", "INT", "Total frames: chunk + k·(chunk - context), e.g. 49, 93, 137, 181, 225.", 93,
-                 min=1, max=100000),
+                 min=1, max=MAX_FRAMES),
               In("chunk_frames", "INT", "Frames per chunk, 4k+1 (paper 49, official code 81).", 49, min=5, max=161,
                  step=4),
               CTX, SEED,
@@ -407,7 +409,7 @@ SPECS: tuple[NodeSpec, ...] = (
                  "the path), paper (world velocity + SLERP) or official (body-frame momentum).", "auto",
                  options=EXTRAPOLATION_METHODS),
               In("output_folder", "STRING", "Run folder under ComfyUI's output folder (chunks are saved there as "
-                 "they finish).", "worldwarp/run"),
+                 "they finish; required).", "worldwarp/run"),
               In("resume", "BOOLEAN", "Continue the run in output_folder from its last finished chunk; off, a folder "
                  "holding a run is refused (nothing is deleted).", False),
               In("fps", "INT", "Frame rate of the video output.", 16, min=1, max=120),
@@ -435,14 +437,15 @@ SPECS: tuple[NodeSpec, ...] = (
              "Loop Start and here again for the next chunk; after the last one, outputs the whole video.",
              ops.loop_end,
              (In("loop", LOOP, "From WorldWarp Loop Start."),
-              In("frames", "IMAGE", "The chunk's frames (chunk_frames of them, context first)."),
-              In("cache", CACHE, "The chunk's 3DGS cache (the next chunk aligns its depth to it).")),
+              In("frames", "IMAGE", "The chunk's frames (chunk_frames of them, context first).", lazy=True),
+              In("cache", CACHE, "The chunk's 3DGS cache (the next chunk aligns its depth to it).", lazy=True)),
              (Out("IMAGE", "frames"), Out(CAMERAS, "cameras"), Out(CACHE, "cache"), Out("SPLAT", "splat"),
               Out("VIDEO", "video")),
              output_node=True, extra={"loop": "end"}),
     NodeSpec("WorldWarpSaveCameras", "Save Cameras", "WorldWarp/cameras",
              "Writes the cameras as RealEstate10K .txt and JSON into the output folder, numbered like ComfyUI's "
-             "saves (cameras_00001_.txt, then _00002_, ...). Outputs the .txt's full path (for camera_file).",
+             "saves (cameras_00001_.txt, then _00002_, ...). Outputs the .txt's full path; Camera Trajectory's "
+             "camera_file reads ComfyUI's input folder only, so copy or upload the file there to use it.",
              ops.save_cameras,
              (In("cameras", CAMERAS, "Cameras to save."),
               In("filename_prefix", "STRING", "Folder and name under ComfyUI's output folder; a counter is "

@@ -220,11 +220,42 @@ def test_interrupt_then_resume_gives_the_same_frames(server, wired_frames):
     assert "chunk_002" not in done
     # resume off with the run in the folder: refused, nothing deleted
     status, messages = run(wired_prompt("cut", fps=8))
-    assert status == "error" and "already holds a run; pass resume" in json.dumps(messages)
+    assert status == "error" and "already holds a run; turn 'resume' on" in json.dumps(messages)
     assert sorted(os.listdir(folder / "chunks")) == done
     status, messages = run(wired_prompt("cut", resume=True))
     assert status == "success", messages
     assert np.array_equal(frames_of(folder), wired_frames)
+
+
+def _error(messages) -> dict:
+    return next(m[1] for m in messages if m[0] == "execution_error")
+
+
+def test_wrong_wiring_and_an_edited_body_are_refused_before_any_chunk(server, wired_frames):
+    two_ends = wired_prompt("two_ends")
+    two_ends["19"] = json.loads(json.dumps(two_ends["17"]))
+    status, messages = run(two_ends)
+    err = _error(messages)
+    assert status == "error" and err["node_id"] == "10", err
+    assert err["exception_message"].startswith("WorldWarp Loop Start (node 10) feeds 2 Loop Ends (nodes 17, 19)")
+    assert not os.path.exists(server["out"] / "two_ends")  # refused before the folder or any chunk
+    by_hand = wired_prompt("by_hand")
+    by_hand["19"] = {"class_type": "WorldWarpLoopNext", "inputs": {"loop": L(10)}}
+    status, messages = run(by_hand)
+    assert status == "error" and "WorldWarp Loop Next (node 19) is placed by Loop End only" in \
+        _error(messages)["exception_message"]
+    # the finished run "wired" with an edited body: Loop Start runs again (its graph input changed)
+    # and refuses before the body runs, saying which node and input changed
+    edited = wired_prompt("wired", resume=True)
+    edited["16"]["inputs"]["steps"] = 3
+    status, messages = run(edited)
+    err = _error(messages)
+    assert status == "error" and err["node_id"] == "10", err
+    assert "changed: graph: node 16 (WorldWarpSTDiffSampler) steps 2 -> 3" in err["exception_message"]
+    # resumed unchanged: every chunk is in the folder, so no body node runs again
+    status, messages = run(wired_prompt("wired", resume=True))
+    assert status == "success", messages
+    assert np.array_equal(frames_of(server["out"] / "wired"), wired_frames)
 
 
 def test_every_workflow_loads_without_missing_or_overlapping_nodes(server):

@@ -13,7 +13,7 @@ import os
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # the bottom of worldwarp_core: they import each other only
 FOUNDATION = {"worldwarp_core.loading", "worldwarp_core.model_files", "worldwarp_core.cameras",
-              "worldwarp_core.schedule", "worldwarp_core.inputs"}
+              "worldwarp_core.schedule", "worldwarp_core.inputs", "worldwarp_core.limits"}
 
 
 def modules_of(root: str, package: str) -> dict[str, str]:

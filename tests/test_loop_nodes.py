@@ -59,6 +59,12 @@ def wired(env, model, geo, image, cams, folder, resume=False, edit=None, start_o
         loop, hist, hist_cams, chunk_cams, context, n_ctx, k, cache_seed, sampler_seed = outs
         if stop_at is not None and k == stop_at:
             raise Interrupted(first)
+        if ops.chunk_saved(loop):  # Loop End's lazy inputs: a chunk the folder holds runs no body
+            state, final = ops.loop_end(env, loop, None, None)
+            if final is not None:
+                return final, first
+            outs = ops.loop_next(env, state)
+            continue
         geometry, _ = ops.estimate_geometry(env, geo, hist, "requested", hist_cams)
         (geometry,) = ops.align_to_history(env, loop, geometry)
         cache, _ = ops.build_cache_node(env, hist, geometry, "3dgs", GS_IT, 1.6e-3, 1, 0.5, cache_seed,
@@ -124,23 +130,26 @@ def test_interrupt_then_resume_is_identical(parts, wired_run, monkeypatch):
     monkeypatch.setattr(ops, "st_diff_sampler", counting)
     (again, *_), _ = wired(env, model, geo, image, cams, "cut", start_outputs=cut.value.args[0])
     monkeypatch.undo()
-    assert torch.equal(again, full) and len(calls) == 2  # chunk 1 (its Loop End reads the folder) and chunk 3
+    assert torch.equal(again, full) and len(calls) == 1  # chunk 3 only (Loop End reads chunks 1-2 from the folder)
     # re-queued with resume on (Loop Start runs again): starts at chunk 3... of a finished run: the last
-    # chunk is planned again and Loop End returns the run as it is
+    # chunk is planned again and Loop End returns the run as it is, without running its body
     outs = ops.loop_start(env, image, cams, FRAMES, C, CTX, 0, "extrapolate", "auto", "cut", True, 16)
-    assert outs[6] == 2 and outs[0].resumed_from == 3
-    (resumed, *_), _ = wired(env, model, geo, image, cams, "cut", resume=True)
-    assert torch.equal(resumed, full)
+    assert outs[6] == 2 and outs[0].resumed_from == 3 and ops.chunk_saved(outs[0])
+    calls.clear()
+    monkeypatch.setattr(ops, "st_diff_sampler", counting)
+    (resumed, _, last_cache, splat, _), _ = wired(env, model, geo, image, cams, "cut", resume=True)
+    monkeypatch.undo()
+    assert torch.equal(resumed, full) and calls == [] and last_cache.gaussians is not None and splat is not None
 
 
 def test_resume_off_refuses_a_folder_holding_a_run(parts, wired_run):
     env, model, geo, image, cams = parts
     before = sorted(os.listdir(os.path.join(env.output, "wired", "frames")))
-    with pytest.raises(ValueError, match="already holds a run; pass resume"):
+    with pytest.raises(ValueError, match="already holds a run; turn 'resume' on to continue it, or set another output_folder"):
         ops.loop_start(env, image, cams, FRAMES, C, CTX, 0, "extrapolate", "auto", "wired", False, 16)
     with pytest.raises(ValueError, match="holds a different run"):
         ops.loop_start(env, image, cams, FRAMES, C, CTX, 1, "extrapolate", "auto", "wired", True, 16)
-    with pytest.raises(ValueError, match="already holds a run; pass resume"):  # the compact node too
+    with pytest.raises(ValueError, match="already holds a run; turn 'resume' on to continue it, or set another output_folder"):  # the compact node too
         ops.chunk_loop(env, model, geo, image, cams, FRAMES, "a room", "", C, CTX, TAU, STEPS, 2.0, 0,
                        "spatio-temporal", "3dgs", GS_IT, "extrapolate", False, "wired", False)
     assert sorted(os.listdir(os.path.join(env.output, "wired", "frames"))) == before  # nothing deleted
@@ -188,6 +197,24 @@ def test_from_chunk_rolls_an_edited_body_back_to_the_kept_chunks(parts, wired_ru
     assert run["chunk_runs"] == [old_fp] and run["rolled_back"][0]["fingerprint"] == old_fp
     assert [json.load(open(os.path.join(folder, "chunks", f"chunk_{k:03d}", "chunk.json")))["run_fingerprint"]
             for k in (1, 2)] == [run["fingerprint"]] * 2
+
+
+def test_a_folder_deleted_after_an_interrupt_starts_clean_on_the_requeue(parts, wired_run):
+    """Interrupted, then the run folder deleted, then re-queued unchanged (Loop Start from ComfyUI's
+    cache): the first chunk's Loop End makes the folder again and the run completes, the same frames;
+    no debris blocks the folder afterwards."""
+    import shutil
+
+    env, model, geo, image, cams = parts
+    with pytest.raises(Interrupted) as cut:
+        wired(env, model, geo, image, cams, "gone", stop_at=1)
+    folder = os.path.join(env.output, "gone")
+    shutil.rmtree(folder)
+    (frames, *_), _ = wired(env, model, geo, image, cams, "gone", start_outputs=cut.value.args[0])
+    assert torch.equal(frames, wired_run[0][0])
+    assert sorted(os.listdir(os.path.join(folder, "chunks"))) == ["chunk_000", "chunk_001", "chunk_002"]
+    with pytest.raises(ValueError, match="already holds a run"):  # a valid run, refused as any run is
+        ops.loop_start(env, image, cams, FRAMES, C, CTX, 0, "extrapolate", "auto", "gone", False, 16)
 
 
 def test_hint_rendering_answers_an_interrupt(parts, wired_run):

@@ -45,15 +45,20 @@ class FakeEnv:
             raise ValueError(f"{name} not in {folder}")
         return p
 
-    def output_path(self, relative):
-        return os.path.join(self.output, relative)
+    def output_path(self, relative, option="output_folder"):
+        from worldwarp_core.inputs import path_inside
+
+        return path_inside(self.output, relative, option)
 
     def output_dir(self):
         return self.output
 
     def save_target(self, prefix):
         """ComfyUI's counter: one more than the highest ``<name>_<n>_`` already in the folder."""
-        folder, name = os.path.split(os.path.join(self.output, prefix))
+        from worldwarp_core.inputs import check_name
+
+        check_name(prefix, "filename_prefix", "a file name under ComfyUI's output folder")
+        folder, name = os.path.split(self.output_path(prefix, "filename_prefix"))
         os.makedirs(folder, exist_ok=True)
         taken = [int(f[len(name) + 1:].split("_")[0]) for f in os.listdir(folder)
                  if f.startswith(name + "_") and f[len(name) + 1:].split("_")[0].isdigit()]
@@ -170,7 +175,7 @@ def test_node_errors_are_clear(env):
     with pytest.raises(ValueError, match="context has 2 frames but context_frames is 1"):
         ops.st_diff_sampler(env, None, torch.zeros(9, 32, 48, 3), torch.ones(9, 32, 48), "", "", 1, 0.8, 2, 1.0, 0,
                             "spatio-temporal", False, context=torch.zeros(2, 32, 48, 3))
-    with pytest.raises(ValueError, match="camera file not found"):
+    with pytest.raises(ValueError, match="camera_file: 'nope.txt' not found in ComfyUI's input folder"):
         ops.camera_trajectory(env, torch.zeros(1, 32, 48, 3), "dolly_in", 1.0, 9, 60.0, 0.0, "linear", "nope.txt")
 
 
@@ -200,7 +205,7 @@ def test_node_inputs_are_checked_before_anything_runs(env):
         (lambda: ops.st_diff_sampler(env, None, torch.rand(9, 32, 48, 3), torch.ones(9, 32, 40), "", "", 1, 0.8, 2,
                                      2.0, 0, "spatio-temporal", False), r"masks must be \[F, H, W\] = \[9, 32, 48\]"),
         (lambda: ops.camera_trajectory(env, img, "dolly_in", 1.0, 0, 60.0, 0.0, "linear", ""),
-         r"frames must be >= 1, got 0; use 1"),
+         r"frames must be in 1..10000, got 0; use 1"),
         (lambda: ops.load_geometry_model(env, "depth-anything-v2", "tiny-depth-anything", 0.0),
          r"fov_degrees must be a finite number > 0 and < 180, got 0.0; use e.g. 60"),
     ]

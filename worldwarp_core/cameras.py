@@ -298,6 +298,7 @@ class Cameras:
                 url, numbered = words[0], numbered[1:]
         if not numbered:
             raise ValueError(f"{path}: no camera lines (expected 19 numbers per line)")
+        _check_count(len(numbered), path)
         rows, stamps, tokens = [], [], []
         for i, (n, ln) in enumerate(numbered):
             parts = ln.split()
@@ -387,6 +388,7 @@ class Cameras:
         frames = data["frames"]
         if not isinstance(frames, list) or not frames:
             raise ValueError(f"{where}: 'frames' must be a non-empty list of cameras, got {_short(frames)}")
+        _check_count(len(frames), where)
         vms, Ks, ts = [], [], []
         for i, fr in enumerate(frames):
             at = f"{where}: frame {i}"
@@ -452,6 +454,7 @@ class Cameras:
                         height: int | None = None) -> "Cameras":
         """Read an official ``.npz`` pose cache as stored (module docstring)."""
         path = _existing(path, "pose cache")
+        _check_archive(path)
         try:
             with np.load(path, allow_pickle=False) as data:
                 missing = [k for k in ("poses", "intrinsics") if k not in data.files]
@@ -470,6 +473,7 @@ class Cameras:
                     or (arr.ndim == 4 and arr.shape[0] != 1)):
                 raise ValueError(f"{path}: '{name}' must be float [1, N, {tail[0]}, {tail[1]}], got {arr.dtype} "
                                  f"{list(arr.shape)}")
+        _check_count(int(np.prod(poses.shape[:-2])), path)
         poses = poses.reshape(-1, 4, 4).astype(np.float64)
         Ks = Ks.reshape(-1, 3, 3).astype(np.float64)
         if poses.shape[0] != Ks.shape[0] or poses.shape[0] == 0:
@@ -529,6 +533,7 @@ class Cameras:
         frames = data["frames"]
         if not isinstance(frames, list) or not frames:
             raise ValueError(f"{path}: 'frames' must be a non-empty list of cameras, got {_short(frames)}")
+        _check_count(len(frames), path)
         c2w, Ks = [], []
         width = height = None
         for i, fr in enumerate(frames):
@@ -583,11 +588,7 @@ class Cameras:
             if width is None or height is None:
                 raise ValueError(f"{name}: RealEstate10K intrinsics are normalised; give the image width and height")
             return cls.from_re10k_text(text, width, height, name)
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{name}: not a RealEstate10K .txt and not valid JSON "
-                             f"(line {e.lineno} column {e.colno}: {e.msg})") from None
+        data = _parse_json(text, name, ": not a RealEstate10K .txt and not valid JSON")
         return cls._from_json_data(data, name)
 
 
@@ -627,34 +628,55 @@ def _atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write then rename, so a crash never leaves half a file."""
     path = os.fspath(path)
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:  # a failed write (disk full) leaves no temporary beside the file
+        if os.path.lexists(tmp):
+            os.remove(tmp)
 
 
 # ----------------------------------------------------------------------------- strict file reading
 
 
 def _read_text(path: str, what: str) -> str:
-    """A file's text; a binary or non-UTF-8 file is a ``ValueError`` naming it."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not a text {what} (byte 0x{raw[e.start]:02x} at offset {e.start} is not UTF-8); "
-                         "give a RealEstate10K .txt, a camera JSON or a nerfstudio transforms.json") from None
-    if "\x00" in text:
-        raise ValueError(f"{path}: not a text {what} (NUL byte at offset {text.index(chr(0))}); "
-                         "give a RealEstate10K .txt, a camera JSON or a nerfstudio transforms.json")
-    return text
+    """A file's text (at most ``inputs.MAX_CAMERA_FILE_BYTES``, refused by its size before it is
+    read); a binary or non-UTF-8 file is a ``ValueError`` naming it."""
+    from .limits import read_text_file
+
+    return read_text_file(path, what)
 
 
-def _parse_json(text: str, where: str):
+def _parse_json(text: str, where: str, bad: str = ": not valid JSON"):
+    from .limits import loads_json
+
+    return loads_json(text, where, bad)
+
+
+def _check_archive(path: str) -> None:
+    """A ``.npz`` within the camera file limits, on disk and unpacked (a small compressed file can
+    hold gigabytes), checked from its zip directory before any array is read."""
+    from .limits import MAX_CAMERA_FILE_BYTES
+
+    size = os.path.getsize(path)
+    if size > MAX_CAMERA_FILE_BYTES:
+        raise ValueError(f"{path}: {size:,} bytes; a pose cache is at most {MAX_CAMERA_FILE_BYTES:,} bytes")
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{where}: not valid JSON (line {e.lineno} column {e.colno}: {e.msg})") from None
+        with zipfile.ZipFile(path) as z:
+            unpacked = sum(i.file_size for i in z.infolist())
+    except (zipfile.BadZipFile, OSError) as e:
+        raise ValueError(f"{path}: not a NumPy .npz pose cache ({type(e).__name__}: {e})") from None
+    if unpacked > MAX_CAMERA_FILE_BYTES:
+        raise ValueError(f"{path}: unpacks to {unpacked:,} bytes; a pose cache is at most "
+                         f"{MAX_CAMERA_FILE_BYTES:,} bytes")
+
+
+def _check_count(count: int, where: str) -> None:
+    from .limits import MAX_CAMERAS
+
+    if count > MAX_CAMERAS:
+        raise ValueError(f"{where} holds {count:,} cameras; the limit is {MAX_CAMERAS:,} (the frames limit)")
 
 
 def _looks_nerfstudio(data) -> bool:
@@ -687,6 +709,8 @@ class _naming:
 
 
 def _short(value) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 100:
+        return f"a {value.bit_length()}-bit integer"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -704,22 +728,30 @@ def _decimals(word: str) -> int:
     return len(mantissa.split(".")[1]) if "." in mantissa else 0
 
 
+def _finite(value) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
 def _json_number(value, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{where} must be a number, got {_short(value)}")
-    if not math.isfinite(value):
-        raise ValueError(f"{where} must be finite, got {value!r}")
+    if not _finite(value):
+        raise ValueError(f"{where} must be finite, got {_short(value)}")
     return float(value)
 
 
 def _json_integer(value, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value)
+            or not float(value).is_integer()):
         raise ValueError(f"{where} must be a whole number, got {_short(value)}")
     return int(value)
 
 
 def _json_size(value, where: str) -> int:
-    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value)
             or not float(value).is_integer() or value <= 0):
         raise ValueError(f"{where} must be a positive whole number of pixels, got {_short(value)}")
     return int(value)

@@ -51,6 +51,8 @@ class Progress:
 
     def __call__(self, e: dict) -> None:
         stage = e["stage"]
+        if stage == "check":  # a chance to interrupt inside a long forward; nothing to print
+            return
         if stage == "chunk":
             self._end_bar()
             if self.t_first is None:

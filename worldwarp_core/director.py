@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from .cameras import Cameras
+from .inputs import loads_json
 from .trajectory import (
     EASES,
     MAX_FRAMES,
@@ -72,8 +73,15 @@ class KeyframePath:
 
 
 def _number(value, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"keyframes: {what} must be a finite number, got {value!r}")
+    ok = not isinstance(value, bool) and isinstance(value, (int, float))
+    try:
+        ok = ok and math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        ok = False
+    if not ok:
+        shown = f"a {value.bit_length()}-bit integer" if isinstance(value, int) and ok is False and not \
+            isinstance(value, bool) and value.bit_length() > 100 else repr(value)[:60]
+        raise ValueError(f"keyframes: {what} must be a finite number, got {shown}")
     return float(value)
 
 
@@ -89,9 +97,9 @@ def parse_keyframes(text: str) -> KeyframePath:
         raise ValueError(f"keyframes: {len(text)} characters is over the limit of {MAX_SPEC_CHARS}; "
                          "use fewer keyframes")
     try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as e:
-        raise ValueError(f"keyframes: not valid JSON ({e}); leave it empty to use the preset") from None
+        data = loads_json(text, "keyframes", ": not valid JSON", allow_nan=True)
+    except ValueError as e:
+        raise ValueError(f"{e}; leave it empty to use the preset") from None
     if not isinstance(data, dict) or not isinstance(data.get("keyframes"), list):
         raise ValueError("keyframes: expected an object with 'frames' and a 'keyframes' list")
     frames = data.get("frames")

@@ -15,6 +15,17 @@ Limits (stated in the README, enforced here):
 * image files: 8- or 16-bit (16-bit values are scaled by 65535, not clipped); an alpha channel
   with transparent pixels is refused unless a background to composite over is chosen.
 * seed: 0 .. ``SEED_MAX`` (2**31 - 1, the range of the nodes' seed widgets).
+* frames and cameras: at most ``MAX_FRAMES`` (10,000) frames per video and ``MAX_CAMERAS``
+  (10,000) cameras per camera file; a camera file is at most ``MAX_CAMERA_FILE_BYTES`` (16 MiB,
+  ~1.6 KB per camera), refused by its size before it is read.
+* hints: one Render Warp Hints call renders at most ``MAX_HINT_PIXELS`` view pixels (views x
+  width x height; 161 views at 2048x1152, the largest chunk at the largest frame): its outputs
+  take 16 bytes per pixel.
+* JSON (route bodies, keyframes, camera files): integers of at most ``MAX_JSON_INT_DIGITS``
+  digits, nesting at most ``MAX_JSON_DEPTH`` levels.
+* names (output folders, filename prefixes): valid on Windows and Linux alike (``check_name``).
+* files the nodes read come from ComfyUI's input folder only (``input_file``); files they write
+  go under its output folder only (``path_inside``), links resolved first.
 """
 
 from __future__ import annotations
@@ -30,16 +41,37 @@ import numpy as np
 import torch
 from torch import Tensor
 
-MIN_SIDE = 32
-MAX_SIDE = 2048
-MAX_PIXELS = 2048 * 1152
-MAX_ASPECT = 4  # longer side / shorter side: depth models scale the shorter side to ~518 px
-SEED_MAX = 2**31 - 1
+# the limits are defined in limits.py (the bottom of the library: cameras.py reads them too)
+from .limits import (  # noqa: E402
+    MAX_ASPECT,
+    MAX_CAMERA_FILE_BYTES,
+    MAX_CAMERAS,
+    MAX_CHUNK_FRAMES,
+    MAX_FRAMES,
+    MAX_HINT_PIXELS,
+    MAX_JSON_DEPTH,
+    MAX_JSON_INT_DIGITS,
+    MAX_PIXELS,
+    MAX_SIDE,
+    MIN_SIDE,
+    SEED_MAX,
+    loads_json,
+    read_text_file,
+)
+
 Alpha = Literal["refuse", "white", "black"]
 ALPHA_CHOICES = ("refuse", "white", "black")
 
 
 # ----------------------------------------------------------------------------- numbers
+def _show(value) -> str:
+    """``repr`` of a value, shortened (a 5,000-digit integer is not printed whole)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 100:
+        return f"a {'negative ' if value < 0 else ''}{value.bit_length()}-bit integer"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def check_int(value, option: str, lo: int | None = None, hi: int | None = None) -> int:
     """A whole number (``9.0`` and ``True`` are refused, numpy integers accepted) within ``[lo, hi]``."""
     if isinstance(value, bool):
@@ -47,7 +79,11 @@ def check_int(value, option: str, lo: int | None = None, hi: int | None = None) 
     try:
         v = operator.index(value)
     except TypeError:
-        raise ValueError(f"{option} must be a whole number, got {value!r}") from None
+        raise ValueError(f"{option} must be a whole number, got {_show(value)}") from None
+    if v.bit_length() > 100:
+        raise ValueError(f"{option} must be a whole number in range, got {_show(v)}"
+                         + (f"; use {lo if v < 0 and lo is not None else hi}" if (lo if v < 0 else hi) is not None
+                            else ""))
     if (lo is not None and v < lo) or (hi is not None and v > hi):
         near = max(lo, v) if lo is not None else v
         near = min(hi, near) if hi is not None else near
@@ -62,7 +98,9 @@ def check_float(value, option: str, lo: float | None = None, hi: float | None = 
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{option} must be a number, got {value!r}") from None
+        raise ValueError(f"{option} must be a number, got {_show(value)}") from None
+    except OverflowError:  # an integer too large for a float
+        raise ValueError(f"{option} must be a finite number, got {_show(value)}") from None
     ok = math.isfinite(v)
     ok = ok and (lo is None or (v > lo if lo_open else v >= lo))
     ok = ok and (hi is None or (v < hi if hi_open else v <= hi))
@@ -325,6 +363,87 @@ def check_output_folder(path: str, resume: bool = False, overwrite: bool = False
                          + (f" ({overwrite_flag} only replaces a WorldWarp run)" if overwrite else ""))
 
 
+# ----------------------------------------------------------------------------- names, paths inside a folder
+_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)), *(f"LPT{i}" for i in range(10)),
+                     "COM\u00b9", "COM\u00b2", "COM\u00b3", "LPT\u00b9", "LPT\u00b2", "LPT\u00b3"}
+_BAD_CHARS = '<>:"|?*'
+
+
+def check_name(text, option: str, what: str = "a folder under ComfyUI's output folder") -> str:
+    """A relative name (``worldwarp/run``, ``worldwarp/cameras``) valid on Windows and Linux alike:
+    not empty, no ``.``/``..``-only or hidden part, no NUL or control characters, none of
+    ``<>:"|?*``, no part ending in a dot or space, no Windows device name (``CON``, ``NUL.txt``,
+    ``COM1``...). ``/`` and ``\\`` separate folders. Returns the name as given."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"{option} is empty; give {what}, e.g. worldwarp/run")
+    bad = next((c for c in text if ord(c) < 32 or c in _BAD_CHARS), None)
+    if bad is not None:
+        shown = f"U+{ord(bad):04X}" if ord(bad) < 32 else repr(bad)
+        raise ValueError(f"{option} holds the character {shown}, which file names cannot hold; use letters, digits, "
+                         "'-', '_' and '/' for folders")
+    parts = text.replace("\\", "/").split("/")
+    if any(p == ".." for p in parts):
+        raise ValueError(f"{option} {text!r} leaves ComfyUI's output folder; give {what} (no '..')")
+    if not parts[-1] or parts[-1] == ".":
+        base = text.rstrip("/\\.")
+        raise ValueError(f"{option} {text!r} ends in a folder, not a name; add a name, e.g. "
+                         f"{base + '/' if base else 'worldwarp/'}run")
+    for part in parts:
+        if part in ("", "."):
+            continue
+        if part.startswith("."):
+            raise ValueError(f"{option} {text!r}: {part!r} would be a hidden file or folder; give a name that does "
+                             "not start with '.'")
+        if part.endswith((".", " ")) or part != part.strip():
+            raise ValueError(f"{option} {text!r}: {part!r} starts or ends in a space or ends in a dot, which Windows "
+                             "drops; remove it")
+        if part.split(".")[0].upper().rstrip() in _WINDOWS_RESERVED:
+            raise ValueError(f"{option} {text!r}: {part!r} is a reserved device name on Windows; choose another name")
+    return text
+
+
+def path_inside(root: str, relative: str, option: str, folder: str = "output") -> str:
+    """``root/relative`` with every link resolved, refused unless it stays inside ``root`` (also
+    resolved), as ComfyUI's own Save nodes check: a link inside the folder that points elsewhere
+    does not take the writes with it."""
+    real_root = os.path.realpath(root)
+    path = os.path.realpath(os.path.join(real_root, relative))
+    if os.path.commonpath([real_root, path]) != real_root:
+        raise ValueError(f"{option} {relative!r} leaves ComfyUI's {folder} folder (a '..' or a link to another "
+                         f"place); give a path inside the {folder} folder")
+    return path
+
+
+def input_file(root: str, name, option: str, extensions: tuple[str, ...] | None = None) -> str:
+    """The file ``name`` of ComfyUI's input folder ``root`` (a name or a relative path in it), links
+    resolved before the containment check. Refused with one line: an empty name, an absolute path,
+    a path that leaves the folder (``..``, or a link to elsewhere), another extension than
+    ``extensions``, a missing file. Which line depends on the name only, never on whether a file
+    outside the folder exists: nothing about other files is revealed."""
+    kinds = "/".join(extensions) + " file" if extensions else "file"
+    rel = name.strip() if isinstance(name, str) else ""
+    shown = os.path.abspath(root)
+    if not rel:
+        raise ValueError(f"{option}: give the name of a {kinds} in ComfyUI's input folder ({shown})")
+    if "\x00" in rel or any(ord(c) < 32 for c in rel):
+        raise ValueError(f"{option}: the name holds a control character (e.g. NUL); give the name of a {kinds} in "
+                         "ComfyUI's input folder")
+    if os.path.isabs(rel) or rel.startswith(("/", "\\")) or (len(rel) > 1 and rel[1] == ":"):
+        raise ValueError(f"{option}: {rel!r} is an absolute path; put the file in ComfyUI's input folder ({shown}) "
+                         "and give its name there")
+    real_root = os.path.realpath(root)
+    path = os.path.realpath(os.path.join(real_root, rel))
+    if os.path.commonpath([real_root, path]) != real_root:
+        raise ValueError(f"{option}: {rel!r} leaves ComfyUI's input folder (a '..' or a link to another place); "
+                         "give a file inside it")
+    if extensions and not rel.lower().endswith(tuple(extensions)):
+        raise ValueError(f"{option}: {rel!r} is not a {kinds}")
+    if not os.path.isfile(path):
+        raise ValueError(f"{option}: {rel!r} not found in ComfyUI's input folder ({shown}); upload it there or "
+                         "check the name")
+    return path
+
+
 def os_error_message(e: OSError, again: str = "run again with --resume") -> str:
     """One line for a failed write or read (disk full, read-only, permissions); ``again`` says how
     to continue the run (the CLI's flag, or the nodes' resume switch)."""
@@ -368,7 +487,9 @@ def read_npy(path: str, what: str, shape: tuple[int | None, ...] | None = None) 
 
 
 __all__ = [
-    "ALPHA_CHOICES", "MAX_ASPECT", "MAX_PIXELS", "MAX_SIDE", "MIN_SIDE", "SEED_MAX", "check_choice", "check_device", "check_float",
+    "ALPHA_CHOICES", "MAX_ASPECT", "MAX_CAMERAS", "MAX_CAMERA_FILE_BYTES", "MAX_CHUNK_FRAMES", "MAX_FRAMES",
+    "MAX_HINT_PIXELS", "MAX_JSON_DEPTH", "MAX_JSON_INT_DIGITS", "MAX_PIXELS", "MAX_SIDE", "MIN_SIDE", "SEED_MAX",
+    "check_name", "input_file", "loads_json", "path_inside", "read_text_file", "check_choice", "check_device", "check_float",
     "check_image", "check_int", "check_video", "load_camera_file", "check_output_folder", "check_seed", "check_size", "load_image", "nearest_size",
     "os_error_message", "parse_size", "read_json", "read_npy", "size_problem",
 ]

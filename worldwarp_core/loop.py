@@ -36,6 +36,7 @@ from .geometry import GeometryResult, align_depth_to_cache
 from .gscache import WorldModel, save_ply
 from .inputs import read_json, read_npy
 from .outputs import (
+    Advice,
     RunFolder,
     atomic_copy,
     atomic_write_json,
@@ -67,6 +68,7 @@ class LoopState:
     resumed_from: int = 0  # chunks found finished in the run folder
     fingerprint: str | None = None  # of the run in the folder (inputs, settings)
     graph_signature: list | None = None  # the wired loop: the node graph the run is made by
+    record: dict | None = field(default=None, compare=False, repr=False)  # run.json as written (to remake it)
 
     @property
     def total_chunks(self) -> int:
@@ -284,7 +286,7 @@ def run_provenance(folder: RunFolder, chunks: list[dict] | tuple[dict, ...]) -> 
 
 def open_run(image: Tensor, cameras: Cameras, frames: int, settings, out_dir: str | None = None,
              resume: bool = False, overwrite: bool = False, run_info: dict | None = None,
-             components: dict | None = None, from_chunk: int = 0) -> LoopState:
+             components: dict | None = None, from_chunk: int = 0, advice: Advice | None = None) -> LoopState:
     """The loop's first state: the path, the chunking, the run folder (created, or checked and read
     back to its last finished chunk when ``resume``).
 
@@ -297,7 +299,7 @@ def open_run(image: Tensor, cameras: Cameras, frames: int, settings, out_dir: st
     image, the path, every setting, ``run_info`` such as the prompt, and the ``components``' model
     files, weights and dtype) are recorded in run.json, so resume only continues the same run and
     says which input changed. Validate every input before calling this: ``overwrite`` deletes the
-    old run's outputs here.
+    old run's outputs here. ``advice`` words the folder's refusals (``outputs.NODE_ADVICE`` for nodes).
     """
     starts = settings.chunk_starts(frames)
     if from_chunk and not out_dir:
@@ -307,20 +309,21 @@ def open_run(image: Tensor, cameras: Cameras, frames: int, settings, out_dir: st
     path = run_path(cameras, frames, settings)
     image = quantize(image.float().cpu())
     folder = RunFolder(out_dir) if out_dir else None
-    fp = None
+    fp = record = None
     if folder is not None:
         info = dict(run_info or {})
         inputs = run_inputs(image, path, settings, info, components)
         fp = inputs_fingerprint(inputs)
         record = {"fingerprint": fp, "inputs": inputs, **{k: v for k, v in info.items() if not isinstance(v, Tensor)}}
         if from_chunk:
-            _roll_back(folder, from_chunk, starts, settings, inputs, path, record)
+            record = _roll_back(folder, from_chunk, starts, settings, inputs, path, record)
         else:
-            folder.prepare(record, resume, overwrite)
+            folder.prepare(record, resume, overwrite, advice)
         path.to_re10k(folder.path("cameras.txt"))
         path.to_json(folder.path("cameras.json"))
     state = LoopState(settings, path, tuple(starts), image[None], folder=folder,
-                      world=WorldModel(settings.world_voxel) if settings.world_voxel else None, fingerprint=fp)
+                      world=WorldModel(settings.world_voxel) if settings.world_voxel else None, fingerprint=fp,
+                      record=record)
     if folder is not None and (resume or from_chunk):
         state = _read_back(state)
     return state
@@ -444,6 +447,7 @@ def end_chunk(state: LoopState, plan: ChunkPlan, decoded: Tensor, hint_depth: Te
     folder = state.folder
     if folder is not None:
         k, start = plan.index, plan.start
+        _check_folder(state, k)
         tmp = folder.begin_chunk(k)
         if hints is not None and masks is not None:
             for i in range(C):
@@ -468,6 +472,22 @@ def end_chunk(state: LoopState, plan: ChunkPlan, decoded: Tensor, hint_depth: Te
                     os.remove(old)
     return replace(state, video=video, next_chunk=plan.index + 1, chunks=state.chunks + (record,),
                    prev_depth=hint_depth[0], prev_alpha=hint_depth[1])
+
+
+def _check_folder(state: LoopState, k: int) -> None:
+    """Before chunk ``k`` is written: the run folder still holds this run. A folder deleted before
+    the first chunk is written (e.g. between an interrupt and a re-queue) is made again, empty; one
+    deleted or replaced later is refused before anything is written (nothing is left behind)."""
+    folder = state.folder
+    if folder.holds_run(state.fingerprint):
+        return
+    if k == 0 and state.record is not None and not os.path.isfile(folder.path("run.json")):
+        folder.prepare(state.record, resume=False, overwrite=False)
+        state.path.to_re10k(folder.path("cameras.txt"))
+        state.path.to_json(folder.path("cameras.json"))
+        return
+    raise ValueError(f"{folder.root} no longer holds this run (it was deleted or replaced after chunk {k} began); "
+                     "start the run again (queue it again with resume off, or choose another folder)")
 
 
 def finish_run(state: LoopState, gaussians=None) -> list[str]:

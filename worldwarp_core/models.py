@@ -421,30 +421,35 @@ class WorldWarpModel:
         return mean, std
 
     @torch.no_grad()
-    def encode_video(self, frames: Tensor, tiled: bool = False) -> Tensor:
+    def encode_video(self, frames: Tensor, tiled: bool = False, check=None) -> Tensor:
         """Frames ``[F, H, W, 3]`` in 0..1 -> normalised latents ``[C, F_lat, H/8, W/8]``.
 
         ``tiled``: the VAE runs on overlapping 256x256-pixel tiles blended at the seams (diffusers'
-        tiling), so its activations are a tile's, not the frame's; the latents differ slightly."""
+        tiling), so its activations are a tile's, not the frame's; the latents differ slightly.
+        ``check()`` (may raise to interrupt) runs inside the VAE's forward (``interrupt.checked``)."""
+        from .interrupt import checked
+
         check_chunk_video(frames)
         vae = self._use(self.vae)
         p = next(vae.parameters())
         x = (frames.permute(3, 0, 1, 2).unsqueeze(0) * 2 - 1).to(p.device, p.dtype)
-        with vae_tiling(vae, tiled):
+        with vae_tiling(vae, tiled), checked(vae, check):
             z = vae.encode(x).latent_dist.mode()[0].float()
         self._done(vae)
         mean, std = self._latent_stats(z)
         return ((z - mean) / std).cpu()
 
     @torch.no_grad()
-    def decode_video(self, z: Tensor, tiled: bool = False) -> Tensor:
-        """Normalised latents ``[C, F_lat, h, w]`` -> frames ``[F, 8h, 8w, 3]`` in 0..1 (``tiled``: as in
-        :meth:`encode_video`)."""
+    def decode_video(self, z: Tensor, tiled: bool = False, check=None) -> Tensor:
+        """Normalised latents ``[C, F_lat, h, w]`` -> frames ``[F, 8h, 8w, 3]`` in 0..1 (``tiled``,
+        ``check``: as in :meth:`encode_video`)."""
+        from .interrupt import checked
+
         vae = self._use(self.vae)
         p = next(vae.parameters())
         mean, std = self._latent_stats(z.float())
         x = (z.float() * std + mean).unsqueeze(0).to(p.device, p.dtype)
-        with vae_tiling(vae, tiled):
+        with vae_tiling(vae, tiled), checked(vae, check):
             video = vae.decode(x, return_dict=False)[0][0].float()
         self._done(vae)
         return ((video.clamp(-1, 1) + 1) / 2).permute(1, 2, 3, 0).cpu()

@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shutil
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -250,21 +251,52 @@ def inputs_fingerprint(inputs: dict) -> str:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def changed_inputs(old: dict, new: dict) -> list[str]:
+def _show(v, missing=None) -> str:
+    text = "(not given)" if v is missing else json.dumps(v, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def changed_inputs(old: dict, new: dict, old_graph=None, new_graph=None) -> list[str]:
     """One phrase per input that differs: ``settings.steps 50 -> 20``, ``model.file.transformer
-    (other contents)``; digests are not printed, long texts are shortened."""
+    (other contents)``; digests are not printed, long texts are shortened. The wired loop's
+    ``graph`` (``old_graph``/``new_graph``: the node lists run.json keeps) is told node by node
+    (``graph: node 7 (WorldWarpSTDiffSampler) steps 20 -> 30``)."""
     missing = object()
-
-    def show(v) -> str:
-        text = "(not given)" if v is missing else json.dumps(v, default=str)
-        return text if len(text) <= 40 else text[:37] + "..."
-
     out = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key, missing), new.get(key, missing)
         if a != b:
+            if key == "graph" and isinstance(old_graph, list) and isinstance(new_graph, list):
+                out += graph_changes(old_graph, new_graph) or ["graph (other links)"]
+                continue
             digest = any(isinstance(v, str) and _is_digest(v) for v in (a, b))
-            out.append(f"{key} (other contents)" if digest else f"{key} {show(a)} -> {show(b)}")
+            out.append(f"{key} (other contents)" if digest else f"{key} {_show(a, missing)} -> {_show(b, missing)}")
+    return out
+
+
+def graph_changes(old: list, new: list) -> list[str]:
+    """What differs between two wired-loop graphs (``[[node id, type, {input: value or ["link", id,
+    slot]}], ...]`` per Loop End), one phrase per node."""
+    if len(old) != len(new):
+        return [f"graph: {len(new)} Loop End(s) instead of {len(old)}"]
+    out: list[str] = []
+    missing = object()
+    for old_end, new_end in zip(old, new):
+        a = {str(n[0]): n for n in old_end if isinstance(n, list) and len(n) == 3}
+        b = {str(n[0]): n for n in new_end if isinstance(n, list) and len(n) == 3}
+        for nid in sorted(set(a) | set(b), key=lambda i: [int(p) if p.isdigit() else 0 for p in i.split(".")]):
+            if nid not in a:
+                out.append(f"graph: node {nid} ({b[nid][1]}) added")
+            elif nid not in b:
+                out.append(f"graph: node {nid} ({a[nid][1]}) removed")
+            elif a[nid][1] != b[nid][1]:
+                out.append(f"graph: node {nid} is a {b[nid][1]}, was a {a[nid][1]}")
+            elif a[nid][2] != b[nid][2]:
+                ia, ib = a[nid][2], b[nid][2]
+                for k in sorted(set(ia) | set(ib)):
+                    va, vb = ia.get(k, missing), ib.get(k, missing)
+                    if va != vb:
+                        out.append(f"graph: node {nid} ({b[nid][1]}) {k} {_show(va, missing)} -> {_show(vb, missing)}")
     return out
 
 
@@ -274,6 +306,20 @@ def _is_digest(v: str) -> bool:
 
 # what run.json says about a rolled-back run: each kept chunk's run fingerprint and the runs replaced
 ROLLBACK_RECORD = ("chunk_runs", "rolled_back")
+@dataclass(frozen=True)
+class Advice:
+    """How the refusals of a run folder tell the caller to go on (the CLI's flags, the nodes' inputs)."""
+
+    resume: str
+    overwrite: str | None  # None: the caller cannot replace a run
+    folder: str
+
+
+CLI_ADVICE = Advice("pass resume=True (CLI: --resume)", "overwrite=True (CLI: --overwrite)",
+                    "choose another output folder")
+NODE_ADVICE = Advice("turn 'resume' on", None, "set another output_folder")
+
+
 # what a run writes at the top of its folder (overwrite removes exactly these, nothing else)
 RUN_OUTPUTS = ("frames", "chunks", "video.mp4", "scene.ply", "world.ply", "cameras.txt", "cameras.json",
                "manifest.json")
@@ -291,39 +337,47 @@ class RunFolder:
     def chunk_dir(self, k: int) -> str:
         return self.path("chunks", f"chunk_{k:03d}")
 
-    def prepare(self, run_info: dict, resume: bool, overwrite: bool) -> None:
+    def prepare(self, run_info: dict, resume: bool, overwrite: bool, advice: "Advice | None" = None) -> None:
         """Create the folder, or check it holds this run (resume), or replace the run in it (overwrite).
 
         ``run_info["inputs"]`` (``{name: value or digest}``: image, cameras, every setting, model
         files, weights, dtype, ...) is what resume compares; a different run is refused with the
         inputs that changed. Call it when every input is validated: overwrite deletes the old run's
         outputs (``RUN_OUTPUTS``) here, and only a folder holding a WorldWarp run is ever cleared.
+        ``advice`` words the refusals for the caller (``CLI_ADVICE``, ``NODE_ADVICE``).
+        A folder holding only what a killed writer left (``chunks/chunk_000.tmp``, ...) counts as empty;
+        a folder inside another run's folder is refused.
         """
+        a = advice or CLI_ADVICE
+        self.check_not_nested()
         existing = self.path("run.json")
         if os.path.isfile(existing):
-            old = read_json(existing, "run record", "pass overwrite=True (CLI: --overwrite) to replace the run, or "
-                            "choose another output folder")
+            old = read_json(existing, "run record", f"{a.overwrite}, or {a.folder}" if a.overwrite else a.folder)
             if overwrite:
                 self.remove_outputs()
             elif not resume:
-                raise ValueError(f"{self.root} already holds a run; pass resume=True (CLI: --resume) to continue it "
-                                 "or overwrite=True (--overwrite) to replace it, or choose another output folder")
+                todo = f"{a.resume} to continue it, {a.overwrite} to replace it, or {a.folder}" if a.overwrite \
+                    else f"{a.resume} to continue it, or {a.folder}"
+                raise ValueError(f"{self.root} already holds a run; {todo}")
             elif old.get("fingerprint") == run_info.get("fingerprint"):
                 # a rolled-back run resumed: which chunks came from which settings stays recorded
                 run_info = {**{k: old[k] for k in ROLLBACK_RECORD if k in old}, **run_info}
             else:
                 if isinstance(old.get("inputs"), dict) and isinstance(run_info.get("inputs"), dict):
-                    diff = changed_inputs(old["inputs"], run_info["inputs"])
+                    diff = changed_inputs(old["inputs"], run_info["inputs"], old.get("graph"), run_info.get("graph"))
                     what = "; ".join(diff[:6]) + (f"; and {len(diff) - 6} more" if len(diff) > 6 else "")
                 else:
                     what = "its record names no inputs to compare (made by an older version)"
-                raise ValueError(f"cannot resume: {self.root} holds a different run (changed: {what}); resume with "
-                                 "the same inputs, roll back to make the later chunks with these (from_chunk; CLI: "
-                                 "--from-chunk), pass overwrite=True (CLI: --overwrite) to replace it, or choose "
-                                 "another output folder")
-        elif os.path.isdir(self.root) and os.listdir(self.root):
-            raise ValueError(f"{self.root} is not empty and holds no WorldWarp run (no run.json); choose an empty or "
-                             "new folder (overwrite only replaces a WorldWarp run)")
+                rollback = "roll back to make the later chunks with these (from_chunk; CLI: --from-chunk)"
+                todo = (f"resume with the same inputs, {rollback}, {a.overwrite} to replace it, or {a.folder}"
+                        if a.overwrite else f"resume with the same inputs, {rollback}, or {a.folder}")
+                raise ValueError(f"cannot resume: {self.root} holds a different run (changed: {what}); {todo}")
+        else:
+            self.remove_temporaries()  # debris of a folder deleted mid-run is not "another run's files"
+            if os.path.isdir(self.root) and os.listdir(self.root):
+                raise ValueError(f"{self.root} is not empty and holds no WorldWarp run (no run.json); {a.folder} "
+                                 "that is empty or new" + (" (overwrite only replaces a WorldWarp run)" if a.overwrite
+                                                           else ""))
         self.remove_temporaries()
         os.makedirs(self.path("frames"), exist_ok=True)
         os.makedirs(self.path("chunks"), exist_ok=True)
@@ -353,6 +407,22 @@ class RunFolder:
         self.remove_temporaries()
         atomic_write_json(self.path("run.json"), run_info)
 
+    def check_not_nested(self) -> None:
+        """Refuse a folder inside another run's folder (its frames/, chunks/ ...): the two runs' files
+        would mix and an overwrite of the outer run would delete this one."""
+        parent = os.path.dirname(self.root)
+        while parent and parent != os.path.dirname(parent):
+            if os.path.isfile(os.path.join(parent, "run.json")):
+                raise ValueError(f"{self.root} is inside the run folder {parent}; choose a folder outside it")
+            parent = os.path.dirname(parent)
+
+    def holds_run(self, fingerprint: str | None) -> bool:
+        """Whether the folder still holds the run with ``fingerprint`` (not deleted since)."""
+        try:
+            return read_json(self.path("run.json"), "run record").get("fingerprint") == fingerprint
+        except ValueError:
+            return False
+
     def remove_outputs(self) -> None:
         """Delete the run's outputs (``RUN_OUTPUTS`` and temporaries); anything else stays."""
         for name in RUN_OUTPUTS:
@@ -367,13 +437,17 @@ class RunFolder:
         """Delete what a killed writer left (``scene.ply.tmp``, ``video.mp4.tmp.mp4``, ``chunk_001.tmp/``)."""
         ours = set(RUN_OUTPUTS) | {"run.json"}
         for folder in (self.root, self.path("chunks")):
-            if not os.path.isdir(folder):
+            if not os.path.isdir(folder) or os.path.islink(folder):
                 continue
             for name in os.listdir(folder):
                 base, tmp, _ = name.partition(".tmp")
                 if tmp and (base in ours or (folder != self.root and base.startswith("chunk_"))):
                     p = os.path.join(folder, name)
                     shutil.rmtree(p) if os.path.isdir(p) and not os.path.islink(p) else os.remove(p)
+        chunks = self.path("chunks")  # an emptied chunks/ of a folder that holds no run is debris too
+        if (not os.path.isfile(self.path("run.json")) and os.path.isdir(chunks) and not os.path.islink(chunks)
+                and not os.listdir(chunks)):
+            os.rmdir(chunks)
 
     def finished_chunks(self) -> int:
         k = 0

@@ -49,13 +49,14 @@ from .geometry import (
     GeometryResult,
     PoseSource,
     align_poses,
-    estimate_in_batches,
     resolve_pose_source,
 )
+from .geometry.base import estimate_checked
 from .gscache import CacheMode, GSConfig, build_cache
 from .gscache.cache import render_hints_in_steps
 from .gscache.validity import OFFICIAL_DEPTH_TOLERANCE
 from .inputs import check_choice, check_float, check_image, check_int, check_seed
+from .interrupt import call_checked
 from .loop import (
     CACHE_FRAMES,
     CacheFrames,
@@ -154,8 +155,11 @@ class PipelineSettings:
         step = C - ctx
         if total < C or (total - C) % step:
             lo = C + max(0, (total - C) // step) * step
+            near = f"{lo} or {lo + step}" if lo + step <= MAX_FRAMES and total > C else f"{lo}"
+            if total < C:
+                near = f"{C}" + (f" or {C + step}" if C + step <= MAX_FRAMES else "")
             raise ValueError(f"{total} frames cannot be chunked into {C}-frame chunks with {ctx} context frames: "
-                             f"totals are {C} + k*{step}; use {lo} or {lo + step}")
+                             f"totals are {C} + k*{step}; use {near}")
         return [0] + [C + i * step - ctx for i in range((total - C) // step)]
 
 
@@ -236,6 +240,7 @@ class WorldWarpPipeline:
         start_depth: Tensor | None = None,
         callback: EventCallback | None = None,
         from_chunk: int = 0,
+        advice=None,
     ) -> RunResult:
         """Generate ``frames`` frames from ``image [H, W, 3]`` along ``cameras`` (extended past its end).
 
@@ -245,7 +250,7 @@ class WorldWarpPipeline:
 
         ``start_depth [H, W]`` replaces the geometry estimate of the start image when known.
         ``callback(event)`` receives progress events; raising from it interrupts (no finished
-        chunk is lost).
+        chunk is lost). ``advice`` words the run folder's refusals (``outputs.NODE_ADVICE`` for nodes).
         """
         s = self.settings
         self._check_inputs(image, cameras)
@@ -261,7 +266,7 @@ class WorldWarpPipeline:
             run_info["start_depth"] = start_depth.float()
         state = open_run(image, cameras, frames, s, out_dir, resume, overwrite, run_info=run_info,
                          components={"model": self.model, "geometry": self.geometry, "captioner": self.captioner},
-                         from_chunk=from_chunk)
+                         from_chunk=from_chunk, advice=advice)
         if state.resumed_from:
             emit({"stage": "rollback" if from_chunk else "resume", "chunk": state.resumed_from,
                   "frames": int(state.video.shape[0])})
@@ -299,6 +304,9 @@ class WorldWarpPipeline:
         def starting(name: str) -> None:  # a line for the stages without their own step events
             emit({"stage": "stage", "chunk": k, "name": name})
 
+        def check() -> None:  # inside the geometry model's and the VAE's forward: the callback may interrupt
+            emit({"stage": "check", "chunk": k})
+
         # 1. geometry on the history: chunk 1 = the start image; later = the previous chunk's frames
         hist_frames, hist_cams = plan.history_frames, plan.history_cameras
         residual = None
@@ -310,8 +318,8 @@ class WorldWarpPipeline:
                 raise ValueError("a geometry estimator is needed (or give the start image's depth)")
             starting("geometry")
             # per-frame models see geometry_batch frames at a time (memory follows the batch, not the history)
-            geo: GeometryResult = estimate_in_batches(self.geometry, hist_frames, hist_cams.to(dtype=torch.float32),
-                                                      s.geometry_batch)
+            geo: GeometryResult = estimate_checked(self.geometry, hist_frames, hist_cams.to(dtype=torch.float32),
+                                                   check, s.geometry_batch)
             t = _stage(timings, "geometry", t)
             # 2. align: poses to the requested path, depth to the cache the history was generated from
             geo_cams, depth, _ = align_poses(geo, hist_cams, resolve_pose_source(s.pose_source, self.geometry))
@@ -362,7 +370,7 @@ class WorldWarpPipeline:
             if p not in embeds:
                 embeds[p] = self.model.encode_prompt([p])
         tiling = {"tiled": True} if s.vae_tiling else {}  # models without a tiled mode are called as before
-        z_warp = self.model.encode_video(chunk_video, **tiling)
+        z_warp = call_checked(self.model.encode_video, chunk_video, check=check, **tiling)
         t = _stage(timings, "encode", t)
 
         # 7. ST-Diff sampling with per-token noise levels
@@ -380,7 +388,7 @@ class WorldWarpPipeline:
 
         # 8. decode
         starting("decode")
-        decoded = self.model.decode_video(result.latents, **tiling)
+        decoded = call_checked(self.model.decode_video, result.latents, check=check, **tiling)
         t = _stage(timings, "decode", t)
 
         # 9-10. append the new frames (the overlap is already in the video); record and save the chunk

@@ -80,8 +80,8 @@ class SamplerConfig:
             raise ValueError(f"guidance scale must be >= 1 (1 disables CFG), got {self.guidance_scale}")
         if self.mask_rule not in MASK_RULES:
             raise ValueError(f"unknown mask rule {self.mask_rule!r}; choose one of {MASK_RULES}")
-        if self.shift is not None and self.shift <= 0:
-            raise ValueError(f"shift must be positive, got {self.shift}")
+        if self.shift is not None and not (0 < self.shift < float("inf")):  # NaN fails too
+            raise ValueError(f"shift must be a positive finite number (official: 5), got {self.shift}")
         check_cfg_batch(self.cfg_batch)
 
 

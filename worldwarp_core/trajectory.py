@@ -52,6 +52,7 @@ from torch import Tensor
 
 from . import official_paths
 from .cameras import Cameras, invert_rigid
+from .inputs import MAX_FRAMES as _MAX_FRAMES
 
 # ----------------------------------------------------------------------------- rotations
 
@@ -223,7 +224,7 @@ PRESETS: dict[str, PresetSpec] = {
 # Limits of a preset path, enforced before any work: a video of MAX_FRAMES frames is 200+ chunks of
 # 49 frames (days of sampling); a spec longer than MAX_SPEC_CHARS or with more than MAX_PARTS parts
 # is not a camera move anyone writes by hand, and the parser and path maths stay linear in both.
-MAX_FRAMES = 10_000
+MAX_FRAMES = _MAX_FRAMES  # inputs.MAX_FRAMES: the one frames limit
 MAX_SPEC_CHARS = 1_000
 MAX_PARTS = 16
 MAX_STRENGTH = 1_000.0

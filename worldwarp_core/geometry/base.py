@@ -137,6 +137,19 @@ def estimate_in_batches(estimator: GeometryEstimator, frames: Tensor, cameras: C
     return concat_results(parts)
 
 
+def estimate_checked(estimator: GeometryEstimator, frames: Tensor, cameras: Cameras | None = None,
+                     check: Callable[[], None] | None = None, batch: int | None = None) -> GeometryResult:
+    """``estimator.estimate(frames, cameras)`` with ``check()`` (may raise to interrupt) run before every
+    submodule forward of its network (``estimator.model``), so a long batch stops within one layer;
+    ``batch``: frames per forward (:func:`estimate_in_batches`; None: one call)."""
+    from ..interrupt import checked
+
+    with checked(getattr(estimator, "model", None), check):
+        if batch is None:
+            return estimator.estimate(frames, cameras)
+        return estimate_in_batches(estimator, frames, cameras, batch)
+
+
 def check_frames(frames: Tensor) -> None:
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"frames must be [F, H, W, 3] in 0..1, got {list(frames.shape)}")

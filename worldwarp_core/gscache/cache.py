@@ -9,7 +9,7 @@ generates the whole chunk from noise (the context frames still anchor it).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -120,16 +120,37 @@ def check_overlap(cache: GeometryCache, cameras: Cameras, min_fraction: float = 
 
 def render_hints_in_steps(cache: GeometryCache, cameras: Cameras, views_per_step: int = 4,
                           callback: Callable[[int, int], None] | None = None,
-                          depth_tolerance: float | None = OFFICIAL_DEPTH_TOLERANCE) -> WarpResult:
+                          depth_tolerance: float | None = OFFICIAL_DEPTH_TOLERANCE,
+                          keep_depths: bool = True) -> WarpResult:
     """``cache.render_hints(cameras, depth_tolerance)`` a few views at a time; ``callback(views done, views)``
-    after each step (it may raise to interrupt). Views render independently, so the result equals one call's."""
-    V = len(cameras)
-    parts = []
+    after each step (it may raise to interrupt). Views render independently, so the result equals one call's.
+
+    Memory is bounded: the outputs are allocated once (views x pixels at most ``inputs.MAX_HINT_PIXELS``,
+    refused before any work) and each step's render is written into them and dropped, so the peak is
+    the outputs plus one step. ``keep_depths=False`` (callers that use only images and masks) returns
+    an empty ``depths [0]``.
+    """
+    from ..inputs import MAX_HINT_PIXELS
+
+    V, H, W = len(cameras), cameras.height, cameras.width
+    if V * H * W > MAX_HINT_PIXELS:
+        raise ValueError(f"{V} views at {W}x{H} are {V * H * W:,} hint pixels; one render is at most "
+                         f"{MAX_HINT_PIXELS:,} (e.g. {MAX_HINT_PIXELS // (H * W):,} views at this size): render the "
+                         "path a chunk at a time")
+    images = torch.zeros(V, H, W, 3)
+    masks = torch.zeros(V, H, W, dtype=torch.bool)
+    depths = torch.zeros(V, H, W) if keep_depths else torch.zeros(0)
     for i in range(0, V, views_per_step):
-        parts.append(cache.render_hints(cameras[i:i + views_per_step], depth_tolerance))
+        part = cache.render_hints(cameras[i:i + views_per_step], depth_tolerance)
+        j = i + part.images.shape[0]
+        images[i:j] = part.images
+        masks[i:j] = part.masks
+        if keep_depths:
+            depths[i:j] = part.depths
+        del part
         if callback is not None:
             callback(min(i + views_per_step, V), V)
-    return WarpResult(*(torch.cat([getattr(p, f.name) for p in parts]) for f in fields(WarpResult)))
+    return WarpResult(images, masks, depths)
 
 
 __all__ = ["CACHE_MODES", "CacheMode", "GeometryCache", "build_cache", "check_overlap", "render_hints_in_steps"]
