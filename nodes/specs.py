@@ -15,6 +15,7 @@ from worldwarp_core.gscache import CACHE_MODES, DEPTH_LOSSES, POSITION_LR_SCALIN
 from worldwarp_core.loop import CACHE_FRAMES
 from worldwarp_core.official_paths import list_official_presets
 from worldwarp_core.pipeline import PipelineSettings
+from worldwarp_core.plan import VRAM_CHOICES
 from worldwarp_core.schedule import MASK_RULES, SCHEDULE_VARIANTS
 from worldwarp_core.trajectory import EXTEND_MODES, EXTRAPOLATION_METHODS, MAX_FRAMES, list_presets
 from worldwarp_core.video_path import VIDEO_GEOMETRY_INPUTS
@@ -63,6 +64,12 @@ class NodeSpec:
     outputs: tuple[Out, ...]
     output_node: bool = False
     extra: dict = field(default_factory=dict)
+
+
+VRAM = In("vram", "COMBO", "Fit the card: 'auto' picks the geometry batch, CFG mode and VAE tiling from the free GPU "
+          "memory and the chunk plan (the line it prints says what and why; the run's manifest keeps it); 'high' / "
+          "'medium' / 'low' / 'small' take that profile; 'manual' the settings as they are. The frames are the same "
+          "either way.", "auto", options=VRAM_CHOICES)
 
 
 def _files(folder: str, none: bool = False):
@@ -357,7 +364,8 @@ SPECS: tuple[NodeSpec, ...] = (
               MASK_RULE, SHIFT, GS_DEPTH_LOSS, GS_DEPTH_WEIGHT, GS_SH_DEGREE, GS_INIT_OPACITY, GS_POSITION_LR,
               In("cache_frames", "COMBO", "Frames the 3DGS cache is optimised on: the whole previous chunk, or only "
                  "its context frames (the official code's). Geometry uses the whole chunk either way.",
-                 _PS.cache_frames, options=CACHE_FRAMES)),
+                 _PS.cache_frames, options=CACHE_FRAMES),
+              VRAM),
              (Out("IMAGE", "frames"), Out(CAMERAS, "cameras"))),
     # the chunk loop as a graph: Loop Start -> the body (stage nodes, any core nodes) -> Loop End
     NodeSpec("WorldWarpLoopStart", "WorldWarp Loop Start", "WorldWarp/loop",
@@ -379,7 +387,8 @@ SPECS: tuple[NodeSpec, ...] = (
                  "they finish).", "worldwarp/run"),
               In("resume", "BOOLEAN", "Continue the run in output_folder from its last finished chunk; off, a folder "
                  "holding a run is refused (nothing is deleted).", False),
-              In("fps", "INT", "Frame rate of the video output.", 16, min=1, max=120)),
+              In("fps", "INT", "Frame rate of the video output.", 16, min=1, max=120),
+              VRAM),
              (Out(LOOP, "loop"), Out("IMAGE", "history"), Out(CAMERAS, "history_cameras"), Out(CAMERAS, "cameras"),
               Out("IMAGE", "context"), Out("INT", "context_frames"), Out("INT", "chunk"), Out("INT", "cache_seed"),
               Out("INT", "sampler_seed")),

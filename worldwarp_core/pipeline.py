@@ -176,11 +176,12 @@ class WorldWarpPipeline:
     """The chunk loop; components are passed in (nothing global)."""
 
     def __init__(self, model, geometry: GeometryEstimator | None, captioner: Captioner | None = None,
-                 settings: PipelineSettings = PipelineSettings()) -> None:
+                 settings: PipelineSettings = PipelineSettings(), vram: dict | None = None) -> None:
         self.model = model
         self.geometry = geometry
         self.captioner = captioner or FixedCaptioner()
         self.settings = settings
+        self.vram = vram  # what the vram choice picked and why (plan.VramChoice.record()), for the manifest
 
     # ------------------------------------------------------------------ validation
     def _check_inputs(self, image: Tensor, cameras: Cameras) -> None:
@@ -380,7 +381,7 @@ class WorldWarpPipeline:
             "model_files": files, "model_file_identity": IDENTITY_NOTE, "inputs": inputs,
             "geometry": getattr(self.geometry, "name", None),
             "captioner": getattr(self.captioner, "name", None), "chunks": len(chunks),
-            "inference": self._profile(),
+            "inference": self._profile(), "vram": self.vram,
             "timings_per_chunk_s": [c["timings_s"] for c in chunks], "timings_total_s": totals,
             "outputs": outputs, "byte_stable": BYTE_STABLE, "not_byte_stable": NOT_BYTE_STABLE,
         })
