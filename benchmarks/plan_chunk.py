@@ -292,24 +292,29 @@ def plan_3dgs(rows, plan):
 
 # ----------------------------------------------------------------------------- settings
 SETTINGS = {
-    # before the fixes: geometry in fp32 on all 49 history frames at once, everything on the card
-    "before: fp32 geometry, batch 49, offload none": dict(geometry_dtype="fp32", geometry_batch=49, offload="none"),
-    "before: fp32 geometry, batch 49, offload model": dict(geometry_dtype="fp32", geometry_batch=49, offload="model"),
-    "bf16, offload none": dict(),
-    "bf16, offload model (ComfyUI's own offloading)": dict(offload="model"),
-    "bf16, ComfyUI lowvram": dict(offload="lowvram"),
-    "bf16, offload model, sequential CFG": dict(offload="model", cfg_batch="sequential"),
-    "fp8 + fp8 text encoder, offload model": dict(dtype="fp8", text_encoder_dtype="fp8", offload="model",
-                                                  geometry_batch=2),
-    "small card: fp8, offload model, sequential CFG, geometry batch 1, VAE tiling":
+    # before the fixes: every geometry model in fp32 on all 49 history frames at once
+    "before: geometry fp32 batch 49, offload none": dict(geometry_dtype="fp32", geometry_batch=49, offload="none"),
+    "before: geometry fp32 batch 49, offload model": dict(geometry_dtype="fp32", geometry_batch=49, offload="model"),
+    "bf16, offload none, geometry bf16 batch 8": dict(),
+    "bf16, offload model, geometry batch 8": dict(offload="model"),
+    "bf16, offload model, geometry batch 4": dict(offload="model", geometry_batch=4),
+    "bf16, ComfyUI lowvram, geometry batch 4": dict(offload="lowvram", geometry_batch=4),
+    "bf16, offload model, sequential CFG, geometry batch 4": dict(offload="model", cfg_batch="sequential",
+                                                                  geometry_batch=4),
+    "fp8 + fp8 text encoder, offload model, geometry batch 2": dict(dtype="fp8", text_encoder_dtype="fp8",
+                                                                    offload="model", geometry_batch=2),
+    "fp8 (text encoder bf16, the pack's loader), offload model, geometry batch 2":
+        dict(dtype="fp8", offload="model", geometry_batch=2),
+    "small card: fp8 + fp8 text encoder, offload model, sequential CFG, geometry batch 1, VAE tiling":
         dict(dtype="fp8", text_encoder_dtype="fp8", offload="model", cfg_batch="sequential", geometry_batch=1,
              vae_tiling=True),
-    "depth-anything-v2, bf16, offload model": dict(geometry="depth-anything-v2", offload="model"),
+    "depth-anything-v2 bf16 batch 8, offload model": dict(geometry="depth-anything-v2", offload="model"),
 }
 for _k in GEOMETRY_BATCHES:
     SETTINGS[f"bf16, offload model, geometry batch {_k}"] = dict(offload="model", geometry_batch=_k)
 for _name in ("qwen2.5-vl-3b", "qwen2.5-vl-7b", "florence-2"):
-    SETTINGS[f"bf16, offload model, captioner {_name}"] = dict(offload="model", captioner=_name)
+    SETTINGS[f"bf16, offload model, geometry batch 4, captioner {_name}"] = dict(offload="model", geometry_batch=4,
+                                                                                captioner=_name)
 
 
 def settings_table(plan):

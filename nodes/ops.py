@@ -395,7 +395,9 @@ def fit_card(env, vram, settings, image, model=None, geometry_model=None, captio
         offload = (getattr(model, "offload", "none"),)
         weights = {p.dtype for p in model.transformer.parameters()} if hasattr(model, "transformer") else set()
         dtype = "fp8" if torch.float8_e4m3fn in weights else _dtype_name(getattr(model, "compute_dtype", None))
-    choice = pick_settings(free, vram, dtype=dtype, geometry=getattr(geometry_model, "name", "depth-pro"),
+    # the pack's loader keeps the UMT5 encoder in bf16; ComfyUI streams what does not fit (planned as lowvram)
+    choice = pick_settings(free, vram, dtype=dtype, text_encoder_dtype="bf16",
+                           geometry=getattr(geometry_model, "name", "depth-pro"),
                            geometry_dtype=_dtype_name(getattr(geometry_model, "dtype", torch.bfloat16)),
                            captioner=planned_captioner(getattr(captioner, "name", "fixed")),
                            frames=settings.chunk_frames, height=int(image.shape[-3]), width=int(image.shape[-2]),

@@ -98,14 +98,14 @@ def test_plan_file_is_what_the_planner_gives():
     with P.fake_mode():
         m = WanTransformer3DModel.from_config(M._config("transformer")).eval()
         M.cast_floats(m, torch.bfloat16)
-        x = torch.randn(1, 16, 13, 60, 90)
-        one = P.trace(lambda: transformer_denoiser(m, torch.randn(1, 512, 4096), None, 1.0)(
-            x, torch.full((1, 13 * 30 * 45), 500.0)))
+        x, ts, text = torch.randn(1, 16, 13, 60, 90), torch.full((1, 13 * 30 * 45), 500.0), torch.randn(1, 512, 4096)
+        one = P.trace(lambda: transformer_denoiser(m, text, None, 1.0)(x, ts))
         assert shipped["weights"]["transformer"]["bf16"] == P.module_bytes(m)
     assert shipped["activations"]["transformer"]["sequential"] == one.activation_peak + x.numel() * 4
 
 
 def test_planned_peaks_meet_the_targets_and_batching_bounds_depth_pro():
+    # ComfyUI's offloading (each model on the card for its stage), geometry in batches of 4 (the medium profile)
     comfy_default = P.MemorySettings(offload="model", geometry_batch=4)
     fp8 = P.MemorySettings(dtype="fp8", text_encoder_dtype="fp8", offload="model", geometry_batch=2)
     small = P.MemorySettings(dtype="fp8", text_encoder_dtype="fp8", offload="model", cfg_batch="sequential",
@@ -114,7 +114,7 @@ def test_planned_peaks_meet_the_targets_and_batching_bounds_depth_pro():
     assert P.planned_peak(fp8)[0] <= 10e9
     assert P.planned_peak(small)[0] <= 8e9
     # 49 history frames in batches of 8 peak as one batch of 8 (1.0x); in one batch of 49 about 5x
-    geo = lambda k: P.stage_peaks(P.MemorySettings(geometry_batch=k))["geometry"]  # noqa: E731
+    geo = lambda k: P.stage_peaks(P.MemorySettings(offload="model", geometry_batch=k))["geometry"]  # noqa: E731
     assert geo(49) > 4 * geo(8)
     before = P.planned_peak(P.MemorySettings(geometry_dtype="fp32", geometry_batch=49, offload="none"))
     assert before[1] == "geometry" and before[0] > 150e9
@@ -139,7 +139,6 @@ def test_vram_choices_give_the_same_frames(tmp_path):
     """Two picks (a 6 GB and an 80 GB card, free memory mocked) applied to the same tiny run."""
     from worldwarp_core.geometry.monocular import DepthAnythingV2
     from worldwarp_core.geometry.testing import tiny_depth_anything
-    from worldwarp_core.gscache import GSConfig
     from worldwarp_core.models import tiny_model
     from worldwarp_core.pipeline import PipelineSettings, WorldWarpPipeline
     from worldwarp_core.synthetic import default_scene
@@ -149,15 +148,15 @@ def test_vram_choices_give_the_same_frames(tmp_path):
     start = scene.default_camera(48, 32)
     rgb, depth = scene.render(start)
     path = make_trajectory("dolly_in@0.3", 9, start, scene_scale=median_depth(depth))
-    base = PipelineSettings(chunk_frames=9, context_frames=1, steps=2, guidance_scale=2.0,
-                            gs=GSConfig(iterations=2, stride=4))
+    # one chunk: geometry of the start image, encode, CFG sampling, decode (the stages a pick changes)
+    base = PipelineSettings(chunk_frames=9, context_frames=1, steps=2, guidance_scale=2.0, cache_mode="pointcloud")
     frames = {}
     for free in (6e9, 80e9):
         choice = P.pick_settings(free, frames=9, height=32, width=48)
         pipe = WorldWarpPipeline(tiny_model(seed=0), DepthAnythingV2(model=tiny_depth_anything(), input_size=56), None,
                                  P.apply_choice(base, choice), vram=choice.record())
         out = str(tmp_path / f"run{int(free / 1e9)}")
-        frames[free] = pipe(rgb[0], path, 17, prompt="a room", out_dir=out, start_depth=depth[0]).frames
+        frames[free] = pipe(rgb[0], path, 9, prompt="a room", out_dir=out).frames
         manifest = json.load(open(os.path.join(out, "manifest.json")))
         assert manifest["vram"]["profile"] == choice.profile and manifest["vram"]["reason"] == choice.reason
     # equal to the uint8 level the frames are stored in (sequential CFG: same latents to 1e-5)

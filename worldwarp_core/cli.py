@@ -211,7 +211,9 @@ def fit_card(args, settings, width: int, height: int):
     from .plan import apply_choice, cuda_free_bytes, pick_settings, planned_captioner
 
     given = getattr(args, "given", set())
-    choice = pick_settings(cuda_free_bytes(args.device), args.vram, dtype=args.dtype, geometry=args.geometry,
+    # the pack's loader keeps the UMT5 encoder in bf16 whatever --dtype is
+    choice = pick_settings(cuda_free_bytes(args.device), args.vram, dtype=args.dtype, text_encoder_dtype="bf16",
+                           geometry=args.geometry,
                            geometry_dtype=_geometry_dtype(args), captioner=planned_captioner(args.captioner),
                            frames=settings.chunk_frames, height=height, width=width)
     kept = sorted(opt for name, opt in VRAM_OPTIONS.items() if opt in given and name in choice.settings)

@@ -383,7 +383,9 @@ def pick_settings(free_bytes: float | None, choice: str = "auto", *, dtype: str 
     less :data:`HEADROOM`; a profile name takes that profile; ``manual`` picks nothing. Without a
     free-memory figure (no CUDA) ``auto`` keeps the fastest profile. ``offload_choices``: the
     offload modes the model can use, most frugal last (a model loaded with one offload mode: just
-    that one; a ComfyUI core model offloads by itself: ``("comfyui",)``, planned as ``model``). The frames are the same under every choice (VAE
+    that one; a ComfyUI core model offloads by itself: ``("comfyui",)``, planned as ``lowvram``, the
+    floor of ComfyUI's partial loading). ``text_encoder_dtype``: the UMT5 encoder's weights (default:
+    fp8 with fp8 weights, as ComfyUI's fp8 text encoder; the pack's own loader keeps it in bf16). The frames are the same under every choice (VAE
     tiling, the last resort, blends tile seams: the "small" profile's frames differ there by the
     VAE's tiling blend).
     """
@@ -400,7 +402,8 @@ def pick_settings(free_bytes: float | None, choice: str = "auto", *, dtype: str 
 
     def plan_of(profile: dict) -> tuple[float, str]:
         off = offload_of(profile)
-        ms = MemorySettings(dtype=dtype, text_encoder_dtype=te, offload="model" if off == "comfyui" else off,
+        # ComfyUI loads a model partially and streams the rest when it does not fit: its floor is lowvram's
+        ms = MemorySettings(dtype=dtype, text_encoder_dtype=te, offload="lowvram" if off == "comfyui" else off,
                             cfg_batch=profile["cfg_batch"], geometry=geometry, geometry_dtype=geometry_dtype,
                             geometry_batch=profile["geometry_batch"], vae_tiling=profile["vae_tiling"],
                             captioner=captioner)
