@@ -85,6 +85,33 @@ def test_planned_peak_matches_the_cpu_allocator(f_lat, h, w):
     assert measured > 0 and abs(planned / measured - 1) <= 0.15, (planned, measured)
 
 
+@pytest.fixture(scope="module")
+def depth_anything_small():
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+    from plan_chunk import depth_anything_small_config
+    from transformers import DepthAnythingForDepthEstimation
+
+    torch.manual_seed(0)
+    return depth_anything_small_config, DepthAnythingForDepthEstimation(depth_anything_small_config()).eval()
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 126, 182), (2, 3, 98, 140)])
+def test_planned_depth_anything_peak_matches_the_cpu_allocator(depth_anything_small, shape):
+    """The full-size Depth Anything V2 Small (convolutions: plus oneDNN's in-operator buffers)."""
+    from transformers import DepthAnythingForDepthEstimation
+
+    config, model = depth_anything_small
+    x = torch.rand(*shape)
+    measured = P.measured_peak(lambda: model(pixel_values=x).predicted_depth)
+    with P.fake_mode():
+        fake = DepthAnythingForDepthEstimation(config()).eval()
+        fx = torch.rand(*shape)
+        planned = P.trace(lambda: fake(pixel_values=fx).predicted_depth, scratch=P.cpu_kernel_scratch).activation_peak
+    assert abs(planned / measured - 1) <= 0.15, (planned, measured)
+
+
 def test_plan_file_is_what_the_planner_gives():
     """The shipped plan's ST-Diff figure equals a fresh fake-tensor trace of the full-size transformer."""
     from diffusers import WanTransformer3DModel
@@ -161,3 +188,26 @@ def test_vram_choices_give_the_same_frames(tmp_path):
         assert manifest["vram"]["profile"] == choice.profile and manifest["vram"]["reason"] == choice.reason
     # equal to the uint8 level the frames are stored in (sequential CFG: same latents to 1e-5)
     torch.testing.assert_close(frames[6e9], frames[80e9], atol=1 / 255 + 1e-6, rtol=0)
+
+
+def test_cli_vram_applies_the_pick_but_keeps_options_given(monkeypatch):
+    from worldwarp_core import cli
+    from worldwarp_core.pipeline import PipelineSettings
+
+    monkeypatch.setattr(P, "cuda_free_bytes", lambda device=None: 6e9)
+    base = ["generate", "--image", "x.png", "--trajectory", "dolly_in", "--frames", "49", "--models", "m",
+            "--out", "o", "--device", "cpu"]
+    args = cli.build_parser().parse_args(base)
+    args.given = cli.given_options(base)
+    choice, _ = cli.fit_card(args, PipelineSettings(), 720, 480)
+    assert choice.profile == "small" and args.offload == "model" and choice.reason.startswith("vram auto: 6.0 GB")
+    argv = base + ["--offload=none"]
+    args = cli.build_parser().parse_args(argv)
+    args.given = cli.given_options(argv)
+    choice, _ = cli.fit_card(args, PipelineSettings(), 720, 480)
+    assert args.offload == "none" and "offload" not in choice.settings
+    assert choice.reason.endswith("kept as given: --offload")
+    args = cli.build_parser().parse_args(base + ["--vram", "manual"])
+    args.given = set()
+    choice, settings = cli.fit_card(args, PipelineSettings(), 720, 480)
+    assert choice.settings == {} and settings == PipelineSettings() and args.offload == "none"

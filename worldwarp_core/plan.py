@@ -46,9 +46,12 @@ class LiveBytes(TorchDispatchMode):
     not counted. Works on fake, meta and real tensors alike.
     """
 
-    def __init__(self, device_type: str | None = None) -> None:
+    def __init__(self, device_type: str | None = None, scratch: Callable | None = None) -> None:
         super().__init__()
         self.device_type = device_type  # count only storages on this device type ("cuda"); None: all
+        # buffers a kernel allocates and frees inside one operator (invisible to dispatch):
+        # scratch(func, args, out) -> bytes, added to the peak while that operator runs
+        self.scratch = scratch
         self.live = 0
         self.peak = 0
         self._seen: dict[int, int] = {}
@@ -89,7 +92,22 @@ class LiveBytes(TorchDispatchMode):
         for t in tree_flatten(out)[0]:
             if isinstance(t, torch.Tensor):
                 self._track(t, inputs)
+        if self.scratch is not None:
+            self.peak = max(self.peak, self.live + int(self.scratch(func, args, out)))
         return out
+
+
+def cpu_kernel_scratch(func, args, out) -> int:
+    """The buffers PyTorch's CPU (oneDNN) convolutions allocate inside the operator, as measured with
+    the CPU allocator: a blocked-layout copy of the larger of input and output for a convolution,
+    two output-sized buffers for a transposed one. Only for checking the plan against the CPU
+    allocator; a GPU's kernels (cuDNN workspaces) are covered by the pick's headroom instead."""
+    if func is not torch.ops.aten.convolution.default:
+        return 0
+    x = args[0]
+    transposed = bool(args[6]) if len(args) > 6 else False
+    out_bytes = out.numel() * out.element_size()
+    return 2 * out_bytes if transposed else max(out_bytes, x.numel() * x.element_size())
 
 
 def _sdpa_cpu_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
@@ -131,10 +149,11 @@ class StageTrace:
     activation_peak: int
 
 
-def trace(fn: Callable[[], object], device_type: str | None = None) -> StageTrace:
+def trace(fn: Callable[[], object], device_type: str | None = None, scratch: Callable | None = None) -> StageTrace:
     """Run ``fn`` (inside a ``FakeTensorMode`` the caller entered, or on real tensors) counting FLOPs
-    and the peak of the storages its operators create (on ``device_type`` only, when given)."""
-    live = LiveBytes(device_type)
+    and the peak of the storages its operators create (on ``device_type`` only, when given; plus
+    ``scratch``, see :class:`LiveBytes`)."""
+    live = LiveBytes(device_type, scratch)
     with torch.no_grad(), flop_counter() as fc, live:
         out = fn()
         del out
@@ -469,7 +488,7 @@ def cuda_free_bytes(device: str | torch.device | None = None) -> float | None:
 
 
 __all__ = [
-    "CARDS", "FRACTION_OF_PEAK", "fake_mode", "HEADROOM", "PLAN", "PLAN_FILE", "load_plan", "PROFILES", "VRAM_CHOICES", "Card", "LiveBytes",
+    "CARDS", "FRACTION_OF_PEAK", "cpu_kernel_scratch", "fake_mode", "HEADROOM", "PLAN", "PLAN_FILE", "load_plan", "PROFILES", "VRAM_CHOICES", "Card", "LiveBytes",
     "MemorySettings", "StageTrace", "VramChoice", "apply_choice", "cuda_free_bytes", "flop_counter",
     "measured_peak", "module_bytes", "pick_settings", "planned_captioner", "planned_peak", "projected_seconds", "stage_peaks",
     "tensor_bytes", "trace",
