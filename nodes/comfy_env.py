@@ -65,6 +65,15 @@ class ComfyEnv:
 
         return str(mm.get_torch_device())
 
+    def free_memory(self) -> float | None:
+        """Free bytes on ComfyUI's torch device (what its model management can still use), None off CUDA."""
+        import comfy.model_management as mm
+
+        device = mm.get_torch_device()
+        if getattr(device, "type", "cpu") != "cuda":
+            return None
+        return float(mm.get_free_memory(device))
+
     def progress(self, total: int):
         import comfy.utils
 

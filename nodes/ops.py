@@ -58,6 +58,7 @@ from worldwarp_core.loop import (
 from worldwarp_core.models import load_components, load_diffusers_folder, load_worldwarp_checkpoint
 from worldwarp_core.outputs import NODE_ADVICE
 from worldwarp_core.pipeline import PipelineSettings, WorldWarpPipeline
+from worldwarp_core.plan import VRAM_CHOICES, apply_choice, pick_settings, planned_captioner
 from worldwarp_core.sampler import SamplerConfig, check_cfg_batch, st_diff_sample
 from worldwarp_core.schedule import (
     context_latent_count,
@@ -423,6 +424,35 @@ def preview_schedule(env, masks, context_frames, strength, steps, schedule, mask
     return (schedule_picture(S, sig, title=f"{schedule} schedule, tau = {strength:g}, {steps} steps")[None],)
 
 
+# ----------------------------------------------------------------------------- fitting the card
+def _dtype_name(dtype) -> str:
+    return {torch.float32: "fp32", torch.float8_e4m3fn: "fp8"}.get(dtype, "bf16")
+
+
+def fit_card(env, vram, settings, image, model=None, geometry_model=None, captioner=None):
+    """``vram``: pick geometry batch / CFG mode / VAE tiling for the free memory ComfyUI reports
+    (``plan.pick_settings``), print the one line and return ``(settings with the pick, record)``.
+    The offload is the model's own: ComfyUI's for a core MODEL, Load WorldWarp Model's otherwise."""
+    from .core_models import is_core_model
+
+    free = env.free_memory() if hasattr(env, "free_memory") else None
+    if model is None or is_core_model(model):
+        offload, dtype = ("comfyui",), "bf16"
+    else:
+        offload = (getattr(model, "offload", "none"),)
+        weights = {p.dtype for p in model.transformer.parameters()} if hasattr(model, "transformer") else set()
+        dtype = "fp8" if torch.float8_e4m3fn in weights else _dtype_name(getattr(model, "compute_dtype", None))
+    # the pack's loader keeps the UMT5 encoder in bf16; ComfyUI streams what does not fit (planned as lowvram)
+    choice = pick_settings(free, vram, dtype=dtype, text_encoder_dtype="bf16",
+                           geometry=getattr(geometry_model, "name", "depth-pro"),
+                           geometry_dtype=_dtype_name(getattr(geometry_model, "dtype", torch.bfloat16)),
+                           captioner=planned_captioner(getattr(captioner, "name", "fixed")),
+                           frames=settings.chunk_frames, height=int(image.shape[-3]), width=int(image.shape[-2]),
+                           offload_choices=offload)
+    print(f"[WorldWarp] {choice.reason}")
+    return apply_choice(settings, choice), choice.record()
+
+
 # ----------------------------------------------------------------------------- the whole loop
 def _run_folder(env, output_folder) -> str:
     """A run folder under ComfyUI's output folder: a name valid on Windows and Linux, links resolved
@@ -439,7 +469,7 @@ def chunk_loop(env, model, geometry_model, image, cameras, frames, prompt, style
                depth_loss_weight=_GS.depth_loss_weight, sh_degree=_GS.sh_degree, init_opacity=_GS.init_opacity,
                position_lr_scaling=_GS.position_lr_scaling, cache_frames=_PS.cache_frames,
                caption_style=_PS.caption_style, caption_max_tokens=0, from_chunk=0,
-               geometry_batch=_PS.geometry_batch, cfg_batch=_PS.cfg_batch, vae_tiling=_PS.vae_tiling):
+               geometry_batch=_PS.geometry_batch, cfg_batch=_PS.cfg_batch, vae_tiling=_PS.vae_tiling, vram="auto"):
     # every input is checked before the run folder is touched
     start = _start_image(image)
     gs = GSConfig(iterations=gs_iterations, depth_loss=depth_loss, depth_loss_weight=depth_loss_weight,
@@ -464,8 +494,9 @@ def chunk_loop(env, model, geometry_model, image, cameras, frames, prompt, style
         if e["stage"] == "st-diff":
             bar.update_absolute(e["chunk"] * steps + e["step"], total_chunks * steps, env.latent_preview(e.get("x0")))
 
+    settings, record = fit_card(env, vram, settings, start, model, geometry_model, captioner)
     model = _st_model(model, vae, clip)
-    pipe = WorldWarpPipeline(model, geometry_model, captioner, settings)
+    pipe = WorldWarpPipeline(model, geometry_model, captioner, settings, vram=record)
     # resume off with a run in the folder is refused (the core says how to go on): nothing is deleted;
     # from_chunk k rolls the run back to its first k chunks and makes the rest with these settings
     result = pipe(start, cameras, frames, prompt=prompt, style=style, out_dir=out_dir,
@@ -479,10 +510,13 @@ def chunk_loop(env, model, geometry_model, image, cameras, frames, prompt, style
 # worldwarp_core.loop, the same functions the pipeline (CLI, Chunk Loop node) calls.
 @writes_files
 def loop_start(env, image, cameras, frames, chunk_frames, context_frames, seed, extend_mode, extrapolation,
-               output_folder, resume, fps, from_chunk=0, *, graph_signature=None):
+               output_folder, resume, fps, from_chunk=0, vram="auto", *, graph_signature=None):
     settings = PipelineSettings(chunk_frames=chunk_frames, context_frames=context_frames, seed=seed,
                                 extend_mode=extend_mode, extrapolation=extrapolation, fps=fps)
     start = _start_image(image)
+    check_choice(vram, "vram", VRAM_CHOICES)
+    # the loop's state carries the pick (its settings); the body's stage nodes keep their own inputs
+    settings, _ = fit_card(env, vram, settings, start)
     settings.chunk_starts(frames)  # checked before the folder is touched (the message names valid totals)
     WorldWarpPipeline(None, None, settings=settings)._check_inputs(start, cameras)
     out_dir = _run_folder(env, output_folder)

@@ -16,6 +16,7 @@ from worldwarp_core.loop import CACHE_FRAMES
 from worldwarp_core.official_paths import list_official_presets
 from worldwarp_core.pipeline import PipelineSettings
 from worldwarp_core.sampler import CFG_BATCHES
+from worldwarp_core.plan import VRAM_CHOICES
 from worldwarp_core.schedule import MASK_RULES, SCHEDULE_VARIANTS
 from worldwarp_core.trajectory import EXTEND_MODES, EXTRAPOLATION_METHODS, MAX_FRAMES, list_presets
 from worldwarp_core.video_path import VIDEO_GEOMETRY_INPUTS
@@ -65,6 +66,12 @@ class NodeSpec:
     outputs: tuple[Out, ...]
     output_node: bool = False
     extra: dict = field(default_factory=dict)
+
+
+VRAM = In("vram", "COMBO", "Fit the card: 'auto' picks the geometry batch, CFG mode and VAE tiling from the free GPU "
+          "memory and the chunk plan (the line it prints says what and why; the run's manifest keeps it); 'high' / "
+          "'medium' / 'low' / 'small' take that profile; 'manual' the settings as they are. The frames are the same "
+          "either way.", "auto", options=VRAM_CHOICES)
 
 
 def _files(folder: str, none: bool = False):
@@ -390,7 +397,7 @@ SPECS: tuple[NodeSpec, ...] = (
               In("cache_frames", "COMBO", "Frames the 3DGS cache is optimised on: the whole previous chunk, or only "
                  "its context frames (the official code's). Geometry uses the whole chunk either way.",
                  _PS.cache_frames, options=CACHE_FRAMES),
-              CAPTION_STYLE, CAPTION_TOKENS, FROM_CHUNK, GEOMETRY_BATCH, CFG_BATCH, VAE_TILING),
+              CAPTION_STYLE, CAPTION_TOKENS, FROM_CHUNK, GEOMETRY_BATCH, CFG_BATCH, VAE_TILING, VRAM),
              (Out("IMAGE", "frames"), Out(CAMERAS, "cameras"))),
     # the chunk loop as a graph: Loop Start -> the body (stage nodes, any core nodes) -> Loop End
     NodeSpec("WorldWarpLoopStart", "WorldWarp Loop Start", "WorldWarp/loop",
@@ -413,7 +420,7 @@ SPECS: tuple[NodeSpec, ...] = (
               In("resume", "BOOLEAN", "Continue the run in output_folder from its last finished chunk; off, a folder "
                  "holding a run is refused (nothing is deleted).", False),
               In("fps", "INT", "Frame rate of the video output.", 16, min=1, max=120),
-              FROM_CHUNK),
+              FROM_CHUNK, VRAM),
              (Out(LOOP, "loop"), Out("IMAGE", "history"), Out(CAMERAS, "history_cameras"), Out(CAMERAS, "cameras"),
               Out("IMAGE", "context"), Out("INT", "context_frames"), Out("INT", "chunk"), Out("INT", "cache_seed"),
               Out("INT", "sampler_seed")),

@@ -1,6 +1,7 @@
 """Node specs are consistent with their functions, and every node runs on tiny models (no ComfyUI)."""
 
 import inspect
+import json
 import os
 
 import pytest
@@ -160,6 +161,9 @@ def test_every_node_runs_on_tiny_models(env):
                                           False, "requested", "auto", captioner)
     assert out_frames.shape == (17, 32, 48, 3) and len(out_cams) == 17
     assert os.path.isfile(os.path.join(env.output, "worldwarp", "test", "manifest.json"))
+    with open(os.path.join(env.output, "worldwarp", "test", "manifest.json")) as f:
+        vram = json.load(f)["vram"]  # no free-memory figure off CUDA: the fastest profile, said so
+    assert vram["choice"] == "auto" and vram["profile"] == "high" and "no CUDA free-memory figure" in vram["reason"]
     assert env.interrupt_checks > 0
     saved = ops.save_cameras(env, out_cams, "worldwarp/cams")
     (txt,) = saved

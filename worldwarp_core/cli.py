@@ -216,6 +216,46 @@ def check_generate_args(args) -> dict:
     return {"image": image, "cameras": cameras, "settings": settings, "starts": starts, "paths": require(needs)}
 
 
+# the settings ``--vram`` picks, by PipelineSettings field, and the option that sets each explicitly
+VRAM_OPTIONS = {"geometry_batch": "--geometry-batch", "cfg_batch": "--cfg-batch", "vae_tiling": "--vae-tiling",
+                "offload": "--offload"}
+
+
+def given_options(argv: list[str] | None) -> set[str]:
+    """The ``--options`` on the command line (``--x value`` and ``--x=value``)."""
+    return {tok.split("=", 1)[0] for tok in (sys.argv[1:] if argv is None else argv) if tok.startswith("--")}
+
+
+def fit_card(args, settings, width: int, height: int):
+    """``--vram``: the pick for the device's free memory, applied to the settings and ``args.offload``
+    except where the option was given explicitly. Returns ``(VramChoice, settings)``."""
+    from dataclasses import replace
+
+    from .plan import apply_choice, cuda_free_bytes, pick_settings, planned_captioner
+
+    given = getattr(args, "given", set())
+    # the pack's loader keeps the UMT5 encoder in bf16 whatever --dtype is
+    choice = pick_settings(cuda_free_bytes(args.device), args.vram, dtype=args.dtype, text_encoder_dtype="bf16",
+                           geometry=args.geometry,
+                           geometry_dtype=_geometry_dtype(args), captioner=planned_captioner(args.captioner),
+                           frames=settings.chunk_frames, height=height, width=width)
+    kept = sorted(opt for name, opt in VRAM_OPTIONS.items() if opt in given and name in choice.settings)
+    picked = {k: v for k, v in choice.settings.items() if VRAM_OPTIONS.get(k) not in given}
+    if choice.settings and "offload" in picked:
+        args.offload = picked["offload"]
+    if kept:
+        choice = replace(choice, settings=picked, reason=f"{choice.reason}; kept as given: {', '.join(kept)}")
+    return choice, apply_choice(settings, choice)
+
+
+def _geometry_dtype(args) -> str:
+    dt = getattr(args, "geometry_dtype", "auto")
+    if dt in (None, "auto"):
+        return "bf16" if str(args.device).startswith("cuda") else "fp32"
+    return "bf16" if dt == "fp16" else dt
+
+
+
 def _load_model(paths: dict, args):
     from . import models as M
 
@@ -241,6 +281,8 @@ def cmd_generate(args) -> int:
     checked = check_generate_args(args)  # nothing is loaded before every cheap check passed
     image, paths, settings = checked["image"], checked["paths"], checked["settings"]
     H, W = image.shape[:2]
+    vram, settings = fit_card(args, settings, W, H)
+    print(vram.reason, file=sys.stderr)
     print(f"loading the {args.geometry} geometry model from {paths['geometry']}", file=sys.stderr)
     geometry = load_estimator(args.geometry, paths["geometry"], device=args.device, dtype=args.geometry_dtype)
     given_K = None if args.fov is None else intrinsics_from_fov(args.fov, W, H)
@@ -263,7 +305,7 @@ def cmd_generate(args) -> int:
     captioner = None
     if args.captioner != "fixed":
         captioner = load_captioner(args.captioner, paths["captioner"], device=args.device)
-    pipe = WorldWarpPipeline(model, geometry, captioner, settings)
+    pipe = WorldWarpPipeline(model, geometry, captioner, settings, vram=vram.record())
     progress = Progress(len(checked["starts"]))
     try:
         result = pipe(image, path, args.frames, prompt=args.prompt, style=args.style, out_dir=args.out,
@@ -489,6 +531,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from .geometry import list_estimators
     from .inputs import ALPHA_CHOICES, MAX_ASPECT, MAX_PIXELS, MAX_SIDE, MIN_SIDE, SEED_MAX
+    from .plan import VRAM_CHOICES
     from .trajectory import EXTEND_MODES
 
     p = argparse.ArgumentParser(prog="python -m worldwarp_core", description="WorldWarp: 3D-consistent long video",
@@ -568,6 +611,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--offload", default="none", choices=["none", "text_encoder", "model"],
                    help="'model' keeps each model on the CPU until it is used (less GPU memory, slower); "
                         "'text_encoder' only the text encoder (about 11 GB of UMT5-XXL in bf16), used once per prompt")
+    g.add_argument("--vram", default="auto", choices=list(VRAM_CHOICES),
+                   help="fit the card: 'auto' picks geometry batch, CFG mode, offload and VAE tiling from the free "
+                        "GPU memory and the chunk plan (options given explicitly win); 'high'/'medium'/'low'/'small' "
+                        "take that profile; 'manual' the options as given. Frames are the same either way")
     g.add_argument("--seed", type=int, default=0, help=f"random seed, 0..{SEED_MAX}")
     _add_memory_options(g)
     g.set_defaults(func=cmd_generate)
@@ -624,6 +671,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.given = given_options(argv)
     try:
         return args.func(args)
     except ValueError as e:

@@ -155,7 +155,9 @@ def chunk_seeds(settings, k: int) -> tuple[int, int]:
 
 
 # settings that change no frame: a resume may change them
-NOT_FINGERPRINTED = ("settings.fps", "settings.offload_helpers")
+# how a chunk is fitted to the card (the vram choice) changes memory, not frames: a run resumes on another card
+NOT_FINGERPRINTED = ("settings.fps", "settings.offload_helpers", "settings.geometry_batch", "settings.cfg_batch",
+                     "settings.vae_tiling")
 
 
 def run_inputs(image: Tensor, path: Cameras, settings, run_info: dict | None = None,

@@ -210,11 +210,12 @@ class WorldWarpPipeline:
     """The chunk loop; components are passed in (nothing global)."""
 
     def __init__(self, model, geometry: GeometryEstimator | None, captioner: Captioner | None = None,
-                 settings: PipelineSettings = PipelineSettings()) -> None:
+                 settings: PipelineSettings = PipelineSettings(), vram: dict | None = None) -> None:
         self.model = model
         self.geometry = geometry
         self.captioner = captioner or FixedCaptioner()
         self.settings = settings
+        self.vram = vram  # what the vram choice picked and why (plan.VramChoice.record()), for the manifest
 
     # ------------------------------------------------------------------ validation
     def _check_inputs(self, image: Tensor, cameras: Cameras) -> None:
@@ -451,7 +452,7 @@ class WorldWarpPipeline:
             "model_files": files, "model_file_identity": IDENTITY_NOTE, "inputs": inputs,
             "geometry": getattr(self.geometry, "name", None),
             "captioner": getattr(self.captioner, "name", None), "chunks": len(chunks),
-            "inference": self._profile(), "memory": self._memory(),
+            "inference": self._profile(), "memory": self._memory(), "vram": self.vram,
             # which chunks came from which settings (a rollback, from_chunk, mixes runs)
             "chunk_settings": run_provenance(folder, chunks),
             "timings_per_chunk_s": [c["timings_s"] for c in chunks], "timings_total_s": totals,

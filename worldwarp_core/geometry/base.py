@@ -17,7 +17,7 @@ DepthKind = Literal["metric", "relative"]
 GeometryDtype = Literal["auto", "fp32", "bf16", "fp16"]
 GEOMETRY_DTYPES: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-DEFAULT_GEOMETRY_BATCH = 8  # frames per forward of a per-frame estimator (PipelineSettings.geometry_batch)
+DEFAULT_GEOMETRY_BATCH = 4  # frames per forward of a per-frame estimator (PipelineSettings.geometry_batch)
 
 
 @dataclass
