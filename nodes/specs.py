@@ -15,8 +15,8 @@ from worldwarp_core.gscache import CACHE_MODES, DEPTH_LOSSES, POSITION_LR_SCALIN
 from worldwarp_core.loop import CACHE_FRAMES
 from worldwarp_core.official_paths import list_official_presets
 from worldwarp_core.pipeline import PipelineSettings
-from worldwarp_core.sampler import CFG_BATCHES
 from worldwarp_core.plan import VRAM_CHOICES
+from worldwarp_core.sampler import CFG_BATCHES
 from worldwarp_core.schedule import MASK_RULES, SCHEDULE_VARIANTS
 from worldwarp_core.trajectory import EXTEND_MODES, EXTRAPOLATION_METHODS, MAX_FRAMES, list_presets
 from worldwarp_core.video_path import VIDEO_GEOMETRY_INPUTS
