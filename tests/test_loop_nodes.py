@@ -355,9 +355,9 @@ def test_loop_start_vram_picks_for_the_free_memory(parts, capsys):
 
         card = Card(env.output[:-len("/output")])
         ops.loop_start(card, image, cams, FRAMES, C, CTX, 0, "extrapolate", "auto", f"vram{int(free / 1e9)}", False,
-                       16, "auto")
+                       16, vram="auto")
         lines[free] = [x for x in capsys.readouterr().out.splitlines() if x.startswith("[WorldWarp] vram")][-1]
     assert lines[6e9].startswith("[WorldWarp] vram auto: 6.0 GB free -> ") and "sequential CFG" in lines[6e9]
     assert lines[80e9].startswith("[WorldWarp] vram auto: 80.0 GB free -> high ")
     with pytest.raises(ValueError, match="vram must be one of auto, high, medium, low, small, manual; got 'lots'"):
-        ops.loop_start(env, image, cams, FRAMES, C, CTX, 0, "extrapolate", "auto", "vram_bad", False, 16, "lots")
+        ops.loop_start(env, image, cams, FRAMES, C, CTX, 0, "extrapolate", "auto", "vram_bad", False, 16, vram="lots")
