@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import ComfyExtension, io
 
-from . import ops
+from . import loop_graph, ops
 from .comfy_env import ComfyEnv, register_model_folder
 from .specs import CUSTOM_TYPES, SPECS, In, NodeSpec
 
@@ -46,8 +46,21 @@ def _input(spec: In):
     return _socket(spec.kind).Input(spec.name, **common)
 
 
+def _ui(spec: NodeSpec, cls, outputs, kwargs):
+    """What a node shows, as its spec says (``NodeSpec.ui``)."""
+    if spec.ui is None:
+        return None
+    from comfy_api.latest import ui as comfy_ui
+
+    if spec.ui == "images":
+        return comfy_ui.PreviewImage(outputs[0], cls=cls)
+    if spec.ui == "saved":  # which files went where (web/worldwarp.js shows it)
+        return comfy_ui.PreviewText(outputs.ui_text)
+    return spec.ui(outputs, **kwargs)
+
+
 def _make_node(spec: NodeSpec) -> type[io.ComfyNode]:
-    role = spec.extra.get("loop")
+    role = spec.loop
 
     def define_schema(cls):
         return io.Schema(node_id=spec.node_id, display_name=spec.display_name, category=spec.category,
@@ -66,65 +79,15 @@ def _make_node(spec: NodeSpec) -> type[io.ComfyNode]:
 
     def execute(cls, **kwargs):
         if role:
-            return _loop_execute(cls, spec, role, kwargs)
-        from comfy_api.latest import ui as comfy_ui
-
+            return loop_graph.execute(cls, spec.fn, ENV, role, kwargs, len(spec.outputs))
         outputs = spec.fn(ENV, **kwargs)
-        ui = None
-        if "ui" in spec.extra:
-            ui = spec.extra["ui"](outputs, **kwargs)
-        elif spec.node_id == "WorldWarpPreviewSchedule":
-            ui = comfy_ui.PreviewImage(outputs[0], cls=cls)
-        elif getattr(outputs, "ui_text", None):  # save nodes: where the files went (web/worldwarp.js shows it)
-            ui = comfy_ui.PreviewText(outputs.ui_text)
-        return io.NodeOutput(*outputs, ui=ui)
+        return io.NodeOutput(*outputs, ui=_ui(spec, cls, outputs, kwargs))
 
     members = {"define_schema": classmethod(define_schema), "execute": classmethod(execute),
                "__doc__": spec.description}
     if any(i.lazy for i in spec.inputs):
         members["check_lazy_status"] = classmethod(check_lazy_status)
     return type(spec.node_id, (io.ComfyNode,), members)
-
-
-def _loop_execute(cls, spec: NodeSpec, role: str, kwargs: dict) -> io.NodeOutput:
-    """Loop Start / Next / End inside ComfyUI: the graph they sit in (ids, expansion) is theirs;
-    what they compute is ``ops`` (worldwarp_core.loop)."""
-    from . import loop_graph
-
-    dp, uid = cls.hidden.dynprompt, cls.hidden.unique_id
-    display = dp.get_display_node_id(uid) if dp is not None else uid
-    kwargs.pop(loop_graph.GRAPH_INPUT, None)
-    users = [n for n in dp.all_node_ids() if dp.get_real_node_id(n) == n] if dp is not None else []
-    if role == "start":
-        sig = None
-        if dp is not None:  # a wrong wiring is refused here, before any chunk
-            end = loop_graph.check_wiring(dp.get_node, users, uid, dp.get_display_node_id)
-            sig = [loop_graph.signature(dp.get_node, end)]
-        outputs = spec.fn(ENV, **kwargs, graph_signature=sig)
-    elif role == "next":
-        if dp is not None and dp.get_real_node_id(uid) == uid:  # placed by hand, not by Loop End's expansion
-            loop_graph.refuse_hand_placed(dp.get_node, uid, dp.get_display_node_id)
-        outputs = spec.fn(ENV, **kwargs)
-    if role in ("start", "next"):
-        ENV.progress_text(ops.loop_status(outputs[0]), display)
-        return io.NodeOutput(*outputs)
-    # Loop End. The user's own Loop End checks the graph is the one the run folder was made by
-    # (Loop Start's outputs may come from ComfyUI's cache while the body was edited)
-    sig = None
-    if dp is not None and dp.get_real_node_id(uid) == uid:
-        start = loop_graph.start_of(dp.get_node, uid)
-        if loop_graph.check_wiring(dp.get_node, users, start, dp.get_display_node_id) != uid:
-            raise ValueError(f"WorldWarp Loop End (node {uid}) does not close the loop it is wired to")
-        sig = [loop_graph.signature(dp.get_node, uid)]
-    state, outputs = spec.fn(ENV, **kwargs, graph_signature=sig)
-    if outputs is not None:
-        return io.NodeOutput(*outputs)
-    from comfy_execution.graph_utils import GraphBuilder
-
-    graph = GraphBuilder()
-    start = loop_graph.start_of(dp.get_node, uid)
-    end = loop_graph.expand_next(dp.get_node, start, uid, state, graph, dp.get_display_node_id)
-    return io.NodeOutput(*[end.out(i) for i in range(len(spec.outputs))], expand=graph.finalize())
 
 
 NODES = [_make_node(s) for s in SPECS]
@@ -198,7 +161,6 @@ def _register_prompt_handler() -> None:
         from server import PromptServer
     except ImportError:
         return
-    from . import loop_graph
 
     def mark(json_data):
         if isinstance(json_data, dict) and isinstance(json_data.get("prompt"), dict):

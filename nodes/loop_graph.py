@@ -210,3 +210,48 @@ def expand_next(get_node: Callable[[str], dict], start_id: str, end_id: str, sta
 def _id_key(nid: str):
     parts = str(nid).split(".")
     return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts]
+
+
+# ----------------------------------------------------------------------------- inside ComfyUI
+def execute(cls, fn: Callable, env, role: str, kwargs: dict, n_outputs: int):
+    """Loop Start / Next / End as ComfyUI runs them: the graph they sit in (the hidden prompt and id,
+    wiring checks, the signature, the expansion) is handled here; what they compute is ``fn``
+    (``ops.loop_start`` / ``loop_next`` / ``loop_end``, worldwarp_core.loop)."""
+    from comfy_api.latest import io
+
+    from . import ops
+
+    dp, uid = cls.hidden.dynprompt, cls.hidden.unique_id
+    display = dp.get_display_node_id(uid) if dp is not None else uid
+    kwargs.pop(GRAPH_INPUT, None)
+    users = [n for n in dp.all_node_ids() if dp.get_real_node_id(n) == n] if dp is not None else []
+    if role in ("start", "next"):
+        if role == "start":
+            sig = None
+            if dp is not None:  # a wrong wiring is refused here, before any chunk
+                end = check_wiring(dp.get_node, users, uid, dp.get_display_node_id)
+                sig = [signature(dp.get_node, end)]
+            outputs = fn(env, **kwargs, graph_signature=sig)
+        else:
+            if dp is not None and dp.get_real_node_id(uid) == uid:  # placed by hand, not by Loop End's expansion
+                refuse_hand_placed(dp.get_node, uid, dp.get_display_node_id)
+            outputs = fn(env, **kwargs)
+        env.progress_text(ops.loop_status(outputs[0]), display)
+        return io.NodeOutput(*outputs)
+    # Loop End. The user's own Loop End checks the graph is the one the run folder was made by
+    # (Loop Start's outputs may come from ComfyUI's cache while the body was edited)
+    sig = None
+    if dp is not None and dp.get_real_node_id(uid) == uid:
+        start = start_of(dp.get_node, uid)
+        if check_wiring(dp.get_node, users, start, dp.get_display_node_id) != uid:
+            raise ValueError(f"WorldWarp Loop End (node {uid}) does not close the loop it is wired to")
+        sig = [signature(dp.get_node, uid)]
+    state, outputs = fn(env, **kwargs, graph_signature=sig)
+    if outputs is not None:
+        return io.NodeOutput(*outputs)
+    from comfy_execution.graph_utils import GraphBuilder
+
+    graph = GraphBuilder()
+    start = start_of(dp.get_node, uid)
+    end = expand_next(dp.get_node, start, uid, state, graph, dp.get_display_node_id)
+    return io.NodeOutput(*[end.out(i) for i in range(n_outputs)], expand=graph.finalize())

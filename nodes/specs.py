@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from worldwarp_core.caption import CAPTION_STYLES, DEFAULT_NEGATIVE, list_captioners
 from worldwarp_core.geometry import GEOMETRY_DTYPES, POSE_SOURCES, list_estimators
@@ -65,13 +65,17 @@ class NodeSpec:
     inputs: tuple[In, ...]
     outputs: tuple[Out, ...]
     output_node: bool = False
-    extra: dict = field(default_factory=dict)
+    # what the node shows in the UI: "images" (its first output, as core Preview Image), "saved" (the line
+    # a save node's ``ops.Saved`` outputs carry), or a function ``(outputs, **inputs) -> ui dict``
+    ui: str | Callable | None = None
+    # a node of the wired chunk loop: "start", "next" or "end" (its graph work is ``loop_graph``'s)
+    loop: str | None = None
 
 
 VRAM = In("vram", "COMBO", "Fit the card: 'auto' picks the geometry batch, CFG mode and VAE tiling from the free GPU "
           "memory and the chunk plan (the line it prints says what and why; the run's manifest keeps it); 'high' / "
           "'medium' / 'low' / 'small' take that profile; 'manual' the settings as they are. The frames are the same "
-          "either way.", "auto", options=VRAM_CHOICES)
+          "either way.", "auto", options=VRAM_CHOICES, optional=True)
 
 
 def _files(folder: str, none: bool = False):
@@ -121,12 +125,12 @@ SHIFT = In("shift", "FLOAT", "Flow shift of the sigma schedule (official WorldWa
 CAPTION_STYLE = In("caption_style", "COMBO", "How the captioner is asked. pack: a short instruction, the first and "
                    "last frame, the style appended; official: the official demo's '3D Scene Analyst' system prompt, "
                    "the style inside the request, the frames as a 2 fps video, the answer verbatim (Qwen-VL only).",
-                   "pack", options=CAPTION_STYLES)
+                   "pack", options=CAPTION_STYLES, optional=True)
 FROM_CHUNK = In("from_chunk", "INT", "Roll back: keep the first from_chunk chunks in output_folder and make the rest "
                 "again with the settings as they are now (an edited body or other settings included); 0: off.", 0,
-                min=0, max=10000)
+                min=0, max=10000, optional=True)
 CAPTION_TOKENS = In("caption_max_tokens", "INT", "Most new tokens of a caption; 0: the style's own (pack 120, "
-                    "official 512).", 0, min=0, max=4096)
+                    "official 512).", 0, min=0, max=4096, optional=True)
 # the 3DGS cache's options (defaults from GSConfig / PipelineSettings, measured in docs/CACHE.md)
 _GS, _PS = GSConfig(), PipelineSettings()
 GS_DEPTH_LOSS = In("depth_loss", "COMBO", "Depth term of the 3DGS loss: L1 of the rendered depth against the geometry's, "
@@ -145,12 +149,12 @@ GS_POSITION_LR = In("position_lr_scaling", "COMBO", "Position learning rate time
 # memory options (PipelineSettings; none changes the frames beyond float rounding, except VAE tiling's seams)
 GEOMETRY_BATCH = In("geometry_batch", "INT", "Frames per forward of a per-frame depth model (Depth Pro, Depth "
                     "Anything V2): its memory grows with this, not with the number of frames. Multi-view models "
-                    "(TTT3R, DA3) always see all frames.", _PS.geometry_batch, min=1, max=256)
+                    "(TTT3R, DA3) always see all frames.", _PS.geometry_batch, min=1, max=256, optional=True)
 CFG_BATCH = In("cfg_batch", "COMBO", "Classifier-free guidance: both branches in one forward (batched, fastest), or "
                "one after the other (sequential: the transformer's activations halve; for small cards).",
-               _PS.cfg_batch, options=CFG_BATCHES)
+               _PS.cfg_batch, options=CFG_BATCHES, optional=True)
 VAE_TILING = In("vae_tiling", "BOOLEAN", "VAE encode/decode on overlapping 256-pixel tiles blended at the seams: "
-                "far less memory at 480x720, frames differ slightly.", _PS.vae_tiling)
+                "far less memory at 480x720, frames differ slightly.", _PS.vae_tiling, optional=True)
 CTX = In("context_frames", "INT", "History frames at the start of the chunk kept fixed (4j+1: 1, 5, 9...).", 5,
          min=1, max=81, step=4)
 
@@ -191,7 +195,7 @@ SPECS: tuple[NodeSpec, ...] = (
               In("fov_degrees", "FLOAT", "Horizontal field of view assumed by models that do not estimate it.", 60.0,
                  min=10.0, max=170.0, step=0.5),
               In("dtype", "COMBO", "Precision the model runs in; auto: bf16 on a CUDA GPU (half the memory of "
-                 "fp32; TTT3R stays fp32), fp32 on the CPU.", "auto", options=GEOMETRY_DTYPES)),
+                 "fp32; TTT3R stays fp32), fp32 on the CPU.", "auto", options=GEOMETRY_DTYPES, optional=True)),
              (Out(GEOMODEL, "geometry_model"),)),
     NodeSpec("WorldWarpLoadCaptioner", "Load Captioner", "WorldWarp/loaders",
              "A VLM that describes the history frames, or a fixed prompt.", ops.load_captioner_node,
@@ -245,7 +249,7 @@ SPECS: tuple[NodeSpec, ...] = (
                  multiline=True),
               In("geometry", GEOMETRY, "Depth of the start image: the scene drawn in the editor, the scene scale, "
                  "the intrinsics and the coverage preview.", optional=True)),
-             (Out(CAMERAS, "cameras"),), output_node=True, extra={"ui": director.scene_ui}),
+             (Out(CAMERAS, "cameras"),), output_node=True, ui=director.scene_ui),
     NodeSpec("WorldWarpExtrapolateTrajectory", "Extrapolate Trajectory", "WorldWarp/cameras",
              "Extends a path: continues its motion (auto: the best of the paper's velocity + SLERP and the official "
              "body-frame momentum on the path's own last frames), loops, ping-pongs, or slows down as the official "
@@ -341,9 +345,10 @@ SPECS: tuple[NodeSpec, ...] = (
                  optional=True),
               CAPTION_STYLE, CAPTION_TOKENS,
               In("fps", "INT", "Frame rate of the images (the official style samples them at 2 fps of it).", 16,
-                 min=1, max=120),
+                 min=1, max=120, optional=True),
               In("still_frames", "INT", "One image under the official style is captioned as the official first "
-                 "chunk: a still video of this many frames (the chunk's) at 10 fps.", 81, min=1, max=161)),
+                 "chunk: a still video of this many frames (the chunk's) at 10 fps.", 81, min=1, max=161,
+                 optional=True)),
              (Out("STRING", "prompt"), Out("CONDITIONING", "conditioning"))),
     NodeSpec("WorldWarpSTDiffSampler", "ST-Diff Sampler", "WorldWarp/sampling",
              "Spatio-temporal diffusion: context fixed, warped tokens from σ(τ), holes from noise (paper eq. 9-10).",
@@ -424,7 +429,7 @@ SPECS: tuple[NodeSpec, ...] = (
              (Out(LOOP, "loop"), Out("IMAGE", "history"), Out(CAMERAS, "history_cameras"), Out(CAMERAS, "cameras"),
               Out("IMAGE", "context"), Out("INT", "context_frames"), Out("INT", "chunk"), Out("INT", "cache_seed"),
               Out("INT", "sampler_seed")),
-             extra={"loop": "start"}),
+             loop="start"),
     NodeSpec("WorldWarpLoopNext", "WorldWarp Loop Next (internal)", "WorldWarp/loop",
              "Loop Start for the next chunk; Loop End puts it in place of Loop Start (never placed by hand).",
              ops.loop_next,
@@ -432,7 +437,7 @@ SPECS: tuple[NodeSpec, ...] = (
              (Out(LOOP, "loop"), Out("IMAGE", "history"), Out(CAMERAS, "history_cameras"), Out(CAMERAS, "cameras"),
               Out("IMAGE", "context"), Out("INT", "context_frames"), Out("INT", "chunk"), Out("INT", "cache_seed"),
               Out("INT", "sampler_seed")),
-             extra={"loop": "next"}),
+             loop="next"),
     NodeSpec("WorldWarpAlignToHistory", "Align Depth To Previous Chunk", "WorldWarp/loop",
              "Brings the history's depth to the scale of the 3DGS cache it was generated from (paper §4.2), so "
              "chunks stay in one scene scale; the first chunk passes through.", ops.align_to_history,
@@ -448,7 +453,7 @@ SPECS: tuple[NodeSpec, ...] = (
               In("cache", CACHE, "The chunk's 3DGS cache (the next chunk aligns its depth to it).", lazy=True)),
              (Out("IMAGE", "frames"), Out(CAMERAS, "cameras"), Out(CACHE, "cache"), Out("SPLAT", "splat"),
               Out("VIDEO", "video")),
-             output_node=True, extra={"loop": "end"}),
+             output_node=True, loop="end"),
     NodeSpec("WorldWarpSaveCameras", "Save Cameras", "WorldWarp/cameras",
              "Writes the cameras as RealEstate10K .txt and JSON into the output folder, numbered like ComfyUI's "
              "saves (cameras_00001_.txt, then _00002_, ...). Outputs the .txt's full path; Camera Trajectory's "
@@ -457,7 +462,7 @@ SPECS: tuple[NodeSpec, ...] = (
              (In("cameras", CAMERAS, "Cameras to save."),
               In("filename_prefix", "STRING", "Folder and name under ComfyUI's output folder; a counter is "
                  "appended.", "worldwarp/cameras")),
-             (Out("STRING", "path"),), output_node=True),
+             (Out("STRING", "path"),), output_node=True, ui="saved"),
     NodeSpec("WorldWarpSaveSplat", "Save Splat (.ply)", "WorldWarp/cache",
              "Writes the cache as a standard 3DGS .ply into the output folder, numbered like ComfyUI's saves. "
              "Outputs the path relative to the output folder: connect it to core Preview 3D's model_file to "
@@ -465,12 +470,12 @@ SPECS: tuple[NodeSpec, ...] = (
              (In("cache", CACHE, "From Build 3DGS Cache."),
               In("filename_prefix", "STRING", "Folder and name under ComfyUI's output folder; a counter is "
                  "appended.", "worldwarp/scene")),
-             (Out("STRING", "path"),), output_node=True),
+             (Out("STRING", "path"),), output_node=True, ui="saved"),
     NodeSpec("WorldWarpPreviewSchedule", "Preview Noise Schedule", "WorldWarp/sampling",
              "The σ of every token over the denoising steps (paper Fig. 9) for given masks.", ops.preview_schedule,
              (In("masks", "MASK", "Hint validity of a chunk (4k+1 frames)."), CTX, TAU, STEPS, SCHEDULE, MASK_RULE,
               SHIFT),
-             (Out("IMAGE", "schedule"),), output_node=True),
+             (Out("IMAGE", "schedule"),), output_node=True, ui="images"),
 )
 
 
