@@ -101,7 +101,9 @@ class Graph:
                 values.append("fixed")
         node = {
             "id": nid, "type": node_type, "pos": [0, 0],
-            "size": list(size or (320, 60 + 26 * (len(wnames) + len(sockets)))),
+            # the frontend's rows: input and output slots side by side, then the widgets (a seed's control too)
+            "size": list(size or (320, 60 + 26 * (len(wnames) + ("seed" in wnames and spec is not None)
+                                                   + max(len(sockets), len(outputs))))),
             "flags": {}, "order": nid - 1, "mode": 0,
             "inputs": [{"name": n, "type": t, "link": None, **({"shape": 7} if n in optional else {})}
                        for n, t in sockets],
@@ -309,7 +311,7 @@ def wired_generator(kind: str = "full") -> Graph:
     g.group(OUTPUTS, "outputs")
     folder = "worldwarp/" + {"full": "run", "stylized": "stylized", "component_swap": "edited",
                              "training_free": "training_free", "director": "director"}[kind]
-    start = g.add("WorldWarpLoopStart", LOOP_START, {"frames": 93, "output_folder": folder}, size=(340, 460))
+    start = g.add("WorldWarpLoopStart", LOOP_START, {"frames": 93, "output_folder": folder}, size=(340, 520))
     g.link(scale, "IMAGE", start, "image")
     g.link(cams, "cameras", start, "cameras")
     # the body: geometry of the history -> aligned to the previous cache -> 3DGS cache -> hints -> ST-Diff
@@ -345,7 +347,7 @@ def wired_generator(kind: str = "full") -> Graph:
                                                              "fixed_prompt": "a quiet village street at dusk"},
                     size=(340, 200))
         desc = g.add("WorldWarpDescribeScene", BODY[3], {"style": "Van Gogh style, thick impasto brush strokes"},
-                     size=(360, 180), column=1)
+                     size=(360, 220), column=1)
         g.link(cap, "captioner", desc, "captioner")
         g.link(start, "history", desc, "images")
         g.link(clip, "CLIP", desc, "clip")
@@ -400,7 +402,7 @@ def compact_generator() -> Graph:
     loop_group = g.group("Chunk loop: every stage of every chunk", "loop")
     g.group(OUTPUTS, "outputs")
     loop = g.add("WorldWarpChunkLoop", loop_group, {"frames": 93, "prompt": PROMPT,
-                                                    "output_folder": "worldwarp/compact"}, size=(360, 900))
+                                                    "output_folder": "worldwarp/compact"}, size=(360, 1040))
     _wire_models(g, model, vae, False, loop)
     g.link(clip, "CLIP", loop, "clip")
     for src, out, name in ((geo_model, "geometry_model", "geometry_model"), (scale, "IMAGE", "image"),
