@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -113,11 +114,15 @@ def _req(path, data=None, timeout=60):
 def run(prompt, timeout=1500, interrupt_when=None):
     """Queue an API prompt; wait for its end: (status, messages). ``interrupt_when()``: interrupt once true."""
     pid = _req("/prompt", {"prompt": prompt})["prompt_id"]
-    t0, sent = time.time(), False
-    while time.time() - t0 < timeout:
-        if interrupt_when is not None and not sent and interrupt_when():
+    t0 = time.time()
+    if interrupt_when is not None:  # watched closely: a chunk of the tiny model takes a fraction of a second
+        def watch():
+            while not interrupt_when() and time.time() - t0 < timeout:
+                time.sleep(0.002)
             _req("/interrupt", {})
-            sent = True
+
+        threading.Thread(target=watch, daemon=True).start()
+    while time.time() - t0 < timeout:
         h = _req(f"/history/{pid}")
         if pid in h and h[pid].get("status", {}).get("completed") is not None:
             st = h[pid]["status"]

@@ -77,16 +77,18 @@ def _workflow():
     from build_workflows import Graph
 
     g = Graph()
-    img = g.add("LoadImage", (0, 0), {"image": "director_test.png", "upload": "image"})
-    gm = g.add("WorldWarpLoadGeometryModel", (0, 360), {"backend": "depth-pro", "folder": "depth-pro-hf"})
-    geo = g.add("WorldWarpEstimateGeometry", (360, 360))
+    inputs, camera = g.group("Image and geometry", "models"), g.group("Camera path", "inputs")
+    img = g.add("LoadImage", inputs, {"image": "director_test.png", "upload": "image"})
+    gm = g.add("WorldWarpLoadGeometryModel", inputs, {"backend": "depth-pro", "folder": "depth-pro-hf"}, column=1)
+    geo = g.add("WorldWarpEstimateGeometry", inputs, column=1)
     g.link(gm, "geometry_model", geo, "geometry_model")
     g.link(img, "IMAGE", geo, "images")
-    d = g.add("WorldWarpCameraDirector", (760, 0), {"preset": "dolly_in@0.4 + pan_left@0.8", "frames": 17})
+    d = g.add("WorldWarpCameraDirector", camera, {"preset": "dolly_in@0.4 + pan_left@0.8", "frames": 17})
     g.link(img, "IMAGE", d, "image")
     g.link(geo, "geometry", d, "geometry")
-    save = g.add("WorldWarpSaveCameras", (1400, 0), {"filename_prefix": "director_test/cams"})
+    save = g.add("WorldWarpSaveCameras", camera, {"filename_prefix": "director_test/cams"}, column=1)
     g.link(d, "cameras", save, "cameras")
+    g.layout([[inputs, camera]])
     return g.to_json("Camera Director browser test")
 
 
