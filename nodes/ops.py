@@ -258,7 +258,7 @@ def cameras_to_camera_info(env, cameras, frame):
 # ----------------------------------------------------------------------------- geometry, cache, hints
 @deterministic
 def estimate_geometry(env, geometry_model, images, pose_source="auto", cameras=None,
-                      geometry_batch=_PS.geometry_batch):
+                      geometry_batch=_PS.geometry_batch, intrinsics=_PS.history_intrinsics):
     check_video(images.float().cpu(), "images")
     # the estimator sees float32 cameras (as the pipeline gives them), geometry_batch frames at a time as
     # the pipeline does; alignment uses the cameras as given
@@ -266,7 +266,7 @@ def estimate_geometry(env, geometry_model, images, pose_source="auto", cameras=N
                               None if cameras is None else cameras.to(dtype=torch.float32), env.check_interrupt,
                               geometry_batch)
     if cameras is not None:  # into the given cameras' frame (kept, or the estimate Sim(3)-aligned to them)
-        cams, depth, _ = align_poses(result, cameras, resolve_pose_source(pose_source, geometry_model))
+        cams, depth, _ = align_poses(result, cameras, resolve_pose_source(pose_source, geometry_model), intrinsics)
         result = replace(result, cameras=cams, depth=depth)
     d = result.depth
     preview = (d / d.flatten(1).quantile(0.98, dim=1).view(-1, 1, 1).clamp_min(1e-6)).clamp(0, 1)
@@ -469,7 +469,8 @@ def chunk_loop(env, model, geometry_model, image, cameras, frames, prompt, style
                depth_loss_weight=_GS.depth_loss_weight, sh_degree=_GS.sh_degree, init_opacity=_GS.init_opacity,
                position_lr_scaling=_GS.position_lr_scaling, cache_frames=_PS.cache_frames,
                caption_style=_PS.caption_style, caption_max_tokens=0, from_chunk=0,
-               geometry_batch=_PS.geometry_batch, cfg_batch=_PS.cfg_batch, vae_tiling=_PS.vae_tiling, vram="auto"):
+               geometry_batch=_PS.geometry_batch, cfg_batch=_PS.cfg_batch, vae_tiling=_PS.vae_tiling, vram="auto",
+               history_intrinsics=_PS.history_intrinsics):
     # every input is checked before the run folder is touched
     start = _start_image(image)
     gs = GSConfig(iterations=gs_iterations, depth_loss=depth_loss, depth_loss_weight=depth_loss_weight,
@@ -480,7 +481,8 @@ def chunk_loop(env, model, geometry_model, image, cameras, frames, prompt, style
                                 training_free=training_free, pose_source=pose_source,
                                 extrapolation=extrapolation, mask_rule=mask_rule, shift=shift,
                                 caption_style=caption_style, caption_max_tokens=caption_max_tokens or None,
-                                geometry_batch=geometry_batch, cfg_batch=cfg_batch, vae_tiling=vae_tiling)
+                                geometry_batch=geometry_batch, cfg_batch=cfg_batch, vae_tiling=vae_tiling,
+                                history_intrinsics=history_intrinsics)
     total_chunks = len(settings.chunk_starts(frames))
     out_dir = _run_folder(env, output_folder)
     check_output_folder(out_dir, resume or bool(from_chunk), not (resume or from_chunk), "resume", "overwrite",

@@ -7,10 +7,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from worldwarp_core.caption import CAPTION_STYLES, DEFAULT_NEGATIVE, list_captioners
-from worldwarp_core.geometry import GEOMETRY_DTYPES, POSE_SOURCES, list_estimators
+from worldwarp_core.geometry import GEOMETRY_DTYPES, HISTORY_INTRINSICS, POSE_SOURCES, list_estimators
 from worldwarp_core.gscache import CACHE_MODES, DEPTH_LOSSES, POSITION_LR_SCALINGS, GSConfig
 from worldwarp_core.loop import CACHE_FRAMES
 from worldwarp_core.official_paths import list_official_presets
@@ -155,6 +155,9 @@ CFG_BATCH = In("cfg_batch", "COMBO", "Classifier-free guidance: both branches in
                _PS.cfg_batch, options=CFG_BATCHES, optional=True)
 VAE_TILING = In("vae_tiling", "BOOLEAN", "VAE encode/decode on overlapping 256-pixel tiles blended at the seams: "
                 "far less memory at 480x720, frames differ slightly.", _PS.vae_tiling, optional=True)
+HISTORY_K = In("history_intrinsics", "COMBO", "With estimated poses: the history cameras take the path's intrinsics "
+                "(as the target cameras, so a wrong focal estimate does not zoom the hints; the official code's) or "
+                "the geometry model's own.", _PS.history_intrinsics, options=HISTORY_INTRINSICS, optional=True)
 CTX = In("context_frames", "INT", "History frames at the start of the chunk kept fixed (4j+1: 1, 5, 9...).", 5,
          min=1, max=81, step=4)
 
@@ -308,7 +311,7 @@ SPECS: tuple[NodeSpec, ...] = (
                  "backend's poses (TTT3R, DA3) Sim(3)-aligned to them, depth rescaled; 'auto': estimated when the "
                  "backend estimates poses, else requested.", "auto", options=POSE_SOURCES),
               In("cameras", CAMERAS, "Known cameras of the frames (intrinsics are then used).", optional=True),
-              GEOMETRY_BATCH),
+              GEOMETRY_BATCH, replace(HISTORY_K, name="intrinsics")),
              (Out(GEOMETRY, "geometry"), Out("IMAGE", "depth_preview"))),
     NodeSpec("WorldWarpBuildCache", "Build 3DGS Cache", "WorldWarp/cache",
              "The online 3D Gaussian Splatting cache optimised on the history (paper §4.2). Also outputs core SPLAT.",
@@ -402,7 +405,7 @@ SPECS: tuple[NodeSpec, ...] = (
               In("cache_frames", "COMBO", "Frames the 3DGS cache is optimised on: the whole previous chunk, or only "
                  "its context frames (the official code's). Geometry uses the whole chunk either way.",
                  _PS.cache_frames, options=CACHE_FRAMES),
-              CAPTION_STYLE, CAPTION_TOKENS, FROM_CHUNK, GEOMETRY_BATCH, CFG_BATCH, VAE_TILING, VRAM),
+              CAPTION_STYLE, CAPTION_TOKENS, FROM_CHUNK, GEOMETRY_BATCH, CFG_BATCH, VAE_TILING, VRAM, HISTORY_K),
              (Out("IMAGE", "frames"), Out(CAMERAS, "cameras"))),
     # the chunk loop as a graph: Loop Start -> the body (stage nodes, any core nodes) -> Loop End
     NodeSpec("WorldWarpLoopStart", "WorldWarp Loop Start", "WorldWarp/loop",

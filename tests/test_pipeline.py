@@ -68,7 +68,7 @@ def test_two_chunks_frames_context_cameras_manifest(full_run, inputs):
     assert manifest["chunks"] == 2 and manifest["seed"] == 0 and manifest["frames"] == 17
     # the inference profile: the official sampler's rule and shift; a monocular backend estimates no poses
     assert manifest["inference"] == {"mask_rule": "official", "shift": 5.0, "pose_source": "auto",
-                                     "pose_source_used": "requested"}
+                                     "pose_source_used": "requested", "history_intrinsics": "requested"}
     for stage in ("geometry", "3dgs", "warp", "st-diff", "vlm"):
         assert stage in manifest["timings_total_s"]
     for name in ("video.mp4", "scene.ply", "world.ply", "cameras.txt", "frames/00016.png",

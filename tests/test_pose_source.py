@@ -48,3 +48,36 @@ def test_cli_and_nodes_default_to_auto():
     for node_id in ("WorldWarpChunkLoop", "WorldWarpSTDiffSampler"):
         inputs = {i.name: i.default for i in specs[node_id].inputs}
         assert inputs["mask_rule"] == "official" and inputs["shift"] == 5.0, node_id
+
+
+def _hint_error(intrinsics: str) -> float:
+    """A geometry stand-in with exact depth and poses but a focal 1.3x too long (as a backend's focal
+    estimate can be): the history frame warped to the next camera of the path, against the true view."""
+    import torch
+
+    from worldwarp_core.cameras import Cameras, intrinsics_from_fov, look_at
+    from worldwarp_core.geometry import GeometryResult, align_poses
+    from worldwarp_core.synthetic import default_scene
+    from worldwarp_core.warp import forward_warp, unproject
+
+    scene, (w, h) = default_scene(), (64, 48)
+    eyes = torch.tensor([[0.0, 0.0, 0.0], [0.25, 0.0, 0.4]])
+    path = Cameras(look_at(eyes, eyes + torch.tensor([0.0, 0.0, 1.0])), intrinsics_from_fov(60.0, w, h, 2), w, h)
+    images, depth = scene.render(path)
+    wrong = path.Ks.clone()
+    wrong[:, :2, :2] *= 1.3
+    estimate = GeometryResult(depth[:1], torch.ones_like(depth[:1]),
+                              Cameras(path.viewmats[:1], wrong[:1], w, h))
+    cams, d, _ = align_poses(estimate, path[:1], "estimated", intrinsics)
+    hints = forward_warp(unproject(images[:1], d, cams), path[1:])
+    m = hints.masks[0]
+    return float((hints.images[0][m] - images[1][m]).abs().mean())
+
+
+def test_a_wrong_focal_estimate_no_longer_zooms_the_hints():
+    requested, estimated = _hint_error("requested"), _hint_error("estimated")
+    assert requested < 0.5 * estimated, (requested, estimated)
+    with pytest.raises(ValueError, match="intrinsics must be one of"):
+        from worldwarp_core.geometry import align_poses
+
+        align_poses(None, None, "estimated", "guessed")

@@ -176,7 +176,8 @@ def check_generate_args(args) -> dict:
                         init_opacity=args.gs_init_opacity, position_lr_scaling=args.gs_position_lr),
             cache_frames=args.cache_frames, extend_mode=args.extend, seed=args.seed,
             extrapolation=args.extrapolation, extrapolation_window=args.extrapolation_window,
-            world_voxel=args.world_voxel, pose_source=args.pose_source, mask_rule=args.mask_rule, shift=args.shift,
+            world_voxel=args.world_voxel, pose_source=args.pose_source,
+            history_intrinsics=args.history_intrinsics, mask_rule=args.mask_rule, shift=args.shift,
             caption_style=args.caption_style, caption_max_tokens=args.caption_max_tokens,
             geometry_batch=args.geometry_batch, cfg_batch=args.cfg_batch, vae_tiling=args.vae_tiling)
         starts = settings.chunk_starts(args.frames)
@@ -523,6 +524,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help="cameras of the history: the geometry model's estimate Sim(3)-aligned to the path (as the "
                         "paper; needs ttt3r or depth-anything-3), or the requested path; default auto = estimated "
                         "where the backend estimates poses, else requested")
+    p.add_argument("--history-intrinsics", default="requested", choices=["requested", "estimated"],
+                   help="with estimated poses, the history cameras' intrinsics: the path's (default; the targets "
+                        "have them, so a wrong focal estimate does not zoom the hints) or the geometry model's")
     p.add_argument("--training-free", action="store_true",
                    help="base Wan2.1 weights without the WorldWarp fine-tune (worldwarp_latest.ckpt not needed)")
     p.add_argument("--worldwarp-ckpt", help="the official worldwarp_latest.ckpt (else found in diffusion_models/)")

@@ -44,6 +44,7 @@ from .caption import (
 )
 from .geometry import (
     DEFAULT_GEOMETRY_BATCH,
+    HISTORY_INTRINSICS,
     POSE_SOURCES,
     GeometryEstimator,
     GeometryResult,
@@ -115,6 +116,7 @@ class PipelineSettings:
     # the whole previous chunk, docs/CACHE.md) or on every history frame
     cache_frames: CacheFrames = "context"
     pose_source: PoseSource | Literal["auto"] = "auto"  # auto: estimated when the backend estimates poses
+    history_intrinsics: str = "requested"  # estimated history cameras: the path's intrinsics, or the backend's
     extend_mode: ExtendMode = "extrapolate"
     extrapolation: ExtrapolationMethod = "auto"  # how extend_mode "extrapolate" continues the path
     extrapolation_window: int | None = None  # frames; None = the method's own (auto: chosen)
@@ -179,6 +181,7 @@ def check_settings(s: PipelineSettings) -> None:
     check_int(s.history_stride, "history_stride", 1)
     check_choice(s.cache_frames, "cache_frames", CACHE_FRAMES)
     check_choice(s.pose_source, "pose_source", POSE_SOURCES)
+    check_choice(s.history_intrinsics, "history_intrinsics", HISTORY_INTRINSICS)
     check_choice(s.extend_mode, "extend mode", get_args(ExtendMode))
     if s.extrapolation_window is not None:
         check_int(s.extrapolation_window, "extrapolation_window", 1)
@@ -323,7 +326,8 @@ class WorldWarpPipeline:
                                                    check, s.geometry_batch)
             t = _stage(timings, "geometry", t)
             # 2. align: poses to the requested path, depth to the cache the history was generated from
-            geo_cams, depth, _ = align_poses(geo, hist_cams, resolve_pose_source(s.pose_source, self.geometry))
+            geo_cams, depth, _ = align_poses(geo, hist_cams, resolve_pose_source(s.pose_source, self.geometry),
+                                             s.history_intrinsics)
             depth, residual = align_history_depth(state, plan, geo, depth)
         if s.offload_helpers and self.geometry is not None:
             self.geometry.unload()
@@ -420,7 +424,8 @@ class WorldWarpPipeline:
             config = getattr(self.model, "scheduler_config", None) or {}
             shift = float(config.get("shift", config.get("flow_shift", 3.0)))
         return {"mask_rule": s.mask_rule, "shift": shift, "pose_source": s.pose_source,
-                "pose_source_used": resolve_pose_source(s.pose_source, self.geometry)}
+                "pose_source_used": resolve_pose_source(s.pose_source, self.geometry),
+                "history_intrinsics": s.history_intrinsics}
 
     def _memory(self) -> dict:
         """The memory settings and what they meant for these models (the manifest's ``memory``)."""

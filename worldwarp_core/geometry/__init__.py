@@ -14,10 +14,17 @@ from .base import (
     list_estimators,
     load_estimator,
 )
-from .pipeline_align import POSE_SOURCES, PoseSource, align_depth_to_cache, align_poses, resolve_pose_source
+from .pipeline_align import (
+    HISTORY_INTRINSICS,
+    POSE_SOURCES,
+    PoseSource,
+    align_depth_to_cache,
+    align_poses,
+    resolve_pose_source,
+)
 
 __all__ = [
-    "DEFAULT_GEOMETRY_BATCH", "ESTIMATORS", "Fit", "GEOMETRY_DTYPES", "GeometryDtype", "GeometryEstimator", "GeometryResult", "POSE_SOURCES", "PoseSource", "align_depth_to_cache",
+    "DEFAULT_GEOMETRY_BATCH", "ESTIMATORS", "Fit", "GEOMETRY_DTYPES", "GeometryDtype", "GeometryEstimator", "GeometryResult", "HISTORY_INTRINSICS", "POSE_SOURCES", "PoseSource", "align_depth_to_cache",
     "align_poses", "resolve_pose_source",
     "estimate_in_batches", "fit_depth_scale", "fit_inverse_depth_affine", "geometry_dtype", "list_estimators", "load_estimator", "robust_sim3",
     "sim3_from_cameras", "umeyama_sim3",

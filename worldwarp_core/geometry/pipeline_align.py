@@ -42,8 +42,11 @@ def align_depth_to_cache(result: GeometryResult, ref_depth: Tensor, ref_alpha: T
     return (result.depth.double() * fit.scale).float(), fit
 
 
-def align_poses(result: GeometryResult, requested: Cameras, pose_source: PoseSource = "requested"
-                ) -> tuple[Cameras, Tensor, float]:
+HISTORY_INTRINSICS = ("requested", "estimated")
+
+
+def align_poses(result: GeometryResult, requested: Cameras, pose_source: PoseSource = "requested",
+                intrinsics: str = "requested") -> tuple[Cameras, Tensor, float]:
     """Cameras for the history frames and their depth in the requested frame: ``(cameras, depth, residual)``.
 
     ``requested``: the cameras we asked the generator for are kept (the estimate supplies depth
@@ -51,7 +54,13 @@ def align_poses(result: GeometryResult, requested: Cameras, pose_source: PoseSou
     requested frame (rotation from the orientations, scale and translation from the centres;
     ``align.sim3_from_cameras``), depth scaled by the same factor (the paper's use of TTT3R). When
     the requested cameras do not move (one frame, a pan) the scale is undefined and kept (s = 1).
+
+    ``intrinsics``: the history cameras take the requested intrinsics (default: the targets have them,
+    so a backend whose focal estimate is off does not zoom the hints against the context frames; the
+    official code does the same), or the backend's own (``estimated``).
     """
+    if intrinsics not in HISTORY_INTRINSICS:
+        raise ValueError(f"intrinsics must be one of {HISTORY_INTRINSICS}, got {intrinsics!r}")
     if pose_source == "requested":
         return requested, result.depth, 0.0
     if pose_source != "estimated":
@@ -67,8 +76,11 @@ def align_poses(result: GeometryResult, requested: Cameras, pose_source: PoseSou
     c2w = est.c2w.double().clone()
     c2w[:, :3, :3] = R @ c2w[:, :3, :3]
     c2w[:, :3, 3] = s * c2w[:, :3, 3] @ R.T + t
-    cams = Cameras.from_c2w(c2w, est.Ks, est.width, est.height)
+    if intrinsics == "requested":
+        cams = Cameras.from_c2w(c2w, requested.Ks.to(est.Ks), requested.width, requested.height)
+    else:
+        cams = Cameras.from_c2w(c2w, est.Ks, est.width, est.height)
     return cams, (result.depth.double() * s).float(), res
 
 
-__all__ = ["POSE_SOURCES", "PoseSource", "align_depth_to_cache", "align_poses", "resolve_pose_source"]
+__all__ = ["HISTORY_INTRINSICS", "POSE_SOURCES", "PoseSource", "align_depth_to_cache", "align_poses", "resolve_pose_source"]
