@@ -30,7 +30,7 @@ from worldwarp_core.geometry.testing import tiny_depth_anything
 from worldwarp_core.gscache import GSConfig
 from worldwarp_core.models import tiny_model
 from worldwarp_core.outputs import changed_inputs, file_identity, write_mp4
-from worldwarp_core.pipeline import BYTE_STABLE, PipelineSettings, WorldWarpPipeline
+from worldwarp_core.pipeline import BYTE_STABLE, SAME_FRAMES, PipelineSettings, WorldWarpPipeline
 from worldwarp_core.synthetic import default_scene
 from worldwarp_core.trajectory import make_trajectory, median_depth
 
@@ -68,6 +68,27 @@ def _files(root):
 
 def _digest(path):
     return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def _decoded(path):
+    import av
+
+    with av.open(path) as c:
+        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)]).astype(np.float32)
+
+
+def _same_pictures(video, ref_video, frames_dir):
+    """video.mp4 shows the frames it was made from (as the reference does): same count, same pictures
+    to within x264's loss, not the bytes (x264 may encode the same frames differently)."""
+    got, ref = _decoded(video), _decoded(ref_video)
+    pngs = np.stack([np.asarray(outputs_mod.Image.open(os.path.join(frames_dir, n)).convert("RGB"), np.float32)
+                     for n in sorted(os.listdir(frames_dir))])
+    assert got.shape == ref.shape == pngs.shape, (got.shape, ref.shape, pngs.shape)
+    # 4:2:0 chroma on 32x32 noise costs ~6 levels against the PNGs; two encodes differ by far less
+    assert np.abs(got - pngs).mean() < 10.0 and np.abs(got - ref).mean() < 3.0
+    # each decoded frame is nearest its own PNG (a dropped or shifted frame fails)
+    errors = np.abs(got[:, None] - pngs[None]).mean(axis=(2, 3, 4))
+    assert (errors.argmin(axis=1) == np.arange(len(pngs))).all(), errors
 
 
 def _byte_stable_files(root):
@@ -180,12 +201,14 @@ def test_resume_after_every_fault_gives_the_same_bytes_and_every_output(parts, r
     # every output, the same bytes as the uninterrupted run where the manifest says so
     assert _files(out) == _files(ref_out)
     stable = _byte_stable_files(ref_out)
-    assert {"video.mp4", "scene.ply", "world.ply", "frames/00008.png"} <= set(stable)
+    assert {"scene.ply", "world.ply", "frames/00008.png"} <= set(stable)
     assert [f for f in stable if _digest(os.path.join(out, f)) != _digest(os.path.join(ref_out, f))] == []
+    _same_pictures(os.path.join(out, "video.mp4"), os.path.join(ref_out, "video.mp4"), os.path.join(out, "frames"))
     assert not [f for f in _files(out) if ".tmp" in f]
     manifest = json.load(open(os.path.join(out, "manifest.json")))
     assert manifest["outputs"]["scene"] == "scene.ply" and manifest["outputs"]["world"] == "world.ply"
-    assert manifest["byte_stable"] == BYTE_STABLE
+    assert manifest["byte_stable"] == BYTE_STABLE and "video.mp4" not in BYTE_STABLE
+    assert manifest["same_frames"] == SAME_FRAMES
 
 
 def test_a_resume_with_every_chunk_done_writes_every_final_output(parts, reference, tmp_path):
@@ -203,8 +226,9 @@ def test_a_resume_with_every_chunk_done_writes_every_final_output(parts, referen
     assert [e["stage"] for e in events] == ["resume"]  # no chunk was made again
     for name in ("video.mp4", "scene.ply", "world.ply", "manifest.json"):
         assert os.path.isfile(os.path.join(out, name)), name
-    for name in ("video.mp4", "scene.ply", "world.ply"):
+    for name in ("scene.ply", "world.ply"):
         assert _digest(os.path.join(out, name)) == _digest(os.path.join(ref_out, name)), name
+    _same_pictures(os.path.join(out, "video.mp4"), os.path.join(ref_out, "video.mp4"), os.path.join(out, "frames"))
     assert not [f for f in _files(out) if ".tmp" in f]
     # only the newest chunk keeps a scene and a world (the resume point), the older ones are dropped
     assert sorted(f for f in _files(out) if f.endswith(".ply")) == [

@@ -100,9 +100,11 @@ def rgb_to_yuv420p(img: np.ndarray) -> np.ndarray:
 def write_mp4(path: str, frames: Tensor, fps: int = 16) -> str:
     """Encode ``[F, H, W, 3]`` to MP4 with PyAV (H.264 when available, else MPEG-4 Part 2).
 
-    Byte-reproducible for a given PyAV/FFmpeg build: the colour conversion is our own integer
-    maths (``rgb_to_yuv420p``), the encoder runs on one thread (x264's threaded rate control
-    depends on which frame finishes first) and the muxer writes no version strings or times.
+    Made to give the same bytes from run to run: the colour conversion is our own integer maths
+    (``rgb_to_yuv420p``), the encoder runs on one thread (x264's threaded rate control depends on
+    which frame finishes first) and the muxer writes no version strings or times. Not promised on
+    every machine (two encodes of the same frames in one process have differed), so a run's
+    manifest lists video.mp4 as the same frames, not the same bytes.
     Odd widths/heights lose their last column/row (4:2:0 needs even sizes).
     """
     import av
