@@ -154,6 +154,28 @@ def _register_schedule_route() -> None:
         return web.Response(text=text, status=status, content_type="application/json")
 
 
+def _register_profiles_route() -> None:
+    """GET /worldwarp/profiles: for each node with a profile widget, the values each profile gives
+    its widgets (``specs.PROFILE_WIDGETS``); the frontend sets them when the profile changes."""
+    try:
+        from aiohttp import web
+        from server import PromptServer
+    except ImportError:
+        return
+
+    from worldwarp_core.pipeline import profile_widget_values
+    from worldwarp_core.profiles import PROFILE_NAMES
+
+    from .specs import PROFILE_WIDGETS
+
+    table = {node: {name: profile_widget_values(name, widgets) for name in PROFILE_NAMES}
+             for node, widgets in PROFILE_WIDGETS.items()}
+
+    @PromptServer.instance.routes.get("/worldwarp/profiles")
+    async def profiles(request):
+        return web.json_response(table)
+
+
 def _register_prompt_handler() -> None:
     """Every queued prompt: each Loop Start gets a digest of its loop's graph as an input
     (``loop_graph.mark_graphs``), so an edited body makes Loop Start run and check again first."""
@@ -172,4 +194,5 @@ def _register_prompt_handler() -> None:
 
 _register_routes()
 _register_schedule_route()
+_register_profiles_route()
 _register_prompt_handler()

@@ -59,6 +59,7 @@ from worldwarp_core.models import load_components, load_diffusers_folder, load_w
 from worldwarp_core.outputs import NODE_ADVICE
 from worldwarp_core.pipeline import PipelineSettings, WorldWarpPipeline
 from worldwarp_core.plan import VRAM_CHOICES, apply_choice, pick_settings, planned_captioner
+from worldwarp_core.profiles import DEFAULT_PROFILE
 from worldwarp_core.sampler import SamplerConfig, check_cfg_batch, st_diff_sample
 from worldwarp_core.schedule import (
     context_latent_count,
@@ -470,7 +471,7 @@ def chunk_loop(env, model, geometry_model, image, cameras, frames, prompt, style
                position_lr_scaling=_GS.position_lr_scaling, cache_frames=_PS.cache_frames,
                caption_style=_PS.caption_style, caption_max_tokens=0, from_chunk=0,
                geometry_batch=_PS.geometry_batch, cfg_batch=_PS.cfg_batch, vae_tiling=_PS.vae_tiling, vram="auto",
-               history_intrinsics=_PS.history_intrinsics):
+               history_intrinsics=_PS.history_intrinsics, fps=_PS.fps, profile=DEFAULT_PROFILE):
     # every input is checked before the run folder is touched
     start = _start_image(image)
     gs = GSConfig(iterations=gs_iterations, depth_loss=depth_loss, depth_loss_weight=depth_loss_weight,
@@ -482,7 +483,7 @@ def chunk_loop(env, model, geometry_model, image, cameras, frames, prompt, style
                                 extrapolation=extrapolation, mask_rule=mask_rule, shift=shift,
                                 caption_style=caption_style, caption_max_tokens=caption_max_tokens or None,
                                 geometry_batch=geometry_batch, cfg_batch=cfg_batch, vae_tiling=vae_tiling,
-                                history_intrinsics=history_intrinsics)
+                                history_intrinsics=history_intrinsics, fps=fps, profile=profile)
     total_chunks = len(settings.chunk_starts(frames))
     out_dir = _run_folder(env, output_folder)
     check_output_folder(out_dir, resume or bool(from_chunk), not (resume or from_chunk), "resume", "overwrite",
@@ -512,9 +513,10 @@ def chunk_loop(env, model, geometry_model, image, cameras, frames, prompt, style
 # worldwarp_core.loop, the same functions the pipeline (CLI, Chunk Loop node) calls.
 @writes_files
 def loop_start(env, image, cameras, frames, chunk_frames, context_frames, seed, extend_mode, extrapolation,
-               output_folder, resume, fps, from_chunk=0, vram="auto", *, graph_signature=None):
+               output_folder, resume, fps, from_chunk=0, vram="auto", profile=DEFAULT_PROFILE, *,
+               graph_signature=None):
     settings = PipelineSettings(chunk_frames=chunk_frames, context_frames=context_frames, seed=seed,
-                                extend_mode=extend_mode, extrapolation=extrapolation, fps=fps)
+                                extend_mode=extend_mode, extrapolation=extrapolation, fps=fps, profile=profile)
     start = _start_image(image)
     check_choice(vram, "vram", VRAM_CHOICES)
     # the loop's state carries the pick (its settings); the body's stage nodes keep their own inputs

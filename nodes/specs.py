@@ -16,6 +16,7 @@ from worldwarp_core.loop import CACHE_FRAMES
 from worldwarp_core.official_paths import list_official_presets
 from worldwarp_core.pipeline import PipelineSettings
 from worldwarp_core.plan import VRAM_CHOICES
+from worldwarp_core.profiles import DEFAULT_PROFILE, PROFILE_NAMES
 from worldwarp_core.sampler import CFG_BATCHES
 from worldwarp_core.schedule import MASK_RULES, SCHEDULE_VARIANTS
 from worldwarp_core.trajectory import EXTEND_MODES, EXTRAPOLATION_METHODS, MAX_FRAMES, list_presets
@@ -71,6 +72,24 @@ class NodeSpec:
     # a node of the wired chunk loop: "start", "next" or "end" (its graph work is ``loop_graph``'s)
     loop: str | None = None
 
+
+PROFILE = In("profile", "COMBO", "Defaults of many widgets at once: pack (the pack's measured choices), paper (49/5, "
+             "τ 0.8 with the official code's pieces) or official-demo (the official demo: 81/1, τ 0.6, seed 32, 30 fps). "
+             "Choosing one sets this node's widgets, which stay editable; the run's manifest records the profile and "
+             "every value that differs from it.", DEFAULT_PROFILE, options=PROFILE_NAMES, optional=True)
+# the widgets a profile sets, by node: widget -> profile key (profiles.py; the frontend asks
+# GET /worldwarp/profiles for the values)
+PROFILE_WIDGETS = {
+    "WorldWarpChunkLoop": {
+        "chunk_frames": "chunk_frames", "context_frames": "context_frames", "strength": "strength", "steps": "steps",
+        "cfg": "guidance_scale", "seed": "seed", "fps": "fps", "gs_iterations": "gs.iterations",
+        "extrapolation": "extrapolation", "mask_rule": "mask_rule", "shift": "shift", "cache_frames": "cache_frames",
+        "caption_style": "caption_style", "history_intrinsics": "history_intrinsics",
+        "init_opacity": "gs.init_opacity", "depth_loss": "gs.depth_loss", "depth_loss_weight": "gs.depth_loss_weight",
+        "position_lr_scaling": "gs.position_lr_scaling"},
+    "WorldWarpLoopStart": {"chunk_frames": "chunk_frames", "context_frames": "context_frames", "seed": "seed",
+                           "fps": "fps", "extrapolation": "extrapolation"},
+}
 
 VRAM = In("vram", "COMBO", "Fit the card: 'auto' picks the geometry batch, CFG mode and VAE tiling from the free GPU "
           "memory and the chunk plan (the line it prints says what and why; the run's manifest keeps it); 'high' / "
@@ -405,7 +424,10 @@ SPECS: tuple[NodeSpec, ...] = (
               In("cache_frames", "COMBO", "Frames the 3DGS cache is optimised on: the whole previous chunk, or only "
                  "its context frames (the official code's). Geometry uses the whole chunk either way.",
                  _PS.cache_frames, options=CACHE_FRAMES),
-              CAPTION_STYLE, CAPTION_TOKENS, FROM_CHUNK, GEOMETRY_BATCH, CFG_BATCH, VAE_TILING, VRAM, HISTORY_K),
+              CAPTION_STYLE, CAPTION_TOKENS, FROM_CHUNK, GEOMETRY_BATCH, CFG_BATCH, VAE_TILING, VRAM, HISTORY_K,
+              In("fps", "INT", "Frame rate of the video output (official demo: 30).", _PS.fps, min=1, max=120,
+                 optional=True),
+              PROFILE),
              (Out("IMAGE", "frames"), Out(CAMERAS, "cameras"))),
     # the chunk loop as a graph: Loop Start -> the body (stage nodes, any core nodes) -> Loop End
     NodeSpec("WorldWarpLoopStart", "WorldWarp Loop Start", "WorldWarp/loop",
@@ -428,7 +450,7 @@ SPECS: tuple[NodeSpec, ...] = (
               In("resume", "BOOLEAN", "Continue the run in output_folder from its last finished chunk; off, a folder "
                  "holding a run is refused (nothing is deleted).", False),
               In("fps", "INT", "Frame rate of the video output.", 16, min=1, max=120),
-              FROM_CHUNK, VRAM),
+              FROM_CHUNK, VRAM, PROFILE),
              (Out(LOOP, "loop"), Out("IMAGE", "history"), Out(CAMERAS, "history_cameras"), Out(CAMERAS, "cameras"),
               Out("IMAGE", "context"), Out("INT", "context_frames"), Out("INT", "chunk"), Out("INT", "cache_seed"),
               Out("INT", "sampler_seed")),

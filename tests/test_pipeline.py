@@ -67,8 +67,16 @@ def test_two_chunks_frames_context_cameras_manifest(full_run, inputs):
     manifest = json.load(open(os.path.join(out, "manifest.json")))
     assert manifest["chunks"] == 2 and manifest["seed"] == 0 and manifest["frames"] == 17
     # the inference profile: the official sampler's rule and shift; a monocular backend estimates no poses
-    assert manifest["inference"] == {"mask_rule": "official", "shift": 5.0, "pose_source": "auto",
-                                     "pose_source_used": "requested", "history_intrinsics": "requested"}
+    inference = manifest["inference"]
+    assert {k: v for k, v in inference.items() if k != "differs"} == {
+        "mask_rule": "official", "shift": 5.0, "pose_source": "auto", "pose_source_used": "requested",
+        "history_intrinsics": "requested", "profile": "pack"}
+    # what these settings change from the pack profile, each with both values
+    assert inference["differs"] == {
+        "chunk_frames": {"profile": 49, "used": 9}, "context_frames": {"profile": 5, "used": 1},
+        "steps": {"profile": 50, "used": 3}, "guidance_scale": {"profile": 5.0, "used": 2.0},
+        "world_voxel": {"profile": None, "used": 0.1}, "fps": {"profile": 16, "used": 4},
+        "gs.iterations": {"profile": 500, "used": 4}, "gs.stride": {"profile": 1, "used": 4}}
     for stage in ("geometry", "3dgs", "warp", "st-diff", "vlm"):
         assert stage in manifest["timings_total_s"]
     for name in ("video.mp4", "scene.ply", "world.ply", "cameras.txt", "frames/00016.png",

@@ -196,10 +196,44 @@ function showSaved(node) {
   };
 }
 
+// Profiles (Chunk Loop, Loop Start): choosing one sets the widgets it defines to its values
+// (GET /worldwarp/profiles, from the pack's Python); they stay editable afterwards. Loading a saved
+// workflow keeps its values (only a change made in the editor applies a profile).
+let profileTable = null;
+
+async function profileValues() {
+  if (!profileTable) {
+    const resp = await api.fetchApi("/worldwarp/profiles");
+    profileTable = await resp.json();
+  }
+  return profileTable;
+}
+
+function followProfile(node) {
+  const w = widget(node, "profile");
+  if (!w) return;
+  const cb = w.callback;
+  w.callback = async function (value) {
+    const r = cb?.apply(this, arguments);
+    try {
+      const values = (await profileValues())[node.comfyClass]?.[value ?? w.value] ?? {};
+      for (const [name, v] of Object.entries(values)) {
+        const target = widget(node, name);
+        if (target) target.value = v;
+      }
+    } catch (e) {
+      console.warn("WorldWarp: could not read the profiles", e);
+    }
+    node.setDirtyCanvas(true, true);
+    return r;
+  };
+}
+
 app.registerExtension({
   name: "worldwarp.previews",
   async nodeCreated(node) {
     const type = node.comfyClass;
+    if (type === "WorldWarpChunkLoop" || type === "WorldWarpLoopStart") followProfile(node);
     if (type === "WorldWarpSaveCameras" || type === "WorldWarpSaveSplat") showSaved(node);
     if (type === "WorldWarpCameraTrajectory") {
       let timer = null;

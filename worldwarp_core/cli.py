@@ -130,10 +130,42 @@ def check_camera_video(path: str, speed: float, geometry: str, width: int, heigh
     return None
 
 
+# generate's options a profile sets, by profile key (a PipelineSettings field, gs.<GSConfig field>,
+# or an input): (the argparse dest, the option)
+PROFILE_OPTIONS = {
+    "chunk_frames": ("chunk", "--chunk"), "context_frames": ("context", "--context"), "strength": ("tau", "--tau"),
+    "seed": ("seed", "--seed"), "fps": ("fps", "--fps"), "steps": ("steps", "--steps"),
+    "guidance_scale": ("cfg", "--cfg"), "gs.iterations": ("gs_iterations", "--gs-iterations"),
+    "gs.init_opacity": ("gs_init_opacity", "--gs-init-opacity"), "gs.depth_loss": ("gs_depth_loss", "--gs-depth-loss"),
+    "gs.depth_loss_weight": ("gs_depth_loss_weight", "--gs-depth-loss-weight"),
+    "gs.position_lr_scaling": ("gs_position_lr", "--gs-position-lr"),
+    "caption_style": ("caption_style", "--caption-style"), "extrapolation": ("extrapolation", "--extrapolation"),
+    "history_intrinsics": ("history_intrinsics", "--history-intrinsics"),
+    "cache_frames": ("cache_frames", "--cache-frames"), "mask_rule": ("mask_rule", "--mask-rule"),
+    "shift": ("shift", "--shift"), "resize": ("resize", "--resize"), "fov": ("fov", "--fov"),
+}
+
+
+def apply_profile(args) -> None:
+    """``--profile``: its values for every option in ``PROFILE_OPTIONS`` not given on the command
+    line; a bare preset spec read as the profile reads it (``profiles.read_preset_names``)."""
+    from .profiles import get_profile, profile_value
+
+    profile = get_profile(args.profile, "--profile")
+    given = getattr(args, "given", set())
+    for key, (dest, option) in PROFILE_OPTIONS.items():
+        if option not in given:
+            setattr(args, dest, profile_value(profile, key, getattr(args, dest)))
+    if args.trajectory is not None and not _camera_file(args.trajectory):
+        from .profiles import read_preset_names
+
+        args.trajectory = read_preset_names(profile.name, args.trajectory)
+
+
 def check_generate_args(args) -> dict:
     """Every cheap check of ``generate`` (numbers, device, output folder, image, trajectory, model
     files), before anything loads. Returns the loaded image, the settings, the chunk starts and
-    the model paths."""
+    the model paths. ``--profile`` is applied first."""
     from .gscache import GSConfig
     from .inputs import (
         check_device,
@@ -146,10 +178,13 @@ def check_generate_args(args) -> dict:
     )
     from .model_files import require, run_needs
     from .pipeline import PipelineSettings
+    from .profiles import DEFAULT_PROFILE
     from .trajectory import MAX_FRAMES
 
+    apply_profile(args)
     check_device(args.device)
     check_int(args.frames, "--frames", 1, MAX_FRAMES)
+    check_int(args.fps, "--fps", 1, 240)
     if args.path_frames is not None:
         check_int(args.path_frames, "--path-frames", 1, MAX_FRAMES)
     check_float(args.strength_scale, "--strength-scale", 0.0, lo_open=True, example=1.0)
@@ -179,12 +214,16 @@ def check_generate_args(args) -> dict:
             world_voxel=args.world_voxel, pose_source=args.pose_source,
             history_intrinsics=args.history_intrinsics, mask_rule=args.mask_rule, shift=args.shift,
             caption_style=args.caption_style, caption_max_tokens=args.caption_max_tokens,
-            geometry_batch=args.geometry_batch, cfg_batch=args.cfg_batch, vae_tiling=args.vae_tiling)
+            geometry_batch=args.geometry_batch, cfg_batch=args.cfg_batch, vae_tiling=args.vae_tiling,
+            fps=args.fps, profile=args.profile)
         starts = settings.chunk_starts(args.frames)
     except ValueError as e:
-        raise ValueError(f"--chunk {args.chunk} / --context {args.context} / --frames {args.frames}: {e}") from None
+        by = "" if {"--chunk", "--context"} <= getattr(args, "given", set()) or args.profile == DEFAULT_PROFILE \
+            else f" (from --profile {args.profile})"
+        raise ValueError(f"--chunk {args.chunk} / --context {args.context}{by} / --frames {args.frames}: {e}") from None
     if args.caption_style == "official" and args.captioner == "florence-2":
-        raise ValueError("--caption-style official asks a Qwen-VL chat model (the official demo's request); "
+        by = "" if "--caption-style" in getattr(args, "given", set()) else f" (set by --profile {args.profile})"
+        raise ValueError(f"--caption-style official{by} asks a Qwen-VL chat model (the official demo's request); "
                          "use --captioner qwen2.5-vl or qwen3-vl, or --caption-style pack with florence-2")
     if args.captioner == "fixed" and not args.prompt.strip() and not args.style.strip():
         raise ValueError("--prompt is empty: give --prompt (and/or --style), or a --captioner that describes the frames")
@@ -536,6 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .geometry import list_estimators
     from .inputs import ALPHA_CHOICES, MAX_ASPECT, MAX_PIXELS, MAX_SIDE, MIN_SIDE, SEED_MAX
     from .plan import VRAM_CHOICES
+    from .profiles import DEFAULT_PROFILE, PROFILE_NAMES
     from .trajectory import EXTEND_MODES
 
     p = argparse.ArgumentParser(prog="python -m worldwarp_core", description="WorldWarp: 3D-consistent long video",
@@ -620,6 +660,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "GPU memory and the chunk plan (options given explicitly win); 'high'/'medium'/'low'/'small' "
                         "take that profile; 'manual' the options as given. Frames are the same either way")
     g.add_argument("--seed", type=int, default=0, help=f"random seed, 0..{SEED_MAX}")
+    g.add_argument("--fps", type=int, default=16, help="frame rate of video.mp4 (official demo: 30)")
+    g.add_argument("--profile", default=DEFAULT_PROFILE, choices=list(PROFILE_NAMES),
+                   help="defaults of many options at once: pack (the pack's measured choices), paper (49/5, tau "
+                        "0.8, with the official code's pieces) or official-demo (the official demo: 81/1, tau 0.6, "
+                        "seed 32, 30 fps, 720x480, focal 1.2 W, bare preset names are the official presets); options "
+                        "given explicitly win, and the manifest records what differs (docs/GUIDE.md)")
     _add_memory_options(g)
     g.set_defaults(func=cmd_generate)
     d = sub.add_parser("demo", help="pipeline check with tiny random models (no weights needed)",

@@ -73,6 +73,16 @@ from .loop import (
     run_provenance,
 )
 from .outputs import RunFolder, atomic_write_json
+from .profiles import (
+    DEFAULT_PROFILE,
+    PROFILE_NAMES,
+    get_profile,
+    plain,
+    profile_keys,
+    profile_record,
+    setting_value,
+    split_settings,
+)
 from .sampler import CFG_BATCHES, CfgBatch, SamplerConfig, st_diff_sample
 from .schedule import (
     MASK_RULES,
@@ -129,6 +139,9 @@ class PipelineSettings:
     geometry_batch: int = DEFAULT_GEOMETRY_BATCH  # history frames per geometry forward (per-frame models)
     cfg_batch: CfgBatch = "batched"  # CFG branches in one forward of batch 2, or "sequential": two of batch 1
     vae_tiling: bool = False  # VAE encode/decode on overlapping spatial tiles (less memory, blended seams)
+    # the named profile these settings started from (profiles.py; a label for the manifest, which
+    # records what differs from it: building settings from a profile is profiles.settings_for)
+    profile: str = "pack"
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -165,6 +178,22 @@ class PipelineSettings:
         return [0] + [C + i * step - ctx for i in range((total - C) // step)]
 
 
+def settings_for(profile: str, **given) -> PipelineSettings:
+    """The settings of a named profile (``profiles.py``) with the ``given`` fields on top (a given
+    ``gs`` replaces the profile's ``GSConfig`` whole)."""
+    top, gs_values = split_settings(get_profile(profile).settings)
+    gs = given.pop("gs", None) or replace(GSConfig(), **gs_values)
+    return PipelineSettings(**{**top, **given, "gs": gs, "profile": profile})
+
+
+def profile_widget_values(profile: str, widgets: dict[str, str]) -> dict:
+    """The values a profile gives a node's widgets (``widgets``: widget name -> settings key, e.g.
+    ``"cfg": "guidance_scale"``, ``"gs_iterations": "gs.iterations"``). Only keys some profile sets
+    are returned, so switching profiles always sets the same widgets."""
+    p, base, keys = get_profile(profile), settings_for(DEFAULT_PROFILE), profile_keys()
+    return {w: plain(p.settings.get(k, setting_value(base, k))) for w, k in widgets.items() if k in keys}
+
+
 def check_settings(s: PipelineSettings) -> None:
     """Every setting a finite number in its range or one of its choices (one line naming it)."""
     check_int(s.chunk_frames, "chunk_frames", 5)
@@ -191,6 +220,7 @@ def check_settings(s: PipelineSettings) -> None:
     check_int(s.fps, "fps", 1)
     check_int(s.geometry_batch, "geometry_batch", 1)
     check_choice(s.cfg_batch, "cfg_batch", CFG_BATCHES)
+    check_choice(s.profile, "profile", PROFILE_NAMES)
     if not isinstance(s.vae_tiling, bool):
         raise ValueError(f"vae_tiling must be true or false, got {s.vae_tiling!r}")
 
@@ -425,7 +455,7 @@ class WorldWarpPipeline:
             shift = float(config.get("shift", config.get("flow_shift", 3.0)))
         return {"mask_rule": s.mask_rule, "shift": shift, "pose_source": s.pose_source,
                 "pose_source_used": resolve_pose_source(s.pose_source, self.geometry),
-                "history_intrinsics": s.history_intrinsics}
+                "history_intrinsics": s.history_intrinsics, **profile_record(s)}
 
     def _memory(self) -> dict:
         """The memory settings and what they meant for these models (the manifest's ``memory``)."""
