@@ -76,3 +76,27 @@ def test_every_card_shows_its_whole_title_and_our_thumbnail(server):
     wf = json.load(open(os.path.join(WF_DIR, "WorldWarp full generator.json")))
     assert report["opened"]["nodes"] == len(wf["nodes"])
     assert shot.stat().st_size > 0
+
+
+def test_choosing_a_profile_sets_the_nodes_widgets_and_they_stay_editable(server):
+    """The frontend asks GET /worldwarp/profiles and sets the widgets a profile defines; the
+    values are the pack's own (``pipeline.profile_widget_values``)."""
+    sys.path.insert(0, ROOT)
+    from nodes.specs import PROFILE_WIDGETS
+    from worldwarp_core.pipeline import profile_widget_values
+
+    assert json.loads(_get("/worldwarp/profiles"))["WorldWarpChunkLoop"]["official-demo"]["chunk_frames"] == 81
+    for node_type in ("WorldWarpChunkLoop", "WorldWarpLoopStart"):
+        r = subprocess.run(["node", os.path.join(ROOT, "tests", "browser", "profile_check.js"), URL, CHROMIUM,
+                            node_type, "official-demo", "paper", "pack"],
+                           capture_output=True, text=True, timeout=600, env=dict(os.environ, NODE_PATH=MODULES))
+        assert r.returncode == 0, r.stderr[-3000:]
+        report = json.loads(r.stdout)
+        assert report["page_errors"] == [], report["page_errors"]
+        first, *chosen, edited = report["steps"]
+        assert first["widgets"]["profile"] == "pack"
+        for step in chosen:
+            want = profile_widget_values(step["chose"], PROFILE_WIDGETS[node_type])
+            assert {k: step["widgets"][k] for k in want} == want, (node_type, step["chose"])
+        assert chosen[0]["widgets"]["chunk_frames"] == 81 and chosen[-1]["widgets"]["chunk_frames"] == 49
+        assert edited["widgets"]["chunk_frames"] == 17 and edited["widgets"]["profile"] == "pack"
