@@ -471,7 +471,8 @@ def chunk_loop(env, model, geometry_model, image, cameras, frames, prompt, style
                position_lr_scaling=_GS.position_lr_scaling, cache_frames=_PS.cache_frames,
                caption_style=_PS.caption_style, caption_max_tokens=0, from_chunk=0,
                geometry_batch=_PS.geometry_batch, cfg_batch=_PS.cfg_batch, vae_tiling=_PS.vae_tiling, vram="auto",
-               history_intrinsics=_PS.history_intrinsics, fps=_PS.fps, profile=DEFAULT_PROFILE):
+               history_intrinsics=_PS.history_intrinsics, fps=_PS.fps, profile=DEFAULT_PROFILE, memory=_PS.memory,
+               world_voxel=0.05):
     # every input is checked before the run folder is touched
     start = _start_image(image)
     gs = GSConfig(iterations=gs_iterations, depth_loss=depth_loss, depth_loss_weight=depth_loss_weight,
@@ -483,7 +484,8 @@ def chunk_loop(env, model, geometry_model, image, cameras, frames, prompt, style
                                 extrapolation=extrapolation, mask_rule=mask_rule, shift=shift,
                                 caption_style=caption_style, caption_max_tokens=caption_max_tokens or None,
                                 geometry_batch=geometry_batch, cfg_batch=cfg_batch, vae_tiling=vae_tiling,
-                                history_intrinsics=history_intrinsics, fps=fps, profile=profile)
+                                history_intrinsics=history_intrinsics, fps=fps, profile=profile, memory=memory,
+                                world_voxel=world_voxel if memory == "world" else None)
     total_chunks = len(settings.chunk_starts(frames))
     out_dir = _run_folder(env, output_folder)
     check_output_folder(out_dir, resume or bool(from_chunk), not (resume or from_chunk), "resume", "overwrite",

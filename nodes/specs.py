@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from worldwarp_core.caption import CAPTION_STYLES, DEFAULT_NEGATIVE, list_captioners
 from worldwarp_core.geometry import GEOMETRY_DTYPES, HISTORY_INTRINSICS, POSE_SOURCES, list_estimators
 from worldwarp_core.gscache import CACHE_MODES, DEPTH_LOSSES, POSITION_LR_SCALINGS, GSConfig
+from worldwarp_core.gscache.world import MEMORY_MODES
 from worldwarp_core.loop import CACHE_FRAMES
 from worldwarp_core.official_paths import list_official_presets
 from worldwarp_core.pipeline import PipelineSettings
@@ -427,7 +428,12 @@ SPECS: tuple[NodeSpec, ...] = (
               CAPTION_STYLE, CAPTION_TOKENS, FROM_CHUNK, GEOMETRY_BATCH, CFG_BATCH, VAE_TILING, VRAM, HISTORY_K,
               In("fps", "INT", "Frame rate of the video output (official demo: 30).", _PS.fps, min=1, max=120,
                  optional=True),
-              PROFILE),
+              PROFILE,
+              In("memory", "COMBO", "Hints from the latest history's cache only (online: the paper), or also from the "
+                 "persistent world where that cache has holes, so a path that comes back sees what it saw (world; "
+                 "keeps the world at world_voxel).", _PS.memory, options=MEMORY_MODES, optional=True),
+              In("world_voxel", "FLOAT", "Voxel size of the persistent world in scene units (with memory 'world').",
+                 0.05, min=0.001, max=10.0, step=0.005, optional=True)),
              (Out("IMAGE", "frames"), Out(CAMERAS, "cameras"))),
     # the chunk loop as a graph: Loop Start -> the body (stage nodes, any core nodes) -> Loop End
     NodeSpec("WorldWarpLoopStart", "WorldWarp Loop Start", "WorldWarp/loop",

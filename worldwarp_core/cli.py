@@ -211,7 +211,7 @@ def check_generate_args(args) -> dict:
                         init_opacity=args.gs_init_opacity, position_lr_scaling=args.gs_position_lr),
             cache_frames=args.cache_frames, extend_mode=args.extend, seed=args.seed,
             extrapolation=args.extrapolation, extrapolation_window=args.extrapolation_window,
-            world_voxel=args.world_voxel, pose_source=args.pose_source,
+            world_voxel=args.world_voxel, memory=args.memory, pose_source=args.pose_source,
             history_intrinsics=args.history_intrinsics, mask_rule=args.mask_rule, shift=args.shift,
             caption_style=args.caption_style, caption_max_tokens=args.caption_max_tokens,
             geometry_batch=args.geometry_batch, cfg_batch=args.cfg_batch, vae_tiling=args.vae_tiling,
@@ -641,6 +641,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="flow shift, > 0 (default 5: the official WorldWarp sampler's; Wan 480p uses 3)")
     g.add_argument("--world-voxel", type=float,
                    help="keep a persistent world.ply merged at this voxel size (> 0, e.g. 0.05; off when not given)")
+    g.add_argument("--memory", default="online", choices=["online", "world"],
+                   help="hints from the latest history's cache only (online: the paper), or also from the persistent "
+                        "world where that cache has holes, so a path that comes back sees what it saw (world; needs "
+                        "--world-voxel)")
     _add_model_options(g)
     g.add_argument("--caption-style", default="pack", choices=["pack", "official"],
                    help="how the captioner is asked: pack (short instruction, first and last history frame, "

@@ -56,6 +56,7 @@ from .geometry.base import estimate_checked
 from .gscache import CacheMode, GSConfig, build_cache
 from .gscache.cache import render_hints_in_steps
 from .gscache.validity import OFFICIAL_DEPTH_TOLERANCE
+from .gscache.world import MEMORY_MODES, composite_hints, remembered_hints
 from .inputs import check_choice, check_float, check_image, check_int, check_seed
 from .interrupt import call_checked
 from .loop import (
@@ -131,6 +132,9 @@ class PipelineSettings:
     extrapolation: ExtrapolationMethod = "auto"  # how extend_mode "extrapolate" continues the path
     extrapolation_window: int | None = None  # frames; None = the method's own (auto: chosen)
     world_voxel: float | None = None  # persistent world merge (None: off)
+    # hints from "online" (the latest history's cache: the paper) or also from the persistent "world"
+    # (what earlier chunks saw, where the online cache has a hole; needs world_voxel)
+    memory: str = "online"
     seed: int = 0
     fps: int = 16
     offload_helpers: bool = True  # unload the geometry model / VLM after each use
@@ -214,6 +218,10 @@ def check_settings(s: PipelineSettings) -> None:
     check_choice(s.extend_mode, "extend mode", get_args(ExtendMode))
     if s.extrapolation_window is not None:
         check_int(s.extrapolation_window, "extrapolation_window", 1)
+    check_choice(s.memory, "memory", MEMORY_MODES)
+    if s.memory == "world" and s.world_voxel is None:
+        raise ValueError("memory 'world' renders hints from the persistent world: set world_voxel too (e.g. 0.05, "
+                         "in scene units; CLI --world-voxel), or use memory 'online'")
     if s.world_voxel is not None:  # 0 would silently switch the world merge off
         check_float(s.world_voxel, "world_voxel", 0.0, lo_open=True, example=0.05)
     check_seed(s.seed, "seed")
@@ -378,6 +386,11 @@ class WorldWarpPipeline:
                                       callback=lambda i, n: emit({"stage": "warp", "chunk": k, "step": i, "total": n}))
         # the hints and the Gaussians wait on the CPU: the accelerator is the transformer's and the VAE's now
         hints = WarpResult(hints.images.cpu(), hints.masks.cpu(), hints.depths.cpu())
+        remembered = None
+        if s.memory == "world" and state.world is not None and state.world.gaussians is not None:
+            # the holes of the online cache, filled from what earlier chunks saw there
+            hints, remembered = composite_hints(hints, remembered_hints(state.world, cams.to(dtype=torch.float32),
+                                                                        gs))
         if cache.gaussians is not None:
             cache = replace(cache, gaussians=cache.gaussians.to("cpu"))
         context = plan.context_frames
@@ -428,6 +441,8 @@ class WorldWarpPipeline:
 
         # 9-10. append the new frames (the overlap is already in the video); record and save the chunk
         info = chunk_record(plan, C, text, residual, hints.masks, result.sigma_start, timings)
+        if s.memory == "world":  # the share of the generated frames' pixels only the world had
+            info["remembered_fraction"] = 0.0 if remembered is None else float(remembered[ctx:].float().mean())
         hint_depth = torch.stack([hints.depths.float().cpu(),
                                   hints.masks.float().cpu()])  # [2, C, H, W]: depth, validity of the cache
         state = end_chunk(state, plan, decoded, hint_depth, info, chunk_video, pixel_mask,

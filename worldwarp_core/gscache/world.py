@@ -37,3 +37,56 @@ class WorldModel:
         self.chunks += 1
         self.sizes.append(len(self.gaussians))
         return self
+
+
+# --------------------------------------------------------------------------- memory: hints from the world
+MEMORY_MODES = ("online", "world")
+
+
+def frustum_select(g: Gaussians, cameras, margin: float = 0.1, near: float = 1e-3,
+                   block: int = 1 << 18) -> torch.Tensor:
+    """Indices of the Gaussians whose centres project into at least one of ``cameras`` (in front of
+    it, within the image widened by ``margin`` of its size on each side, for footprints that reach
+    in from outside). Checked in blocks of ``block`` Gaussians, so memory stays
+    ``block x views`` whatever the world's size."""
+    if g is None or not len(g):
+        return torch.zeros(0, dtype=torch.long)
+    cams = cameras.to("cpu", dtype=torch.float32)
+    W, H = cams.width, cams.height
+    keep = []
+    for i in range(0, len(g), block):
+        uv, z = cams.project(g.means[i:i + block].float())
+        inside = ((z > near) & (uv[..., 0] >= -margin * W) & (uv[..., 0] <= (1 + margin) * W)
+                  & (uv[..., 1] >= -margin * H) & (uv[..., 1] <= (1 + margin) * H))
+        keep.append(torch.nonzero(inside.any(dim=0)).flatten() + i)
+    return torch.cat(keep)
+
+
+def remembered_hints(world: WorldModel | None, cameras, config):
+    """Hints of the persistent world at ``cameras``: only the Gaussians in their frusta are rendered
+    (``frustum_select``), so the cost follows what the chunk sees, not the video's length. Validity
+    is the alpha rule alone (the world has no single source depth to compare with). Returns a
+    ``WarpResult`` (empty masks when nothing is remembered there)."""
+    from ..warp import WarpResult
+    from .cache import GeometryCache, render_hints_in_steps
+
+    V, H, W = len(cameras), cameras.height, cameras.width
+    index = frustum_select(world.gaussians if world else None, cameras)
+    if not len(index):
+        return WarpResult(torch.zeros(V, H, W, 3), torch.zeros(V, H, W, dtype=torch.bool), torch.zeros(V, H, W))
+    cache = GeometryCache("3dgs", config, gaussians=world.gaussians.select(index))
+    return render_hints_in_steps(cache, cameras, depth_tolerance=None)
+
+
+def composite_hints(online, remembered):
+    """The online cache's hints where they are valid (the latest history, as the paper trusts it),
+    the world's where only the world has something: ``(WarpResult, remembered [V, H, W] bool)``,
+    ``remembered`` marking the pixels the memory filled."""
+    from ..warp import WarpResult
+
+    filled = remembered.masks.cpu() & ~online.masks.cpu()
+    images = torch.where(filled[..., None], remembered.images.cpu(), online.images.cpu())
+    depths = online.depths.cpu()
+    if depths.numel():
+        depths = torch.where(filled, remembered.depths.cpu(), depths)
+    return WarpResult(images, online.masks.cpu() | filled, depths), filled

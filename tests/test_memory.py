@@ -1,0 +1,142 @@
+"""Revisit memory: hints from the persistent world where the online cache has holes.
+
+The frustum selection keeps exactly the Gaussians that project into the views; the composite keeps
+every valid online pixel and fills only holes; on a path that comes back, the world covers more of
+the revisited views than the online cache; ``online`` is the paper's loop, unchanged.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from worldwarp_core.cameras import Cameras, intrinsics_from_fov, look_at
+from worldwarp_core.geometry.monocular import DepthAnythingV2
+from worldwarp_core.geometry.testing import tiny_depth_anything
+from worldwarp_core.gscache import Gaussians, GSConfig
+from worldwarp_core.gscache.world import WorldModel, composite_hints, frustum_select, remembered_hints
+from worldwarp_core.models import tiny_model
+from worldwarp_core.pipeline import PipelineSettings, WorldWarpPipeline
+from worldwarp_core.synthetic import default_scene
+from worldwarp_core.trajectory import make_trajectory, median_depth
+from worldwarp_core.warp import WarpResult
+
+
+def _points(means: torch.Tensor) -> Gaussians:
+    N = len(means)
+    return Gaussians(means=means, quats=torch.tensor([[1.0, 0, 0, 0]]).expand(N, 4).clone(),
+                     log_scales=torch.full((N, 3), -3.0), opacity_logits=torch.full((N,), 3.0),
+                     sh=torch.full((N, 1, 3), 0.5))
+
+
+def _camera(eye, target, W=32, H=24):
+    w2c = look_at(torch.tensor(eye, dtype=torch.float64), torch.tensor(target, dtype=torch.float64)).float()
+    return Cameras(w2c[None] if w2c.dim() == 2 else w2c, intrinsics_from_fov(60.0, W, H), W, H)
+
+
+def test_frustum_selection_returns_only_what_projects_into_the_views():
+    g = _points(torch.randn(5000, 3, generator=torch.Generator().manual_seed(0)) * 4.0)
+    cams = Cameras.cat([_camera([0.0, 0.0, -6.0], [0.0, 0.0, 0.0]), _camera([6.0, 0.0, 0.0], [0.0, 0.0, 0.0])])
+    index = frustum_select(g, cams, margin=0.0, block=777)  # several blocks
+    uv, z = cams.project(g.means)
+    inside = (z > 1e-3) & (uv[..., 0] >= 0) & (uv[..., 0] <= cams.width) & (uv[..., 1] >= 0) & (
+        uv[..., 1] <= cams.height)
+    assert index.tolist() == torch.nonzero(inside.any(0)).flatten().tolist()
+    assert 0 < len(index) < len(g)
+    assert len(frustum_select(g, cams, margin=0.1)) >= len(index)
+    assert len(frustum_select(None, cams)) == 0
+
+
+def test_composite_keeps_every_online_pixel_and_fills_only_holes():
+    gen = torch.Generator().manual_seed(1)
+    V, H, W = 2, 6, 8
+
+    def result():
+        return WarpResult(torch.rand(V, H, W, 3, generator=gen), torch.rand(V, H, W, generator=gen) > 0.5,
+                          torch.rand(V, H, W, generator=gen) + 1)
+
+    online, world = result(), result()
+    out, filled = composite_hints(online, world)
+    assert torch.equal(out.images[online.masks], online.images[online.masks])
+    assert torch.equal(filled, world.masks & ~online.masks)
+    assert torch.equal(out.images[filled], world.images[filled])
+    assert torch.equal(out.masks, online.masks | world.masks)
+    assert torch.equal(out.depths[filled], world.depths[filled])
+
+
+def test_remembered_hints_cover_a_view_of_the_world_and_nothing_elsewhere():
+    scene = default_scene()
+    cam = scene.default_camera(32, 24)
+    rgb, depth = scene.render(cam)
+    from worldwarp_core.gscache import init_gaussians
+
+    world = WorldModel(0.05).add(init_gaussians(rgb, depth, cam, GSConfig(stride=1)))
+    seen = remembered_hints(world, cam, GSConfig())
+    assert seen.masks.float().mean() > 0.9
+    away = Cameras(cam.viewmats @ torch.diag(torch.tensor([-1.0, 1.0, -1.0, 1.0], dtype=cam.viewmats.dtype)),
+                   cam.Ks, 32, 24)  # turned around: the world is behind it
+    assert not remembered_hints(world, away, GSConfig()).masks.any()
+
+
+SETTINGS = dict(chunk_frames=5, context_frames=1, steps=2, guidance_scale=2.0, world_voxel=0.05,
+                gs=GSConfig(iterations=2, stride=2))
+FRAMES = 21  # five chunks: out to 120 degrees and back to the start
+
+
+@pytest.fixture(scope="module")
+def there_and_back():
+    scene = default_scene()
+    start = scene.default_camera(32, 32)
+    rgb, depth = scene.render(start)
+    scale = median_depth(depth[0])
+    path = make_trajectory("orbit_left@4 + orbit_right@4", FRAMES, start, scene_scale=scale)
+    geo = DepthAnythingV2(model=tiny_depth_anything(), input_size=56)
+    return rgb[0], depth[0], path, geo
+
+
+def _run(parts, memory, out=None, **kw):
+    rgb, depth, path, geo = parts
+    settings = PipelineSettings(**SETTINGS, memory=memory)
+    return WorldWarpPipeline(tiny_model(seed=0), geo, None, settings)(rgb, path, FRAMES, prompt="a room",
+                                                                      start_depth=depth, out_dir=out, **kw)
+
+
+def test_a_path_that_comes_back_gets_more_hints_from_the_world(there_and_back, tmp_path):
+    online = _run(there_and_back, "online", str(tmp_path / "online"))
+    world = _run(there_and_back, "world", str(tmp_path / "world"))
+    import json
+
+    def records(run):
+        return [json.load(open(tmp_path / run / "chunks" / f"chunk_{k:03d}" / "chunk.json")) for k in range(5)]
+
+    on, wo = records("online"), records("world")
+    # the way back (last chunk, ending at the start camera): the world remembers what the online cache lost
+    assert wo[-1]["valid_hint_fraction"] > on[-1]["valid_hint_fraction"]
+    assert wo[-1]["remembered_fraction"] > 0 and "remembered_fraction" not in on[-1]
+    assert wo[-1]["valid_hint_fraction"] == pytest.approx(
+        min(1.0, on[-1]["valid_hint_fraction"] + wo[-1]["remembered_fraction"]), abs=0.35)
+    # the first chunk has no world yet: the same frames either way
+    assert torch.equal(online.frames[:5], world.frames[:5])
+
+
+def test_world_memory_needs_the_world_and_names_the_choices():
+    with pytest.raises(ValueError, match=r"memory 'world' renders hints from the persistent world: set world_voxel"):
+        PipelineSettings(memory="world")
+    with pytest.raises(ValueError, match="memory must be one of"):
+        PipelineSettings(memory="global", world_voxel=0.1)
+
+
+def test_resume_with_world_memory_is_bit_identical(there_and_back, tmp_path):
+    ref = _run(there_and_back, "world", str(tmp_path / "ref"))
+
+    class Stop(BaseException):
+        pass
+
+    def kill(e):
+        if e["stage"] == "chunk" and e["chunk"] == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        _run(there_and_back, "world", str(tmp_path / "run"), callback=kill)
+    resumed = _run(there_and_back, "world", str(tmp_path / "run"), resume=True)
+    assert torch.equal(resumed.frames, ref.frames)
