@@ -14,6 +14,7 @@ from dataclasses import replace
 
 import torch
 
+from worldwarp_core.cameras import Cameras
 from worldwarp_core.caption import (
     CaptionRequest,
     FixedCaptioner,
@@ -28,6 +29,7 @@ from worldwarp_core.geometry import align_poses, load_estimator, resolve_pose_so
 from worldwarp_core.geometry.base import estimate_checked
 from worldwarp_core.gscache import GSConfig, build_cache, load_ply, save_ply, to_comfy_splat
 from worldwarp_core.gscache.cache import render_hints_in_steps
+from worldwarp_core.gscache.world import MEMORY_MODES, composite_hints, remembered_hints
 from worldwarp_core.inputs import (
     check_choice,
     check_float,
@@ -71,6 +73,7 @@ from worldwarp_core.schedule import (
 )
 from worldwarp_core.trajectory import MAX_FRAMES, extend_to, make_trajectory
 from worldwarp_core.video_path import camera_path_from_video, pose_cache_path
+from worldwarp_core.warp import WarpResult
 
 from .director import start_and_scale
 
@@ -515,10 +518,12 @@ def chunk_loop(env, model, geometry_model, image, cameras, frames, prompt, style
 # worldwarp_core.loop, the same functions the pipeline (CLI, Chunk Loop node) calls.
 @writes_files
 def loop_start(env, image, cameras, frames, chunk_frames, context_frames, seed, extend_mode, extrapolation,
-               output_folder, resume, fps, from_chunk=0, vram="auto", profile=DEFAULT_PROFILE, *,
-               graph_signature=None):
+               output_folder, resume, fps, from_chunk=0, vram="auto", profile=DEFAULT_PROFILE, memory="online",
+               world_voxel=0.05, *, graph_signature=None):
+    check_choice(memory, "memory", MEMORY_MODES)
     settings = PipelineSettings(chunk_frames=chunk_frames, context_frames=context_frames, seed=seed,
-                                extend_mode=extend_mode, extrapolation=extrapolation, fps=fps, profile=profile)
+                                extend_mode=extend_mode, extrapolation=extrapolation, fps=fps, profile=profile,
+                                memory=memory, world_voxel=world_voxel if memory == "world" else None)
     start = _start_image(image)
     check_choice(vram, "vram", VRAM_CHOICES)
     # the loop's state carries the pick (its settings); the body's stage nodes keep their own inputs
@@ -566,6 +571,40 @@ def align_to_history(env, loop, geometry):
                          f"{len(plan.history)}; estimate the geometry of Loop Start's history frames")
     depth, _ = align_history_depth(loop, plan, geometry, geometry.depth)
     return (replace(geometry, depth=depth),)
+
+
+@deterministic
+def world_hints(env, loop, cameras, hints=None, valid=None):
+    """The persistent world's hints at ``cameras`` (the Gaussians in their frusta), composited under
+    the online cache's ``hints``/``valid`` when connected (valid online pixels kept, holes filled).
+    A loop that keeps no world (Loop Start's memory 'online') passes the hints through."""
+    if not isinstance(loop, LoopState):
+        raise ValueError("loop must come from WorldWarp Loop Start's loop output")
+    if not isinstance(cameras, Cameras):
+        raise ValueError("cameras must be a WORLDWARP_CAMERAS path (Loop Start's cameras output)")
+    V, H, W = len(cameras), cameras.height, cameras.width
+    if (hints is None) != (valid is None):
+        raise ValueError("connect both hints and valid (Render Warp Hints' outputs), or neither for the world's "
+                         "hints alone")
+    if hints is not None:
+        if tuple(hints.shape) != (V, H, W, 3) or tuple(valid.shape) != (V, H, W):
+            raise ValueError(f"hints {list(hints.shape)} and valid {list(valid.shape)} must be [{V}, {H}, {W}, 3] "
+                             f"and [{V}, {H}, {W}]: the cameras' views; render them at these cameras")
+        online = WarpResult(hints.float().cpu(), valid.cpu() > 0.5, torch.zeros(0))
+    else:
+        online = WarpResult(torch.zeros(V, H, W, 3), torch.zeros(V, H, W, dtype=torch.bool), torch.zeros(0))
+    world = loop.world
+    if world is None or world.gaussians is None:  # nothing remembered (memory 'online', or the first chunk)
+        return online.images, online.masks.float(), torch.zeros(V, H, W)
+    bar = env.progress(V)
+
+    def on_views(done, total):
+        env.check_interrupt()
+        bar.update_absolute(done, total)
+
+    remembered, _ = remembered_hints(world, cameras.to(dtype=torch.float32), loop.settings.gs, callback=on_views)
+    out, filled = composite_hints(online, remembered)
+    return out.images, out.masks.float(), filled.float()
 
 
 def chunk_saved(loop) -> bool:

@@ -74,6 +74,11 @@ class NodeSpec:
     loop: str | None = None
 
 
+MEMORY = In("memory", "COMBO", "Hints from the latest history's cache only (online: the paper), or also from the "
+            "persistent world where that cache has holes, so a path that comes back sees what it saw (world; keeps "
+            "the world at world_voxel).", "online", options=MEMORY_MODES, optional=True)
+WORLD_VOXEL = In("world_voxel", "FLOAT", "Voxel size of the persistent world in scene units (with memory 'world').",
+                 0.05, min=0.001, max=10.0, step=0.005, optional=True)
 PROFILE = In("profile", "COMBO", "Defaults of many widgets at once: pack (the pack's measured choices), paper (49/5, "
              "τ 0.8 with the official code's pieces) or official-demo (the official demo: 81/1, τ 0.6, seed 32, 30 fps). "
              "Choosing one sets this node's widgets, which stay editable; the run's manifest records the profile and "
@@ -429,11 +434,7 @@ SPECS: tuple[NodeSpec, ...] = (
               In("fps", "INT", "Frame rate of the video output (official demo: 30).", _PS.fps, min=1, max=120,
                  optional=True),
               PROFILE,
-              In("memory", "COMBO", "Hints from the latest history's cache only (online: the paper), or also from the "
-                 "persistent world where that cache has holes, so a path that comes back sees what it saw (world; "
-                 "keeps the world at world_voxel).", _PS.memory, options=MEMORY_MODES, optional=True),
-              In("world_voxel", "FLOAT", "Voxel size of the persistent world in scene units (with memory 'world').",
-                 0.05, min=0.001, max=10.0, step=0.005, optional=True)),
+              MEMORY, WORLD_VOXEL),
              (Out("IMAGE", "frames"), Out(CAMERAS, "cameras"))),
     # the chunk loop as a graph: Loop Start -> the body (stage nodes, any core nodes) -> Loop End
     NodeSpec("WorldWarpLoopStart", "WorldWarp Loop Start", "WorldWarp/loop",
@@ -456,7 +457,10 @@ SPECS: tuple[NodeSpec, ...] = (
               In("resume", "BOOLEAN", "Continue the run in output_folder from its last finished chunk; off, a folder "
                  "holding a run is refused (nothing is deleted).", False),
               In("fps", "INT", "Frame rate of the video output.", 16, min=1, max=120),
-              FROM_CHUNK, VRAM, PROFILE),
+              FROM_CHUNK, VRAM, PROFILE,
+              replace(MEMORY, tooltip="Keep the persistent world (world: at world_voxel) so Remembered Hints in "
+                      "the body can fill the online cache's holes from what earlier chunks saw; online: the paper's "
+                      "loop (Remembered Hints passes the hints through)."), WORLD_VOXEL),
              (Out(LOOP, "loop"), Out("IMAGE", "history"), Out(CAMERAS, "history_cameras"), Out(CAMERAS, "cameras"),
               Out("IMAGE", "context"), Out("INT", "context_frames"), Out("INT", "chunk"), Out("INT", "cache_seed"),
               Out("INT", "sampler_seed")),
@@ -469,6 +473,16 @@ SPECS: tuple[NodeSpec, ...] = (
               Out("IMAGE", "context"), Out("INT", "context_frames"), Out("INT", "chunk"), Out("INT", "cache_seed"),
               Out("INT", "sampler_seed")),
              loop="next"),
+    NodeSpec("WorldWarpWorldHints", "Remembered Hints", "WorldWarp/loop",
+             "Fills the online cache's holes with what the persistent world saw there (the Gaussians in these "
+             "cameras' frusta): a path that comes back gets its old hints. Needs memory 'world' on WorldWarp Loop "
+             "Start; with 'online' the hints pass through. Without hints connected: the world's hints alone.",
+             ops.world_hints,
+             (In("loop", LOOP, "From WorldWarp Loop Start."),
+              In("cameras", CAMERAS, "Where to render (Loop Start's cameras)."),
+              In("hints", "IMAGE", "The online cache's hints (Render Warp Hints).", optional=True),
+              In("valid", "MASK", "Their validity (Render Warp Hints).", optional=True)),
+             (Out("IMAGE", "hints"), Out("MASK", "valid"), Out("MASK", "remembered"))),
     NodeSpec("WorldWarpAlignToHistory", "Align Depth To Previous Chunk", "WorldWarp/loop",
              "Brings the history's depth to the scale of the 3DGS cache it was generated from (paper §4.2), so "
              "chunks stay in one scene scale; the first chunk passes through.", ops.align_to_history,

@@ -337,6 +337,13 @@ def wired_generator(kind: str = "full") -> Graph:
         grow = g.add("GrowMask", BODY[2], {"expand": -4, "tapered_corners": True}, column=1)
         g.link(hints, "valid", grow, "mask")
         hint_src, hint_out, mask_src, mask_out = blur, "IMAGE", grow, "MASK"
+    # revisit memory: with Loop Start's memory 'world' the holes are filled from the persistent world
+    remember = g.add("WorldWarpWorldHints", BODY[2], size=(340, 140))
+    g.link(start, "loop", remember, "loop")
+    g.link(start, "cameras", remember, "cameras")
+    g.link(hint_src, hint_out, remember, "hints")
+    g.link(mask_src, mask_out, remember, "valid")
+    hint_src, hint_out, mask_src, mask_out = remember, "hints", remember, "valid"
     m2i = g.add("MaskToImage", BODY[2])
     g.link(mask_src, mask_out, m2i, "mask")
     g.link(m2i, "IMAGE", g.add("PreviewImage", BODY[2], title="valid (this chunk)", size=(340, 370)), "images")

@@ -254,22 +254,24 @@ def _draw_slot(c: _Canvas, rect, slot: tuple[Box, ...]) -> None:
         c.box(r, b.family, b.label, max_size=23 if len(slot) == 1 else 19)
 
 
-LEFT, RIGHT, COLS, GAP = 48, 584, 4, 26  # the diagram's columns
+LEFT, RIGHT, COLS, MAX_COLS, GAP = 48, 584, 4, 5, 26  # the diagram's columns (5 for a long body)
 TOP, ROW_H, ROW_GAP = 150, 118, 84
 
 
-def _columns() -> list[tuple[float, float]]:
-    w = (RIGHT - LEFT - GAP * (COLS - 1)) / COLS
-    return [(LEFT + i * (w + GAP), LEFT + i * (w + GAP) + w) for i in range(COLS)]
+def _columns(count: int = COLS) -> list[tuple[float, float]]:
+    w = (RIGHT - LEFT - GAP * (count - 1)) / count
+    return [(LEFT + i * (w + GAP), LEFT + i * (w + GAP) + w) for i in range(count)]
 
 
 def _draw_flow(c: _Canvas, g: Diagram) -> None:
     """The stages as boxes in two rows, the second right to left; a loop closes with an arrow back up."""
-    cols, n = _columns(), len(g.slots)
-    top_n = min(COLS, n if n <= COLS else math.ceil(n / 2))
+    n = len(g.slots)
+    if n > 2 * MAX_COLS:
+        raise ValueError(f"{n} stages do not fit a thumbnail's {2 * MAX_COLS} places")
+    count = max(COLS, math.ceil(n / 2))
+    cols = _columns(count)
+    top_n = min(count, n if n <= count else math.ceil(n / 2))
     bottom = n - top_n
-    if bottom > COLS:
-        raise ValueError(f"{n} stages do not fit a thumbnail's {2 * COLS} places")
     y_top = TOP if bottom else TOP + (ROW_H + ROW_GAP) / 2
     y_bot = TOP + ROW_H + ROW_GAP
     places = [(cols[i], y_top) for i in range(top_n)]

@@ -49,11 +49,11 @@ def _grow(masks, expand=16):
 
 
 def wired(env, model, geo, image, cams, folder, resume=False, edit=None, start_outputs=None, stop_at=None,
-          from_chunk=0, graph_signature=None):
+          from_chunk=0, graph_signature=None, memory="online"):
     """The body of the shipped full-generator workflow, node by node, once per chunk as Loop End's
     expansion runs it. ``start_outputs``: Loop Start's outputs from ComfyUI's cache (a re-queue)."""
     outs = start_outputs or ops.loop_start(env, image, cams, FRAMES, C, CTX, 0, "extrapolate", "auto", folder, resume,
-                                           16, from_chunk, graph_signature=graph_signature)
+                                           16, from_chunk, graph_signature=graph_signature, memory=memory)
     first = outs
     while True:
         loop, hist, hist_cams, chunk_cams, context, n_ctx, k, cache_seed, sampler_seed = outs
@@ -72,6 +72,7 @@ def wired(env, model, geo, image, cams, folder, resume=False, edit=None, start_o
         hints, masks = ops.render_hints(env, cache, chunk_cams)
         if edit is not None:
             masks = edit(masks)
+        hints, masks, _ = ops.world_hints(env, loop, chunk_cams, hints, masks)  # as shipped: memory 'online' passes
         frames, _ = ops.st_diff_sampler(env, model, hints, masks, "a room", DEFAULT_NEGATIVE, n_ctx, TAU, STEPS, 2.0,
                                         sampler_seed, "spatio-temporal", False, context=context)
         state, final = ops.loop_end(env, loop, frames, cache)
@@ -361,3 +362,52 @@ def test_loop_start_vram_picks_for_the_free_memory(parts, capsys):
     assert lines[80e9].startswith("[WorldWarp] vram auto: 80.0 GB free -> high ")
     with pytest.raises(ValueError, match="vram must be one of auto, high, medium, low, small, manual; got 'lots'"):
         ops.loop_start(env, image, cams, FRAMES, C, CTX, 0, "extrapolate", "auto", "vram_bad", False, 16, vram="lots")
+
+
+def test_remembered_hints_fill_holes_from_the_loops_world(parts):
+    """Loop Start's memory 'world' keeps the world; Remembered Hints keeps every valid online pixel and
+    fills holes from it; with memory 'online' it passes the hints through; wrong wiring is refused."""
+    env, model, geo, image, cams = parts
+    outs = ops.loop_start(env, image, cams, FRAMES, C, CTX, 0, "extrapolate", "auto", "remember", False, 16,
+                          memory="world", world_voxel=0.05)
+    loop, hist, hist_cams, chunk_cams, context, n_ctx, k, cache_seed, sampler_seed = outs
+    assert loop.world is not None and loop.world.gaussians is None  # nothing remembered before chunk 1
+    geometry, _ = ops.estimate_geometry(env, geo, hist, "requested", hist_cams)
+    cache, _ = ops.build_cache_node(env, hist, geometry, "3dgs", GS_IT, 1.6e-3, 1, 0.5, cache_seed, context_frames=n_ctx)
+    hints, masks = ops.render_hints(env, cache, chunk_cams)
+    same = ops.world_hints(env, loop, chunk_cams, hints, masks)
+    assert torch.equal(same[0], hints) and torch.equal(same[1], masks) and not same[2].any()
+    frames, _ = ops.st_diff_sampler(env, model, hints, masks, "a room", DEFAULT_NEGATIVE, n_ctx, TAU, STEPS, 2.0,
+                                    sampler_seed, "spatio-temporal", False, context=context)
+    state, _ = ops.loop_end(env, loop, frames, cache)
+    assert state.world.gaussians is not None
+    loop, *_, chunk_cams = ops.loop_next(env, state)[:4]
+    online = torch.zeros(len(chunk_cams), 32, 32, 3), torch.zeros(len(chunk_cams), 32, 32)
+    online[1][:, :, :16] = 1.0  # the left half valid online: kept; the right half from the world
+    online[0][:, :, :16] = 0.25
+    out, valid, remembered = ops.world_hints(env, loop, chunk_cams, *online)
+    assert torch.equal(out[:, :, :16], online[0][:, :, :16]) and valid[:, :, :16].eq(1).all()
+    assert remembered[:, :, :16].eq(0).all() and remembered[:, :, 16:].mean() > 0.5
+    assert torch.equal(valid, torch.maximum(online[1], remembered))
+    alone = ops.world_hints(env, loop, chunk_cams)
+    assert torch.equal(alone[2], alone[1]) and torch.equal(alone[0][remembered > 0], out[remembered > 0])
+    with pytest.raises(ValueError, match="connect both hints and valid"):
+        ops.world_hints(env, loop, chunk_cams, online[0], None)
+    with pytest.raises(ValueError, match=r"must be \[9, 32, 32, 3\] and \[9, 32, 32\]"):
+        ops.world_hints(env, loop, chunk_cams, online[0][:, :8], online[1][:, :8])
+    with pytest.raises(ValueError, match="memory must be one of"):
+        ops.loop_start(env, image, cams, FRAMES, C, CTX, 0, "extrapolate", "auto", "remember2", False, 16,
+                       memory="global")
+
+
+def test_wired_loop_with_world_memory_equals_the_compact_node(parts):
+    """Loop Start's memory 'world' + Remembered Hints in the body = Chunk Loop's memory 'world', bit for bit."""
+    env, model, geo, image, cams = parts
+    (frames, *_), _ = wired(*parts, "wired_world", memory="world")
+    compact, _ = ops.chunk_loop(env, model, geo, image, cams, FRAMES, "a room", "", C, CTX, TAU, STEPS, 2.0, 0,
+                                "spatio-temporal", "3dgs", GS_IT, "extrapolate", False, "compact_world", False,
+                                memory="world", world_voxel=0.05)
+    assert torch.equal(frames, compact)
+    online = ops.chunk_loop(env, model, geo, image, cams, FRAMES, "a room", "", C, CTX, TAU, STEPS, 2.0, 0,
+                            "spatio-temporal", "3dgs", GS_IT, "extrapolate", False, "compact_online", False)[0]
+    assert not torch.equal(frames, online)  # the memory changed what later chunks were given

@@ -71,11 +71,13 @@ def test_remembered_hints_cover_a_view_of_the_world_and_nothing_elsewhere():
     from worldwarp_core.gscache import init_gaussians
 
     world = WorldModel(0.05).add(init_gaussians(rgb, depth, cam, GSConfig(stride=1)))
-    seen = remembered_hints(world, cam, GSConfig())
+    seen, selected = remembered_hints(world, cam, GSConfig())
     assert seen.masks.float().mean() > 0.9
     away = Cameras(cam.viewmats @ torch.diag(torch.tensor([-1.0, 1.0, -1.0, 1.0], dtype=cam.viewmats.dtype)),
                    cam.Ks, 32, 24)  # turned around: the world is behind it
-    assert not remembered_hints(world, away, GSConfig()).masks.any()
+    nothing, none = remembered_hints(world, away, GSConfig())
+    assert not nothing.masks.any() and none == 0
+    assert 0 < selected <= len(world.gaussians)
 
 
 SETTINGS = dict(chunk_frames=5, context_frames=1, steps=2, guidance_scale=2.0, world_voxel=0.05,

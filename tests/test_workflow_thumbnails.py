@@ -118,7 +118,7 @@ def test_the_full_generators_boxes_are_its_loop_body():
     # as the paper's Fig. 3 reads: one stage after the other
     assert [b.label for slot in g.slots for b in slot] == [
         "Loop Start", "Estimate Geometry", "Align Depth To Previous Chunk", "Build 3DGS Cache", "Render Warp Hints",
-        "ST-Diff Sampler", "Loop End"]
+        "Remembered Hints", "ST-Diff Sampler", "Loop End"]
 
 
 def test_nodes_added_to_the_body_appear_where_they_are_wired():
@@ -128,7 +128,7 @@ def test_nodes_added_to_the_body_appear_where_they_are_wired():
     assert [[b.label for b in s] for s in edited.slots] == full[:at] + [["Image Blur", "Grow Mask"]] + full[at:]
     assert {b.family for b in edited.slots[at]} == {"core"}
     styled = [[b.label for b in s] for s in wt.diagram(_load("WorldWarp stylized prompt.json")).slots]
-    assert ["Render Warp Hints", "Describe Scene"] in styled  # both feed the sampler, neither the other
+    assert ["Remembered Hints", "Describe Scene"] in styled  # both feed the sampler, neither the other
 
 
 def test_each_kind_of_workflow_gets_its_own_schematic():

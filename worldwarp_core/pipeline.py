@@ -386,11 +386,11 @@ class WorldWarpPipeline:
                                       callback=lambda i, n: emit({"stage": "warp", "chunk": k, "step": i, "total": n}))
         # the hints and the Gaussians wait on the CPU: the accelerator is the transformer's and the VAE's now
         hints = WarpResult(hints.images.cpu(), hints.masks.cpu(), hints.depths.cpu())
-        remembered = None
+        online, remembered, recalled = hints, None, 0
         if s.memory == "world" and state.world is not None and state.world.gaussians is not None:
             # the holes of the online cache, filled from what earlier chunks saw there
-            hints, remembered = composite_hints(hints, remembered_hints(state.world, cams.to(dtype=torch.float32),
-                                                                        gs))
+            world_hints, recalled = remembered_hints(state.world, cams.to(dtype=torch.float32), gs)
+            hints, remembered = composite_hints(hints, world_hints)
         if cache.gaussians is not None:
             cache = replace(cache, gaussians=cache.gaussians.to("cpu"))
         context = plan.context_frames
@@ -412,8 +412,37 @@ class WorldWarpPipeline:
                                                                                                   style)
         t = _stage(timings, "vlm", t)
 
+        # 6-8. the chunk's frames from the hints: encode, ST-Diff sampling, decode
+        decoded, sigma_start, schedule = self._generate(plan, text, chunk_video, pixel_mask, embeds, emit, check,
+                                                        timings)
+        t = time.perf_counter()
+
+        # 9-10. append the new frames (the overlap is already in the video); record and save the chunk
+        info = chunk_record(plan, C, text, residual, hints.masks, sigma_start, timings)
+        if s.memory == "world":  # the share of the generated frames' pixels only the world had
+            info["remembered_fraction"] = 0.0 if remembered is None else float(remembered[ctx:].float().mean())
+            info["remembered_gaussians"] = recalled  # the part of the world in the chunk's frusta (rendered)
+        if state.world is not None:  # the world's size before this chunk joins it
+            info["world_gaussians"] = len(state.world.gaussians) if state.world.gaussians is not None else 0
+        # [2, C, H, W]: depth, validity of the online cache (the next chunk aligns its depth to it; the wired
+        # loop's Loop End renders the same, so both loops make the same frames with world memory too)
+        hint_depth = torch.stack([online.depths.float().cpu(), online.masks.float().cpu()])
+        state = end_chunk(state, plan, decoded, hint_depth, info, chunk_video, pixel_mask, schedule, cache.gaussians)
+        _stage(timings, "save", t)
+        emit({"stage": "chunk_done", "chunk": k, "frames": int(state.video.shape[0])})
+        return cache, state
+
+    def _generate(self, plan, text: str, chunk_video: Tensor, pixel_mask: Tensor, embeds: dict, emit, check,
+                  timings: dict) -> tuple[Tensor, float | None, Tensor | None]:
+        """Steps 6-8 of a chunk: the frames ``[C, H, W, 3]`` made from the hints ``chunk_video`` (the
+        context frames first) and their validity ``pixel_mask``; returns ``(frames, sigma_start,
+        schedule picture)``. The one place the video model is called (``benchmarks/bench_revisit.py``
+        puts a model-free filler here)."""
+        s, k = self.settings, plan.index
+        ctx = plan.context
+        t = time.perf_counter()
         # 6. encode prompt and hints
-        starting("encode")
+        emit({"stage": "stage", "chunk": k, "name": "encode"})
         for p in (text, s.negative_prompt):
             if p not in embeds:
                 embeds[p] = self.model.encode_prompt([p])
@@ -435,23 +464,11 @@ class WorldWarpPipeline:
         t = _stage(timings, "st-diff", t)
 
         # 8. decode
-        starting("decode")
+        emit({"stage": "stage", "chunk": k, "name": "decode"})
         decoded = call_checked(self.model.decode_video, result.latents, check=check, **tiling)
-        t = _stage(timings, "decode", t)
-
-        # 9-10. append the new frames (the overlap is already in the video); record and save the chunk
-        info = chunk_record(plan, C, text, residual, hints.masks, result.sigma_start, timings)
-        if s.memory == "world":  # the share of the generated frames' pixels only the world had
-            info["remembered_fraction"] = 0.0 if remembered is None else float(remembered[ctx:].float().mean())
-        hint_depth = torch.stack([hints.depths.float().cpu(),
-                                  hints.masks.float().cpu()])  # [2, C, H, W]: depth, validity of the cache
-        state = end_chunk(state, plan, decoded, hint_depth, info, chunk_video, pixel_mask,
-                          schedule_picture(result.sigma_map, result.sigmas,
-                                           title=f"chunk {k}: {s.variant} schedule, tau = {s.strength:g}"),
-                          cache.gaussians)
-        _stage(timings, "save", t)
-        emit({"stage": "chunk_done", "chunk": k, "frames": int(state.video.shape[0])})
-        return cache, state
+        _stage(timings, "decode", t)
+        return decoded, result.sigma_start, schedule_picture(
+            result.sigma_map, result.sigmas, title=f"chunk {k}: {s.variant} schedule, tau = {s.strength:g}")
 
     def _denoiser(self, positive: Tensor, negative: Tensor):
         """The model's own transformer call when it has one (core ComfyUI models); else the sampler's default."""
