@@ -20,7 +20,8 @@ Per path and memory mode:
 * ``coverage``      hint coverage of the revisited views (the last chunk's new frames, where the
                     path returns to its start): the share of their pixels with a valid hint
 * ``revisit_psnr``  PSNR (dB) of the last frame against frame 0, taken at the same camera
-* ``drift``         the world scene against the room at the start camera after the run: ``scale``
+* ``drift``         the world scene against the room at the start camera after the run (with
+                    ``--depth-noise``, a depth model whose scale wanders per frame): ``scale``
                     = median(world depth / true depth) - 1 where the world is opaque, ``pose`` = 0
                     (the poses are the requested ones: an ideal pose source), ``coverage`` = the
                     share of the start view the world covers
@@ -110,16 +111,22 @@ def make_path(name: str, n: int, W: int, H: int) -> Cameras:
 
 # ----------------------------------------------------------------------------- stand-ins
 class SceneDepth:
-    """An ideal depth model: the room's exact depth at the cameras it is given (poses not estimated)."""
+    """The room's exact depth at the cameras it is given (poses not estimated): an ideal depth model,
+    or with ``noise`` > 0 one whose every frame is off by a random scale ``exp(noise · N(0, 1))``
+    (seeded by the call and the frame), as a monocular model's scale wanders from frame to frame."""
 
     name = "scene depth"
-    per_frame = True
+    per_frame = False  # the noise follows the call, so the frames are not split into batches
 
-    def __init__(self, scene) -> None:
-        self.scene = scene
+    def __init__(self, scene, noise: float = 0.0) -> None:
+        self.scene, self.noise, self.calls = scene, noise, 0
 
     def estimate(self, frames: torch.Tensor, cameras: Cameras | None = None) -> GeometryResult:
         _, depth = self.scene.render(cameras)
+        if self.noise > 0:
+            g = torch.Generator().manual_seed(7919 * self.calls)
+            depth = depth * torch.exp(self.noise * torch.randn(len(depth), 1, 1, generator=g, dtype=depth.dtype))
+        self.calls += 1
         return GeometryResult(depth.float(), torch.ones_like(depth).float(), cameras, "metric")
 
     def unload(self) -> None:
@@ -173,7 +180,8 @@ def run(path_name: str, memory: str, args, scene, model=None) -> dict:
                                 world_voxel=args.voxel, memory=memory, offload_helpers=False,
                                 gs=GSConfig(iterations=args.iterations))
     pipe = (WorldWarpPipeline if model is not None else InventingFiller)(model or tiny_model(seed=0),
-                                                                          SceneDepth(scene), None, settings)
+                                                                          SceneDepth(scene, args.depth_noise), None,
+                                                                          settings)
     with tempfile.TemporaryDirectory() as out:
         result = pipe(rgb[0], path, frames, prompt="a room", start_depth=depth[0], out_dir=out)
         records = [json.load(open(os.path.join(out, "chunks", f"chunk_{k:03d}", "chunk.json")))
@@ -197,7 +205,9 @@ def markdown(report: dict) -> str:
     s = report["settings"]
     lines = [f"Synthetic room, {s['size']}, {s['chunks']} chunks of {CHUNK} frames ({CONTEXT} context), "
              f"3DGS {s['iterations']} iterations, world voxel {s['voxel']}, inventing filler in place of the video "
-             f"model, the room's exact depth as the geometry model; {s['machine']}.", "",
+             f"model, the room's depth as the geometry model ("
+             + (f"each frame's scale off by exp({s['depth_noise']:g}·N(0, 1))" if s.get("depth_noise") else "exact")
+             + f"); {s['machine']}.", "",
              "| path | memory | revisited-view coverage | revisit PSNR (dB) | world scale drift | "
              "chunk s (chunk 3 → last) | world Gaussians (last chunk) | rendered from the world (last chunk) |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -222,6 +232,8 @@ def main(argv=None) -> int:
     ap.add_argument("--paths", default=",".join(PATHS), help=f"comma-separated, of {', '.join(PATHS)}")
     ap.add_argument("--iterations", type=int, default=60, help="3DGS iterations per chunk (default 60)")
     ap.add_argument("--voxel", type=float, default=0.05, help="world voxel size in room units (default 0.05)")
+    ap.add_argument("--depth-noise", type=float, default=0.0,
+                    help="per-frame scale error of the depth model, as a log-normal sigma (default 0: exact depth)")
     ap.add_argument("--tiny-model", action="store_true", help="also run the orbit with the tiny random Wan model")
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
     ap.add_argument("--markdown", help="write the table to this file")
@@ -239,6 +251,7 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     scene = default_scene()
     report = {"settings": {"size": args.size, "chunks": args.chunks, "iterations": args.iterations,
+                           "depth_noise": args.depth_noise,
                            "voxel": args.voxel, "machine": f"CPU, {os.cpu_count()} cores, {torch.get_num_threads()} threads"},
               "paths": {}}
     for name in names:

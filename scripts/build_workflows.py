@@ -311,7 +311,7 @@ def wired_generator(kind: str = "full") -> Graph:
     g.group(OUTPUTS, "outputs")
     folder = "worldwarp/" + {"full": "run", "stylized": "stylized", "component_swap": "edited",
                              "training_free": "training_free", "director": "director"}[kind]
-    start = g.add("WorldWarpLoopStart", LOOP_START, {"frames": 93, "output_folder": folder}, size=(340, 520))
+    start = g.add("WorldWarpLoopStart", LOOP_START, {"frames": 93, "output_folder": folder}, size=(340, 600))
     g.link(scale, "IMAGE", start, "image")
     g.link(cams, "cameras", start, "cameras")
     # the body: geometry of the history -> aligned to the previous cache -> 3DGS cache -> hints -> ST-Diff
@@ -409,7 +409,7 @@ def compact_generator() -> Graph:
     loop_group = g.group("Chunk loop: every stage of every chunk", "loop")
     g.group(OUTPUTS, "outputs")
     loop = g.add("WorldWarpChunkLoop", loop_group, {"frames": 93, "prompt": PROMPT,
-                                                    "output_folder": "worldwarp/compact"}, size=(360, 1040))
+                                                    "output_folder": "worldwarp/compact"}, size=(360, 1160))
     _wire_models(g, model, vae, False, loop)
     g.link(clip, "CLIP", loop, "clip")
     for src, out, name in ((geo_model, "geometry_model", "geometry_model"), (scale, "IMAGE", "image"),
