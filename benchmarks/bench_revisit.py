@@ -25,6 +25,8 @@ Per path and memory mode:
                     = median(world depth / true depth) - 1 where the world is opaque, ``pose`` = 0
                     (the poses are the requested ones: an ideal pose source), ``coverage`` = the
                     share of the start view the world covers
+* ``world_scale``   per chunk, the depth correction the revisit alignment applied (world memory's
+                    drift control, ``world_align``; None where it saw no revisit)
 * ``chunk_s``       seconds per chunk (every stage), and ``chunk_s_ratio`` = the last chunk's over
                     chunk 3's: flat when the memory's cost does not grow with the video
 * ``world_gaussians`` / ``remembered_gaussians``  per chunk: the world's size before the chunk
@@ -171,13 +173,13 @@ def world_drift(folder: str, scene, start: Cameras) -> dict:
     return {"scale": ratio - 1.0, "pose": 0.0, "coverage": float(valid.float().mean())}
 
 
-def run(path_name: str, memory: str, args, scene, model=None) -> dict:
+def run(path_name: str, memory: str, args, scene, model=None, world_align: bool = True) -> dict:
     W, H = args.width, args.height
     frames = 1 + args.chunks * (CHUNK - CONTEXT)
     path = make_path(path_name, frames, W, H)
     rgb, depth = scene.render(path[:1])
     settings = PipelineSettings(chunk_frames=CHUNK, context_frames=CONTEXT, steps=2, guidance_scale=1.0,
-                                world_voxel=args.voxel, memory=memory, offload_helpers=False,
+                                world_voxel=args.voxel, memory=memory, world_align=world_align, offload_helpers=False,
                                 gs=GSConfig(iterations=args.iterations))
     pipe = (WorldWarpPipeline if model is not None else InventingFiller)(model or tiny_model(seed=0),
                                                                           SceneDepth(scene, args.depth_noise), None,
@@ -197,7 +199,8 @@ def run(path_name: str, memory: str, args, scene, model=None) -> dict:
             "chunk_s_ratio": chunk_s[-1] / third if third > 0 else float("nan"),
             "world_gaussians": [r.get("world_gaussians") for r in records],
             "remembered_gaussians": [r.get("remembered_gaussians") for r in records],
-            "remembered_fraction": records[-1].get("remembered_fraction", 0.0)}
+            "remembered_fraction": records[-1].get("remembered_fraction", 0.0),
+            "world_scale": [r.get("world_scale") for r in records]}
 
 
 # ----------------------------------------------------------------------------- report
@@ -217,7 +220,7 @@ def markdown(report: dict) -> str:
             lines.append(f"| {name} | {memory} | {100 * r['coverage']:.1f} % | {r['revisit_psnr']:.2f} | "
                          f"{100 * r['drift']['scale']:+.2f} % | {third:.2f} → {r['chunk_s'][-1]:.2f} "
                          f"(×{r['chunk_s_ratio']:.2f}) | {r['world_gaussians'][-1]} | "
-                         f"{r['remembered_gaussians'][-1] if memory == 'world' else '–'} |")
+                         f"{r['remembered_gaussians'][-1] if memory != 'online' else '–'} |")
     if "tiny_model" in report:
         t = report["tiny_model"]
         lines += ["", f"With the tiny random Wan model in place of the filler (orbit, world memory): revisited-view "
@@ -234,6 +237,8 @@ def main(argv=None) -> int:
     ap.add_argument("--voxel", type=float, default=0.05, help="world voxel size in room units (default 0.05)")
     ap.add_argument("--depth-noise", type=float, default=0.0,
                     help="per-frame scale error of the depth model, as a log-normal sigma (default 0: exact depth)")
+    ap.add_argument("--drift-control", choices=["on", "off", "both"], default="on",
+                    help="world memory's revisit alignment (world_align); both: also run world without it")
     ap.add_argument("--tiny-model", action="store_true", help="also run the orbit with the tiny random Wan model")
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
     ap.add_argument("--markdown", help="write the table to this file")
@@ -256,11 +261,15 @@ def main(argv=None) -> int:
               "paths": {}}
     for name in names:
         report["paths"][name] = {}
-        for memory in ("online", "world"):
-            report["paths"][name][memory] = run(name, memory, args, scene)
+        modes = [("online", "online", True), ("world", "world", True)]
+        if args.drift_control == "both":
+            modes.append(("world, no drift control", "world", False))
+        elif args.drift_control == "off":
+            modes[1] = ("world", "world", False)
+        for key, memory, align in modes:
+            report["paths"][name][key] = r = run(name, memory, args, scene, world_align=align)
             if not args.json:
-                r = report["paths"][name][memory]
-                print(f"{name:13s} {memory:6s} coverage {100 * r['coverage']:5.1f} %  revisit PSNR "
+                print(f"{name:13s} {key:24s} coverage {100 * r['coverage']:5.1f} %  revisit PSNR "
                       f"{r['revisit_psnr']:6.2f} dB  scale drift {100 * r['drift']['scale']:+.2f} %  "
                       f"chunk s {r['chunk_s'][3]:.2f} -> {r['chunk_s'][-1]:.2f}", flush=True)
     if args.tiny_model:

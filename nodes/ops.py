@@ -48,6 +48,7 @@ from worldwarp_core.loop import (
     CACHE_FRAMES,
     LoopState,
     align_history_depth,
+    align_to_world,
     catch_up,
     check_rollback,
     chunk_record,
@@ -570,6 +571,8 @@ def align_to_history(env, loop, geometry):
         raise ValueError(f"geometry has {len(geometry.depth)} frames but chunk {plan.index + 1}'s history has "
                          f"{len(plan.history)}; estimate the geometry of Loop Start's history frames")
     depth, _ = align_history_depth(loop, plan, geometry, geometry.depth)
+    if loop.settings.memory == "world" and loop.settings.world_align:  # a revisit: back to the remembered scene
+        depth, _ = align_to_world(loop, plan, depth, geometry.cameras)
     return (replace(geometry, depth=depth),)
 
 

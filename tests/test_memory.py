@@ -142,3 +142,46 @@ def test_resume_with_world_memory_is_bit_identical(there_and_back, tmp_path):
         _run(there_and_back, "world", str(tmp_path / "run"), callback=kill)
     resumed = _run(there_and_back, "world", str(tmp_path / "run"), resume=True)
     assert torch.equal(resumed.frames, ref.frames)
+
+
+def test_the_world_remembers_which_chunk_left_each_gaussian_and_the_ply_keeps_it(tmp_path):
+    from worldwarp_core.gscache.ply import load_ply, ply_property, save_ply
+
+    a = _points(torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 1.0]]))
+    b = _points(torch.tensor([[0.01, 0.0, 1.0], [3.0, 0.0, 1.0]]))  # the first shares a's first voxel: b wins
+    world = WorldModel(0.5).add(a, 0).add(b, 4)
+    assert sorted(world.born.tolist()) == [0, 4, 4] and world.chunks == 5
+    assert len(world.remembered(4)) == 1 and world.remembered(0) is None
+    path = save_ply(world.gaussians, str(tmp_path / "world.ply"), extra={"chunk": world.born.float()})
+    assert torch.equal(ply_property(path, "chunk").long(), world.born)
+    assert torch.equal(load_ply(path).means, world.gaussians.means) and ply_property(path, "nothing") is None
+    with pytest.raises(ValueError, match=r"ply property chunk has shape \[2\]; one value per Gaussian \(3\)"):
+        save_ply(world.gaussians, str(tmp_path / "bad.ply"), extra={"chunk": torch.zeros(2)})
+
+
+def test_a_revisit_brings_drifted_depth_back_to_the_remembered_scene():
+    from worldwarp_core.gscache import init_gaussians
+    from worldwarp_core.loop import ChunkPlan, LoopState, align_to_world
+
+    scene = default_scene()
+    cam = scene.default_camera(32, 24)
+    rgb, depth = scene.render(cam)
+    world = WorldModel(0.05).add(init_gaussians(rgb, depth, cam, GSConfig(stride=1)), 0)
+    settings = PipelineSettings(chunk_frames=5, context_frames=1, memory="world", world_voxel=0.05)
+    state = LoopState(settings, cam, (0,), rgb, world=world)
+
+    def plan(k):
+        return ChunkPlan(k, 0, 1, torch.tensor([0]), rgb, cam, cam, rgb, 0, 0)
+
+    seen, _ = remembered_hints(world, cam, GSConfig())  # the depth the remembered scene renders there
+    drifted = seen.depths * 1.1  # the history's depth after chunks of small scale errors
+    fixed, scale = align_to_world(state, plan(5), drifted, cam)
+    assert scale == pytest.approx(1 / 1.1, rel=1e-3)
+    assert torch.allclose(fixed, seen.depths, rtol=1e-3)
+    # the last few chunks are not a revisit; a view the world never saw has nothing to align to
+    assert align_to_world(state, plan(3), drifted, cam) == (drifted, None)
+    away = Cameras(cam.viewmats @ torch.diag(torch.tensor([-1.0, 1.0, -1.0, 1.0], dtype=cam.viewmats.dtype)),
+                   cam.Ks, 32, 24)
+    assert align_to_world(state, plan(5), drifted, away)[1] is None
+    with pytest.raises(ValueError, match="world_align must be True or False"):
+        PipelineSettings(memory="world", world_voxel=0.05, world_align="yes")

@@ -211,7 +211,8 @@ def check_generate_args(args) -> dict:
                         init_opacity=args.gs_init_opacity, position_lr_scaling=args.gs_position_lr),
             cache_frames=args.cache_frames, extend_mode=args.extend, seed=args.seed,
             extrapolation=args.extrapolation, extrapolation_window=args.extrapolation_window,
-            world_voxel=args.world_voxel, memory=args.memory, pose_source=args.pose_source,
+            world_voxel=args.world_voxel, memory=args.memory, world_align=not args.no_world_align,
+            pose_source=args.pose_source,
             history_intrinsics=args.history_intrinsics, mask_rule=args.mask_rule, shift=args.shift,
             caption_style=args.caption_style, caption_max_tokens=args.caption_max_tokens,
             geometry_batch=args.geometry_batch, cfg_batch=args.cfg_batch, vae_tiling=args.vae_tiling,
@@ -645,6 +646,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hints from the latest history's cache only (online: the paper), or also from the persistent "
                         "world where that cache has holes, so a path that comes back sees what it saw (world; needs "
                         "--world-voxel)")
+    g.add_argument("--no-world-align", action="store_true",
+                   help="with --memory world: do not scale the history's depth to the remembered scene on a revisit "
+                        "(drift control, on by default)")
     _add_model_options(g)
     g.add_argument("--caption-style", default="pack", choices=["pack", "official"],
                    help="how the captioner is asked: pack (short instruction, first and last history frame, "

@@ -345,9 +345,13 @@ def _read_back(state: LoopState, limit: int | None = None) -> LoopState:
                  (2, s.chunk_frames, *video.shape[1:3]))
     world_file = os.path.join(folder.chunk_dir(first - 1), "world.ply")  # the world as it was after that chunk
     if state.world is not None and os.path.isfile(world_file):
-        from .gscache import load_ply
+        from .gscache.ply import load_ply, ply_property
 
         state.world.gaussians = load_ply(world_file)
+        born = ply_property(world_file, "chunk")  # which chunk added each Gaussian (revisit alignment)
+        state.world.born = born.long() if born is not None else torch.zeros(len(state.world.gaussians),
+                                                                             dtype=torch.long)
+        state.world.chunks = first
     return replace(state, video=video, next_chunk=first, chunks=tuple(chunks), prev_depth=torch.from_numpy(d[0]),
                    prev_alpha=torch.from_numpy(d[1]), resumed_from=first)
 
@@ -409,6 +413,46 @@ def align_history_depth(state: LoopState, plan: ChunkPlan, geometry: GeometryRes
     return aligned, fit.residual
 
 
+REVISIT_GAP = 3  # chunks: the world's Gaussians older than this are "remembered" (a revisit, not the last few)
+REVISIT_MIN_OVERLAP = 0.05  # of the history's pixels: less remembered overlap than this is no revisit
+
+
+def align_to_world(state: LoopState, plan: ChunkPlan, depth: Tensor, cameras,
+                   gap: int = REVISIT_GAP) -> tuple[Tensor, float | None]:
+    """Drift control on a revisit: the history's depth ``[V, H, W]`` (already fitted to the previous
+    cache) scaled to the persistent world where the history sees what chunks at least ``gap``
+    chunks older left there. Chunk to chunk, each depth fit adds a little scale error; where the
+    path comes back, the remembered scene says how much has piled up, and this chunk (and through
+    the cache, every later one) is brought back to it. Without enough remembered overlap
+    (``REVISIT_MIN_OVERLAP`` of the pixels, half of them inliers of the robust fit) ``depth`` is
+    kept. Returns ``(depth, scale applied or None)``."""
+    world = state.world
+    if world is None or plan.index <= gap:
+        return depth, None
+    old = world.remembered(plan.index - gap)
+    if old is None:
+        return depth, None
+    from .geometry.align import fit_depth_scale
+    from .gscache import GeometryCache
+    from .gscache.cache import render_hints_in_steps
+    from .gscache.world import frustum_select
+
+    cams = cameras.to("cpu", dtype=torch.float32)
+    seen = frustum_select(old, cams)
+    if not len(seen):
+        return depth, None
+    # where the remembered Gaussians are opaque (the cache's alpha rule) and both depths are known
+    ref = render_hints_in_steps(GeometryCache("3dgs", state.settings.gs, gaussians=old.select(seen)), cams,
+                                depth_tolerance=None)
+    weight = ref.masks & (ref.depths > 0) & (depth > 0)
+    if float(weight.float().mean()) < REVISIT_MIN_OVERLAP:
+        return depth, None
+    fit = fit_depth_scale(depth, ref.depths, weight.double())
+    if fit.inliers < 0.5:
+        return depth, None
+    return (depth.double() * fit.scale).float(), fit.scale
+
+
 def chunk_record(plan: ChunkPlan, chunk_frames: int, prompt: str, residual: float | None, valid: Tensor | None,
                  sigma_start: float | None, timings: dict | None = None, **extra) -> dict:
     """The chunk's ``chunk.json``: cameras used, prompt, history, alignment residual, hint coverage, timings."""
@@ -445,7 +489,7 @@ def end_chunk(state: LoopState, plan: ChunkPlan, decoded: Tensor, hint_depth: Te
     video = torch.cat([state.video, new])
     hint_depth = hint_depth.float().cpu()
     if state.world is not None and gaussians is not None:
-        state.world.add(gaussians)
+        state.world.add(gaussians, plan.index)
     folder = state.folder
     if folder is not None:
         k, start = plan.index, plan.start
@@ -463,7 +507,7 @@ def end_chunk(state: LoopState, plan: ChunkPlan, decoded: Tensor, hint_depth: Te
         if gaussians is not None and len(gaussians):
             save_ply(gaussians, os.path.join(tmp, "scene.ply"))
         if state.world is not None and state.world.gaussians is not None:
-            save_ply(state.world.gaussians, os.path.join(tmp, "world.ply"))
+            save_ply(state.world.gaussians, os.path.join(tmp, "world.ply"), extra={"chunk": state.world.born.float()})
         atomic_write_json(os.path.join(tmp, "chunk.json"), record)
         # chunk 1 writes the start image (kept exactly) with its new frames
         folder.commit_chunk(k, tmp, new if k > 0 else torch.cat([state.video[:1], new]), start + ctx if k > 0 else 0)

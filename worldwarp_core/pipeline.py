@@ -64,6 +64,7 @@ from .loop import (
     CacheFrames,
     LoopState,
     align_history_depth,
+    align_to_world,
     cache_views,
     caption_frames,
     chunk_record,
@@ -135,6 +136,8 @@ class PipelineSettings:
     # hints from "online" (the latest history's cache: the paper) or also from the persistent "world"
     # (what earlier chunks saw, where the online cache has a hole; needs world_voxel)
     memory: str = "online"
+    # with memory "world": on a revisit, the history's depth is scaled to the remembered scene (drift control)
+    world_align: bool = True
     seed: int = 0
     fps: int = 16
     offload_helpers: bool = True  # unload the geometry model / VLM after each use
@@ -219,6 +222,8 @@ def check_settings(s: PipelineSettings) -> None:
     if s.extrapolation_window is not None:
         check_int(s.extrapolation_window, "extrapolation_window", 1)
     check_choice(s.memory, "memory", MEMORY_MODES)
+    if not isinstance(s.world_align, bool):
+        raise ValueError(f"world_align must be True or False, got {s.world_align!r}")
     if s.memory == "world" and s.world_voxel is None:
         raise ValueError("memory 'world' renders hints from the persistent world: set world_voxel too (e.g. 0.05, "
                          "in scene units; CLI --world-voxel), or use memory 'online'")
@@ -351,7 +356,7 @@ class WorldWarpPipeline:
 
         # 1. geometry on the history: chunk 1 = the start image; later = the previous chunk's frames
         hist_frames, hist_cams = plan.history_frames, plan.history_cameras
-        residual = None
+        residual, world_scale = None, None
         if k == 0 and start_depth is not None:
             depth = start_depth.float()[None]
             geo_cams = hist_cams
@@ -367,6 +372,8 @@ class WorldWarpPipeline:
             geo_cams, depth, _ = align_poses(geo, hist_cams, resolve_pose_source(s.pose_source, self.geometry),
                                              s.history_intrinsics)
             depth, residual = align_history_depth(state, plan, geo, depth)
+            if s.memory == "world" and s.world_align:  # drift control: back to the remembered scene on a revisit
+                depth, world_scale = align_to_world(state, plan, depth, geo_cams)
         if s.offload_helpers and self.geometry is not None:
             self.geometry.unload()
         t = _stage(timings, "align", t)
@@ -422,6 +429,7 @@ class WorldWarpPipeline:
         if s.memory == "world":  # the share of the generated frames' pixels only the world had
             info["remembered_fraction"] = 0.0 if remembered is None else float(remembered[ctx:].float().mean())
             info["remembered_gaussians"] = recalled  # the part of the world in the chunk's frusta (rendered)
+            info["world_scale"] = world_scale  # the revisit's depth correction (None: no revisit seen)
         if state.world is not None:  # the world's size before this chunk joins it
             info["world_gaussians"] = len(state.world.gaussians) if state.world.gaussians is not None else 0
         # [2, C, H, W]: depth, validity of the online cache (the next chunk aligns its depth to it; the wired

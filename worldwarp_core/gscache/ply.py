@@ -22,10 +22,12 @@ def _attributes(k_rest: int) -> list[str]:
             + ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"])
 
 
-def save_ply(g: Gaussians, path: str) -> str:
+def save_ply(g: Gaussians, path: str, extra: dict | None = None) -> str:
     """Write ``g`` as a standard 3DGS ``.ply`` (written to ``path.tmp``, then renamed: ``path`` is never
-    half a file; the temporary is removed if the write fails)."""
+    half a file; the temporary is removed if the write fails). ``extra``: more float properties
+    ``{name: [N] tensor}`` after the standard ones (viewers skip them; :func:`ply_property` reads one)."""
     N, K = len(g), g.sh.shape[1]
+    extra = extra or {}
     if N == 0:
         raise ValueError("cannot save an empty set of Gaussians")
     sh = g.sh.detach().float().cpu().numpy()
@@ -33,8 +35,12 @@ def save_ply(g: Gaussians, path: str) -> str:
     cols = [g.means.detach().float().cpu().numpy(), np.zeros((N, 3), np.float32), sh[:, 0, :], rest,
             g.opacity_logits.detach().float().cpu().numpy()[:, None], g.log_scales.detach().float().cpu().numpy(),
             g.quats.detach().float().cpu().numpy()]
+    for name, values in extra.items():
+        if tuple(values.shape) != (N,):
+            raise ValueError(f"ply property {name} has shape {list(values.shape)}; one value per Gaussian ({N})")
+        cols.append(values.detach().float().cpu().numpy()[:, None])
     data = np.concatenate(cols, axis=1).astype("<f4")
-    names = _attributes(K - 1)
+    names = _attributes(K - 1) + list(extra)
     header = "ply\nformat binary_little_endian 1.0\n" + f"element vertex {N}\n"
     header += "".join(f"property float {n}\n" for n in names) + "end_header\n"
     tmp = f"{path}.tmp"
@@ -51,6 +57,17 @@ def save_ply(g: Gaussians, path: str) -> str:
 
 def load_ply(path: str) -> Gaussians:
     """Read a 3DGS ``.ply`` (binary little-endian, float properties) written by us or by 3DGS tools."""
+    names, data = _read_ply(path)
+    return _gaussians(path, names, data)
+
+
+def ply_property(path: str, name: str) -> torch.Tensor | None:
+    """One float property ``[N]`` of the ``.ply`` at ``path`` (None when the file has no such property)."""
+    names, data = _read_ply(path)
+    return torch.from_numpy(data[:, names.index(name)].copy()) if name in names else None
+
+
+def _read_ply(path: str) -> tuple[list[str], np.ndarray]:
     if not os.path.isfile(path):
         raise ValueError(f"splat file not found: {path}")
     with open(path, "rb") as f:
@@ -85,6 +102,11 @@ def load_ply(path: str) -> Gaussians:
             raise ValueError(f"{path}: the header claims {count} vertices ({need} bytes) but the file holds {have} "
                              "bytes after it; the file is truncated or corrupt")
         data = np.frombuffer(f.read(need), dtype="<f4").reshape(count, len(names))
+    return names, data
+
+
+def _gaussians(path: str, names: list[str], data: np.ndarray) -> Gaussians:
+    count = len(data)
     col = {n: i for i, n in enumerate(names)}
     need = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
             "rot_0", "rot_1", "rot_2", "rot_3"]

@@ -22,21 +22,33 @@ class WorldModel:
     gaussians: Gaussians | None = None
     chunks: int = 0
     sizes: list[int] = field(default_factory=list)
+    born: torch.Tensor | None = None  # [N] the chunk that added each Gaussian (world.ply's "chunk" property)
 
-    def add(self, g: Gaussians) -> "WorldModel":
-        """Merge a chunk's Gaussians; in each voxel the newest Gaussian is kept."""
+    def add(self, g: Gaussians, chunk: int | None = None) -> "WorldModel":
+        """Merge chunk ``chunk``'s Gaussians (default: the next after those added); in each voxel the
+        newest Gaussian is kept."""
         g = g.detach().to("cpu")
+        chunk = self.chunks if chunk is None else chunk
+        new_born = torch.full((len(g),), chunk, dtype=torch.long)
         if self.gaussians is None:
-            merged = g
+            merged, born = g, new_born
             stamp = torch.zeros(len(g))
         else:
-            merged = Gaussians.cat([self.gaussians, g])
+            old_born = self.born if self.born is not None else torch.zeros(len(self.gaussians), dtype=torch.long)
+            merged, born = Gaussians.cat([self.gaussians, g]), torch.cat([old_born, new_born])
             stamp = torch.cat([torch.zeros(len(self.gaussians)), torch.ones(len(g))])
         keep = voxel_dedup(merged.means, self.voxel_size, priority=stamp)
-        self.gaussians = merged.select(keep)
-        self.chunks += 1
+        self.gaussians, self.born = merged.select(keep), born[keep]
+        self.chunks = max(self.chunks, chunk + 1)
         self.sizes.append(len(self.gaussians))
         return self
+
+    def remembered(self, before: int) -> Gaussians | None:
+        """The Gaussians added by chunks before ``before`` that are still in the world (None: none)."""
+        if self.gaussians is None or self.born is None:
+            return None
+        keep = torch.nonzero(self.born < before).flatten()
+        return self.gaussians.select(keep) if len(keep) else None
 
 
 # --------------------------------------------------------------------------- memory: hints from the world
