@@ -27,6 +27,7 @@ from worldwarp_core.caption import (
 from worldwarp_core.director import director_cameras
 from worldwarp_core.geometry import align_poses, load_estimator, resolve_pose_source
 from worldwarp_core.geometry.base import estimate_checked
+from worldwarp_core.geometry.pipeline_align import check_alignment
 from worldwarp_core.gscache import GSConfig, build_cache, load_ply, save_ply, to_comfy_splat
 from worldwarp_core.gscache.cache import render_hints_in_steps
 from worldwarp_core.gscache.world import MEMORY_MODES, composite_hints, remembered_hints
@@ -263,15 +264,18 @@ def cameras_to_camera_info(env, cameras, frame):
 # ----------------------------------------------------------------------------- geometry, cache, hints
 @deterministic
 def estimate_geometry(env, geometry_model, images, pose_source="auto", cameras=None,
-                      geometry_batch=_PS.geometry_batch, intrinsics=_PS.history_intrinsics):
+                      geometry_batch=_PS.geometry_batch, intrinsics=_PS.history_intrinsics,
+                      alignment=_PS.geometry_alignment, geometry_input=_PS.geometry_input):
     check_video(images.float().cpu(), "images")
+    check_alignment(alignment)
     # the estimator sees float32 cameras (as the pipeline gives them), geometry_batch frames at a time as
     # the pipeline does; alignment uses the cameras as given
     result = estimate_checked(geometry_model, images.float().cpu(),
                               None if cameras is None else cameras.to(dtype=torch.float32), env.check_interrupt,
-                              geometry_batch)
-    if cameras is not None:  # into the given cameras' frame (kept, or the estimate Sim(3)-aligned to them)
-        cams, depth, _ = align_poses(result, cameras, resolve_pose_source(pose_source, geometry_model), intrinsics)
+                              geometry_batch, geometry_input)
+    if cameras is not None:  # into the given cameras' frame (kept, or the estimate aligned to them)
+        cams, depth, _ = align_poses(result, cameras, resolve_pose_source(pose_source, geometry_model), intrinsics,
+                                     alignment)
         result = replace(result, cameras=cams, depth=depth)
     d = result.depth
     preview = (d / d.flatten(1).quantile(0.98, dim=1).view(-1, 1, 1).clamp_min(1e-6)).clamp(0, 1)
@@ -476,7 +480,7 @@ def chunk_loop(env, model, geometry_model, image, cameras, frames, prompt, style
                caption_style=_PS.caption_style, caption_max_tokens=0, from_chunk=0,
                geometry_batch=_PS.geometry_batch, cfg_batch=_PS.cfg_batch, vae_tiling=_PS.vae_tiling, vram="auto",
                history_intrinsics=_PS.history_intrinsics, fps=_PS.fps, profile=DEFAULT_PROFILE, memory=_PS.memory,
-               world_voxel=0.05):
+               world_voxel=0.05, geometry_alignment=_PS.geometry_alignment, geometry_input=_PS.geometry_input):
     # every input is checked before the run folder is touched
     start = _start_image(image)
     gs = GSConfig(iterations=gs_iterations, depth_loss=depth_loss, depth_loss_weight=depth_loss_weight,
@@ -489,7 +493,8 @@ def chunk_loop(env, model, geometry_model, image, cameras, frames, prompt, style
                                 caption_style=caption_style, caption_max_tokens=caption_max_tokens or None,
                                 geometry_batch=geometry_batch, cfg_batch=cfg_batch, vae_tiling=vae_tiling,
                                 history_intrinsics=history_intrinsics, fps=fps, profile=profile, memory=memory,
-                                world_voxel=world_voxel if memory == "world" else None)
+                                world_voxel=world_voxel if memory == "world" else None,
+                                geometry_alignment=geometry_alignment, geometry_input=geometry_input)
     total_chunks = len(settings.chunk_starts(frames))
     out_dir = _run_folder(env, output_folder)
     check_output_folder(out_dir, resume or bool(from_chunk), not (resume or from_chunk), "resume", "overwrite",
@@ -564,13 +569,15 @@ def loop_status(loop) -> str:
 
 
 @deterministic
-def align_to_history(env, loop, geometry):
-    """The history's depth brought to the scale of the cache it was generated from (first chunk: as is)."""
+def align_to_history(env, loop, geometry, alignment=_PS.geometry_alignment):
+    """The history's depth brought to the scale of the cache it was generated from (first chunk, and
+    ``alignment`` "official": as is)."""
+    check_alignment(alignment)
     plan = plan_chunk(loop)
     if len(geometry.depth) != len(plan.history):
         raise ValueError(f"geometry has {len(geometry.depth)} frames but chunk {plan.index + 1}'s history has "
                          f"{len(plan.history)}; estimate the geometry of Loop Start's history frames")
-    depth, _ = align_history_depth(loop, plan, geometry, geometry.depth)
+    depth, _ = align_history_depth(loop, plan, geometry, geometry.depth, alignment=alignment)
     if loop.settings.memory == "world" and loop.settings.world_align:  # a revisit: back to the remembered scene
         depth, _ = align_to_world(loop, plan, depth, geometry.cameras)
     return (replace(geometry, depth=depth),)

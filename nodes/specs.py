@@ -10,7 +10,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from worldwarp_core.caption import CAPTION_STYLES, DEFAULT_NEGATIVE, list_captioners
-from worldwarp_core.geometry import GEOMETRY_DTYPES, HISTORY_INTRINSICS, POSE_SOURCES, list_estimators
+from worldwarp_core.geometry import (
+    GEOMETRY_ALIGNMENTS,
+    GEOMETRY_DTYPES,
+    GEOMETRY_INPUTS,
+    HISTORY_INTRINSICS,
+    POSE_SOURCES,
+    list_estimators,
+)
 from worldwarp_core.gscache import CACHE_MODES, DEPTH_LOSSES, POSITION_LR_SCALINGS, GSConfig
 from worldwarp_core.gscache.world import MEMORY_MODES
 from worldwarp_core.loop import CACHE_FRAMES
@@ -91,6 +98,7 @@ PROFILE_WIDGETS = {
         "cfg": "guidance_scale", "seed": "seed", "fps": "fps", "gs_iterations": "gs.iterations",
         "extrapolation": "extrapolation", "mask_rule": "mask_rule", "shift": "shift", "cache_frames": "cache_frames",
         "caption_style": "caption_style", "history_intrinsics": "history_intrinsics",
+        "geometry_alignment": "geometry_alignment", "geometry_input": "geometry_input",
         "init_opacity": "gs.init_opacity", "depth_loss": "gs.depth_loss", "depth_loss_weight": "gs.depth_loss_weight",
         "position_lr_scaling": "gs.position_lr_scaling"},
     "WorldWarpLoopStart": {"chunk_frames": "chunk_frames", "context_frames": "context_frames", "seed": "seed",
@@ -183,6 +191,14 @@ VAE_TILING = In("vae_tiling", "BOOLEAN", "VAE encode/decode on overlapping 256-p
 HISTORY_K = In("history_intrinsics", "COMBO", "With estimated poses: the history cameras take the path's intrinsics "
                 "(as the target cameras, so a wrong focal estimate does not zoom the hints; the official code's) or "
                 "the geometry model's own.", _PS.history_intrinsics, options=HISTORY_INTRINSICS, optional=True)
+GEOMETRY_ALIGNMENT = In("geometry_alignment", "COMBO", "How the history's geometry enters the path's world: sim3 "
+                        "(estimated cameras Sim(3)-fitted to the path, depth fitted to the previous chunk's cache) or "
+                        "official (re-anchored rigidly at the last history frame's requested camera, the geometry "
+                        "model's raw depth scale: the official code's).", _PS.geometry_alignment,
+                        options=GEOMETRY_ALIGNMENTS, optional=True)
+GEOMETRY_INPUT = In("geometry_input", "COMBO", "The geometry model's input: its own preprocessing (model), or the "
+                    "official zero-padded square (square-pad) where the backend offers it (TTT3R); the outputs are "
+                    "at the frames' size either way.", _PS.geometry_input, options=GEOMETRY_INPUTS, optional=True)
 CTX = In("context_frames", "INT", "History frames at the start of the chunk kept fixed (4j+1: 1, 5, 9...).", 5,
          min=1, max=81, step=4)
 
@@ -336,7 +352,12 @@ SPECS: tuple[NodeSpec, ...] = (
                  "backend's poses (TTT3R, DA3) Sim(3)-aligned to them, depth rescaled; 'auto': estimated when the "
                  "backend estimates poses, else requested.", "auto", options=POSE_SOURCES),
               In("cameras", CAMERAS, "Known cameras of the frames (intrinsics are then used).", optional=True),
-              GEOMETRY_BATCH, replace(HISTORY_K, name="intrinsics")),
+              GEOMETRY_BATCH, replace(HISTORY_K, name="intrinsics"),
+              replace(GEOMETRY_ALIGNMENT, name="alignment",
+                      tooltip="With estimated poses: sim3 fits them to the cameras (Sim(3), depth rescaled by its "
+                              "scale); official re-anchors them rigidly at the last frame's camera, depth as "
+                              "estimated (the official code's; use the same on Align Depth To Previous Chunk)."),
+              GEOMETRY_INPUT),
              (Out(GEOMETRY, "geometry"), Out("IMAGE", "depth_preview"))),
     NodeSpec("WorldWarpBuildCache", "Build 3DGS Cache", "WorldWarp/cache",
              "The online 3D Gaussian Splatting cache optimised on the history (paper §4.2). Also outputs core SPLAT.",
@@ -434,7 +455,7 @@ SPECS: tuple[NodeSpec, ...] = (
               In("fps", "INT", "Frame rate of the video output (official demo: 30).", _PS.fps, min=1, max=120,
                  optional=True),
               PROFILE,
-              MEMORY, WORLD_VOXEL),
+              MEMORY, WORLD_VOXEL, GEOMETRY_ALIGNMENT, GEOMETRY_INPUT),
              (Out("IMAGE", "frames"), Out(CAMERAS, "cameras"))),
     # the chunk loop as a graph: Loop Start -> the body (stage nodes, any core nodes) -> Loop End
     NodeSpec("WorldWarpLoopStart", "WorldWarp Loop Start", "WorldWarp/loop",
@@ -487,7 +508,11 @@ SPECS: tuple[NodeSpec, ...] = (
              "Brings the history's depth to the scale of the 3DGS cache it was generated from (paper §4.2), so "
              "chunks stay in one scene scale; the first chunk passes through.", ops.align_to_history,
              (In("loop", LOOP, "From WorldWarp Loop Start."),
-              In("geometry", GEOMETRY, "Geometry of Loop Start's history frames.")),
+              In("geometry", GEOMETRY, "Geometry of Loop Start's history frames."),
+              replace(GEOMETRY_ALIGNMENT, name="alignment",
+                      tooltip="sim3: the depth fitted to the previous chunk's cache; official: passed through at "
+                              "the geometry model's raw scale (the official code's; use the same on Estimate "
+                              "Geometry).")),
              (Out(GEOMETRY, "geometry"),)),
     NodeSpec("WorldWarpLoopEnd", "WorldWarp Loop End", "WorldWarp/loop",
              "Appends the chunk's frames (dropping the overlap), saves the chunk, and runs every node between "

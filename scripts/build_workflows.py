@@ -409,7 +409,7 @@ def compact_generator() -> Graph:
     loop_group = g.group("Chunk loop: every stage of every chunk", "loop")
     g.group(OUTPUTS, "outputs")
     loop = g.add("WorldWarpChunkLoop", loop_group, {"frames": 93, "prompt": PROMPT,
-                                                    "output_folder": "worldwarp/compact"}, size=(360, 1160))
+                                                    "output_folder": "worldwarp/compact"}, size=(360, 1220))
     _wire_models(g, model, vae, False, loop)
     g.link(clip, "CLIP", loop, "clip")
     for src, out, name in ((geo_model, "geometry_model", "geometry_model"), (scale, "IMAGE", "image"),

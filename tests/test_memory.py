@@ -167,7 +167,7 @@ def test_a_revisit_brings_drifted_depth_back_to_the_remembered_scene():
     cam = scene.default_camera(32, 24)
     rgb, depth = scene.render(cam)
     world = WorldModel(0.05).add(init_gaussians(rgb, depth, cam, GSConfig(stride=1)), 0)
-    settings = PipelineSettings(chunk_frames=5, context_frames=1, memory="world", world_voxel=0.05)
+    settings = PipelineSettings(chunk_frames=5, context_frames=1, memory="world", world_voxel=0.05, world_align=True)
     state = LoopState(settings, cam, (0,), rgb, world=world)
 
     def plan(k):

@@ -70,7 +70,8 @@ def test_two_chunks_frames_context_cameras_manifest(full_run, inputs):
     inference = manifest["inference"]
     assert {k: v for k, v in inference.items() if k != "differs"} == {
         "mask_rule": "official", "shift": 5.0, "pose_source": "auto", "pose_source_used": "requested",
-        "history_intrinsics": "requested", "profile": "pack"}
+        "history_intrinsics": "requested", "geometry_alignment": "sim3", "geometry_input": "model",
+        "geometry_input_used": "model", "profile": "pack"}
     # what these settings change from the pack profile, each with both values
     assert inference["differs"] == {
         "chunk_frames": {"profile": 49, "used": 9}, "context_frames": {"profile": 5, "used": 1},

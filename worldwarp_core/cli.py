@@ -141,6 +141,8 @@ PROFILE_OPTIONS = {
     "gs.position_lr_scaling": ("gs_position_lr", "--gs-position-lr"),
     "caption_style": ("caption_style", "--caption-style"), "extrapolation": ("extrapolation", "--extrapolation"),
     "history_intrinsics": ("history_intrinsics", "--history-intrinsics"),
+    "geometry_alignment": ("geometry_alignment", "--geometry-alignment"),
+    "geometry_input": ("geometry_input", "--geometry-input"),
     "cache_frames": ("cache_frames", "--cache-frames"), "mask_rule": ("mask_rule", "--mask-rule"),
     "shift": ("shift", "--shift"), "resize": ("resize", "--resize"), "fov": ("fov", "--fov"),
 }
@@ -211,9 +213,10 @@ def check_generate_args(args) -> dict:
                         init_opacity=args.gs_init_opacity, position_lr_scaling=args.gs_position_lr),
             cache_frames=args.cache_frames, extend_mode=args.extend, seed=args.seed,
             extrapolation=args.extrapolation, extrapolation_window=args.extrapolation_window,
-            world_voxel=args.world_voxel, memory=args.memory, world_align=not args.no_world_align,
+            world_voxel=args.world_voxel, memory=args.memory, world_align=args.world_align,
             pose_source=args.pose_source,
-            history_intrinsics=args.history_intrinsics, mask_rule=args.mask_rule, shift=args.shift,
+            history_intrinsics=args.history_intrinsics, geometry_alignment=args.geometry_alignment,
+            geometry_input=args.geometry_input, mask_rule=args.mask_rule, shift=args.shift,
             caption_style=args.caption_style, caption_max_tokens=args.caption_max_tokens,
             geometry_batch=args.geometry_batch, cfg_batch=args.cfg_batch, vae_tiling=args.vae_tiling,
             fps=args.fps, profile=args.profile)
@@ -486,7 +489,9 @@ def cmd_convert_checkpoint(args) -> int:
 
 # ----------------------------------------------------------------------------- the parser
 def _add_cache_options(g) -> None:
-    """The 3DGS cache's options (``GSConfig``; docs/CACHE.md measures them)."""
+    """The 3DGS cache's options (``GSConfig``; docs/CACHE.md measures them) and how the history's
+    geometry reaches the cache."""
+    from .geometry import GEOMETRY_ALIGNMENTS, GEOMETRY_INPUTS
     from .gscache import DEPTH_LOSSES, POSITION_LR_SCALINGS, GSConfig
     from .loop import CACHE_FRAMES
     from .pipeline import PipelineSettings
@@ -506,6 +511,13 @@ def _add_cache_options(g) -> None:
     g.add_argument("--cache-frames", default=s.cache_frames, choices=list(CACHE_FRAMES),
                    help="frames the cache is optimised on: the whole previous chunk, or only its context frames "
                         "(the official code's)")
+    g.add_argument("--geometry-alignment", default=s.geometry_alignment, choices=list(GEOMETRY_ALIGNMENTS),
+                   help="how the history's geometry enters the path's world: sim3 (estimated cameras Sim(3)-fitted "
+                        "to the path, depth fitted to the previous cache) or official (re-anchored rigidly at the "
+                        "last history frame's requested pose, the geometry model's raw depth scale)")
+    g.add_argument("--geometry-input", default=s.geometry_input, choices=list(GEOMETRY_INPUTS),
+                   help="the geometry model's input: its own preprocessing (model), or the official zero-padded "
+                        "square (square-pad; where the backend offers it: ttt3r)")
 
 
 def _add_memory_options(g) -> None:
@@ -646,9 +658,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hints from the latest history's cache only (online: the paper), or also from the persistent "
                         "world where that cache has holes, so a path that comes back sees what it saw (world; needs "
                         "--world-voxel)")
-    g.add_argument("--no-world-align", action="store_true",
-                   help="with --memory world: do not scale the history's depth to the remembered scene on a revisit "
-                        "(drift control, on by default)")
+    g.add_argument("--world-align", action="store_true",
+                   help="with --memory world: scale the history's depth to the remembered scene on a revisit "
+                        "(drift control; off by default)")
     _add_model_options(g)
     g.add_argument("--caption-style", default="pack", choices=["pack", "official"],
                    help="how the captioner is asked: pack (short instruction, first and last history frame, "

@@ -33,6 +33,7 @@ from torch import Tensor
 
 from .cameras import Cameras
 from .geometry import GeometryResult, align_depth_to_cache
+from .geometry.pipeline_align import check_alignment
 from .gscache import WorldModel, save_ply
 from .inputs import read_json, read_npy
 from .outputs import (
@@ -394,15 +395,19 @@ def plan_chunk(state: LoopState) -> ChunkPlan:
 
 
 def align_history_depth(state: LoopState, plan: ChunkPlan, geometry: GeometryResult, depth: Tensor,
-                        alpha_threshold: float | None = None) -> tuple[Tensor, float | None]:
+                        alpha_threshold: float | None = None, alignment: str | None = None
+                        ) -> tuple[Tensor, float | None]:
     """The history's depth ``[V, H, W]`` brought to the scale of the cache it was generated from.
 
     The previous cache's depth at the previous chunk's cameras is known where it was opaque
-    (alpha > ``alpha_threshold``, the cache's); depth is fitted there. The first chunk and a
-    previous cache with nothing opaque at the history frames keep ``depth``. Returns
-    ``(depth, residual of the fit or None)``.
+    (alpha > ``alpha_threshold``, the cache's); depth is fitted there. The first chunk, a
+    previous cache with nothing opaque at the history frames and ``alignment`` "official" (the
+    official code keeps the geometry model's raw scale; default: the settings') keep ``depth``.
+    Returns ``(depth, residual of the fit or None)``.
     """
-    if plan.index == 0 or state.prev_depth is None:
+    alignment = state.settings.geometry_alignment if alignment is None else alignment
+    check_alignment(alignment)
+    if plan.index == 0 or state.prev_depth is None or alignment == "official":
         return depth, None
     thr = state.settings.gs.alpha_threshold if alpha_threshold is None else alpha_threshold
     sel = plan.history - (plan.start + plan.context - state.settings.chunk_frames)

@@ -44,12 +44,16 @@ from .caption import (
 )
 from .geometry import (
     DEFAULT_GEOMETRY_BATCH,
+    GEOMETRY_ALIGNMENTS,
+    GEOMETRY_INPUTS,
     HISTORY_INTRINSICS,
     POSE_SOURCES,
+    GeometryAlignment,
     GeometryEstimator,
     GeometryResult,
     PoseSource,
     align_poses,
+    resolve_geometry_input,
     resolve_pose_source,
 )
 from .geometry.base import estimate_checked
@@ -129,6 +133,13 @@ class PipelineSettings:
     cache_frames: CacheFrames = "context"
     pose_source: PoseSource | Literal["auto"] = "auto"  # auto: estimated when the backend estimates poses
     history_intrinsics: str = "requested"  # estimated history cameras: the path's intrinsics, or the backend's
+    # how the history's geometry enters the path's world: "sim3" (estimated cameras Sim(3)-fitted to the path,
+    # depth fitted to the previous cache) or "official" (re-anchored rigidly at the last history frame's
+    # requested pose, the geometry model's raw depth scale: the official code's)
+    geometry_alignment: GeometryAlignment = "sim3"
+    # the geometry model's input: "model" (its own preprocessing) or "square-pad" (the official TTT3R input,
+    # a zero-padded square, where the backend offers it)
+    geometry_input: str = "model"
     extend_mode: ExtendMode = "extrapolate"
     extrapolation: ExtrapolationMethod = "auto"  # how extend_mode "extrapolate" continues the path
     extrapolation_window: int | None = None  # frames; None = the method's own (auto: chosen)
@@ -136,8 +147,9 @@ class PipelineSettings:
     # hints from "online" (the latest history's cache: the paper) or also from the persistent "world"
     # (what earlier chunks saw, where the online cache has a hole; needs world_voxel)
     memory: str = "online"
-    # with memory "world": on a revisit, the history's depth is scaled to the remembered scene (drift control)
-    world_align: bool = True
+    # with memory "world": on a revisit, the history's depth is scaled to the remembered scene (drift control;
+    # off by default: measured neutral to mixed, docs/BENCHMARKS.md)
+    world_align: bool = False
     seed: int = 0
     fps: int = 16
     offload_helpers: bool = True  # unload the geometry model / VLM after each use
@@ -218,6 +230,8 @@ def check_settings(s: PipelineSettings) -> None:
     check_choice(s.cache_frames, "cache_frames", CACHE_FRAMES)
     check_choice(s.pose_source, "pose_source", POSE_SOURCES)
     check_choice(s.history_intrinsics, "history_intrinsics", HISTORY_INTRINSICS)
+    check_choice(s.geometry_alignment, "geometry_alignment", GEOMETRY_ALIGNMENTS)
+    check_choice(s.geometry_input, "geometry_input", GEOMETRY_INPUTS)
     check_choice(s.extend_mode, "extend mode", get_args(ExtendMode))
     if s.extrapolation_window is not None:
         check_int(s.extrapolation_window, "extrapolation_window", 1)
@@ -366,11 +380,12 @@ class WorldWarpPipeline:
             starting("geometry")
             # per-frame models see geometry_batch frames at a time (memory follows the batch, not the history)
             geo: GeometryResult = estimate_checked(self.geometry, hist_frames, hist_cams.to(dtype=torch.float32),
-                                                   check, s.geometry_batch)
+                                                   check, s.geometry_batch, s.geometry_input)
             t = _stage(timings, "geometry", t)
             # 2. align: poses to the requested path, depth to the cache the history was generated from
+            # (geometry_alignment "official": re-anchored at the last history frame, depth as estimated)
             geo_cams, depth, _ = align_poses(geo, hist_cams, resolve_pose_source(s.pose_source, self.geometry),
-                                             s.history_intrinsics)
+                                             s.history_intrinsics, s.geometry_alignment)
             depth, residual = align_history_depth(state, plan, geo, depth)
             if s.memory == "world" and s.world_align:  # drift control: back to the remembered scene on a revisit
                 depth, world_scale = align_to_world(state, plan, depth, geo_cams)
@@ -495,7 +510,10 @@ class WorldWarpPipeline:
             shift = float(config.get("shift", config.get("flow_shift", 3.0)))
         return {"mask_rule": s.mask_rule, "shift": shift, "pose_source": s.pose_source,
                 "pose_source_used": resolve_pose_source(s.pose_source, self.geometry),
-                "history_intrinsics": s.history_intrinsics, **profile_record(s)}
+                "history_intrinsics": s.history_intrinsics, "geometry_alignment": s.geometry_alignment,
+                "geometry_input": s.geometry_input,
+                "geometry_input_used": resolve_geometry_input(s.geometry_input, self.geometry),
+                **profile_record(s)}
 
     def _memory(self) -> dict:
         """The memory settings and what they meant for these models (the manifest's ``memory``)."""

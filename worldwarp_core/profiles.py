@@ -3,7 +3,8 @@
 ``pack``           the pack's measured choices (every default of ``PipelineSettings``)
 ``paper``          the paper's chunking (49 frames, 5 context, τ 0.8, supp. §7) with the official
                    code's pieces around the sampler (captions, extrapolation, the 3DGS fit's
-                   opacity, depth term and learning rate, the cache on the context frames)
+                   opacity, depth term and learning rate, the cache on the context frames, the
+                   geometry's square input, re-anchoring and raw scale)
 ``official-demo``  the official demo's defaults (``gradio_demo.py`` of ``qbhan/WorldWarp``, last
                    commit 0396b80): 81-frame chunks with 1 context frame, τ 0.6, seed 32, 30 fps,
                    the start image stretched to 720×480, focal 1.2·W, the official presets, and
@@ -49,6 +50,10 @@ _OFFICIAL_PIECES = {
     "caption_style": "official",  # the 3D-scene-analyst request, the history as a 2 fps video, verbatim
     "extrapolation": "official",  # body-frame momentum past the given path
     "history_intrinsics": "requested",  # the requested intrinsics everywhere
+    # TTT3R on the history zero-padded to a 512 square; its cameras re-anchored at the last history frame's
+    # requested pose, its depth at its own scale (GS3DWarper.warp_with_validity_mask, src/ttt3r/ttt3r.py)
+    "geometry_input": "square-pad",
+    "geometry_alignment": "official",
     "cache_frames": "context",  # the cache is fitted on the context frames only
     "mask_rule": "official",
     "shift": 5.0,

@@ -18,6 +18,10 @@ GeometryDtype = Literal["auto", "fp32", "bf16", "fp16"]
 GEOMETRY_DTYPES: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 DEFAULT_GEOMETRY_BATCH = 4  # frames per forward of a per-frame estimator (PipelineSettings.geometry_batch)
+# the geometry model's input: "model" -- the backend's own preprocessing; "square-pad" -- the official TTT3R
+# input (the frame resized into a zero-padded square, the outputs cropped back) for backends that list it in
+# their ``input_modes``; the others keep their own (``resolve_geometry_input`` says which was used)
+GEOMETRY_INPUTS: tuple[str, ...] = ("model", "square-pad")
 
 
 @dataclass
@@ -32,7 +36,10 @@ class GeometryResult:
 class GeometryEstimator(Protocol):
     """``per_frame`` (optional, default False): every frame's result depends on that frame alone, so
     :func:`estimate_in_batches` may split a clip into mini-batches (monocular depth models). Multi-view
-    and recurrent models (TTT3R, Depth Anything 3) leave it False and always see the whole clip."""
+    and recurrent models (TTT3R, Depth Anything 3) leave it False and always see the whole clip.
+
+    ``input_modes`` (optional): other preprocessings ``estimate`` takes as ``input_mode=`` (TTT3R:
+    ``"square-pad"``); its result is at the frames' size either way."""
 
     name: str
 
@@ -113,8 +120,25 @@ def concat_results(parts: list[GeometryResult]) -> GeometryResult:
                           Cameras.cat([p.cameras for p in parts]), parts[0].kind, inverse)
 
 
+def resolve_geometry_input(geometry_input: str, estimator) -> str:
+    """The input mode ``estimator`` is run with for the choice ``geometry_input`` (:data:`GEOMETRY_INPUTS`):
+    ``square-pad`` where the backend lists it in its ``input_modes``, else ``model`` (its own)."""
+    if geometry_input not in GEOMETRY_INPUTS:
+        raise ValueError(f"geometry_input must be one of {', '.join(GEOMETRY_INPUTS)} (model: the backend's own "
+                         f"preprocessing; square-pad: the official zero-padded square, TTT3R), got {geometry_input!r}")
+    if geometry_input != "model" and geometry_input in tuple(getattr(estimator, "input_modes", ())):
+        return geometry_input
+    return "model"
+
+
+def _estimate(estimator: GeometryEstimator, frames: Tensor, cameras: Cameras | None, mode: str) -> GeometryResult:
+    if mode == "model":
+        return estimator.estimate(frames, cameras)  # backends without input modes are called as before
+    return estimator.estimate(frames, cameras, input_mode=mode)
+
+
 def estimate_in_batches(estimator: GeometryEstimator, frames: Tensor, cameras: Cameras | None = None,
-                        batch: int = DEFAULT_GEOMETRY_BATCH) -> GeometryResult:
+                        batch: int = DEFAULT_GEOMETRY_BATCH, geometry_input: str = "model") -> GeometryResult:
     """``estimator.estimate(frames [F, H, W, 3], cameras)`` run ``batch`` frames at a time.
 
     Only a ``per_frame`` estimator is split (its frames are independent, so each frame's depth is the
@@ -122,32 +146,36 @@ def estimate_in_batches(estimator: GeometryEstimator, frames: Tensor, cameras: C
     ``F`` (a 49-frame history through Depth Pro in one batch needs tens of GB). A multi-view or
     recurrent estimator gets the whole clip in one call, whatever ``batch``: splitting would change
     its result (TTT3R runs the frames one at a time through its recurrent state already).
+    ``geometry_input``: :func:`resolve_geometry_input`.
     """
     from ..inputs import check_int
 
+    mode = resolve_geometry_input(geometry_input, estimator)
     check_int(batch, "geometry_batch", 1)
     check_frames(frames)
     F = int(frames.shape[0])
     if cameras is not None and len(cameras) != F:
         raise ValueError(f"{F} frames but {len(cameras)} cameras; give one camera per frame")
     if not getattr(estimator, "per_frame", False) or F <= batch:
-        return estimator.estimate(frames, cameras)
-    parts = [estimator.estimate(frames[i:i + batch], None if cameras is None else cameras[i:i + batch])
+        return _estimate(estimator, frames, cameras, mode)
+    parts = [_estimate(estimator, frames[i:i + batch], None if cameras is None else cameras[i:i + batch], mode)
              for i in range(0, F, batch)]
     return concat_results(parts)
 
 
 def estimate_checked(estimator: GeometryEstimator, frames: Tensor, cameras: Cameras | None = None,
-                     check: Callable[[], None] | None = None, batch: int | None = None) -> GeometryResult:
+                     check: Callable[[], None] | None = None, batch: int | None = None,
+                     geometry_input: str = "model") -> GeometryResult:
     """``estimator.estimate(frames, cameras)`` with ``check()`` (may raise to interrupt) run before every
     submodule forward of its network (``estimator.model``), so a long batch stops within one layer;
-    ``batch``: frames per forward (:func:`estimate_in_batches`; None: one call)."""
+    ``batch``: frames per forward (:func:`estimate_in_batches`; None: one call); ``geometry_input``:
+    :func:`resolve_geometry_input`."""
     from ..interrupt import checked
 
     with checked(getattr(estimator, "model", None), check):
         if batch is None:
-            return estimator.estimate(frames, cameras)
-        return estimate_in_batches(estimator, frames, cameras, batch)
+            return _estimate(estimator, frames, cameras, resolve_geometry_input(geometry_input, estimator))
+        return estimate_in_batches(estimator, frames, cameras, batch, geometry_input)
 
 
 def check_frames(frames: Tensor) -> None:

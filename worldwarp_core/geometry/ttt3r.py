@@ -13,12 +13,17 @@ model (with ``config.model_update_type = "ttt3r"``), its recurrent inference fun
   containers), parse the ``ARCroco3DStereo(ARCroco3DStereoConfig(k=v, ...))`` string with
   ``ast`` into keyword literals, and refuse anything else. A ``.safetensors`` file whose
   metadata holds that string under ``"model"`` works too.
-* **Preprocessing**: frames resized (not cropped) so the long side is ``size`` and both sides
-  are multiples of 16, scaled to [-1, 1].
+* **Preprocessing** (``input_mode``): ``resize`` (default) -- frames resized (not cropped) so the
+  long side is ``size`` and both sides are multiples of 16; ``square-pad`` -- the official input
+  (``TTT3RInference._preprocess_batch`` of the official code): the frame resized so its long side
+  is ``size`` (aspect kept, the short side rounded down) and centred in a ``size``×``size`` square
+  of zeros (black); the outputs are cropped back to the frame (:func:`square_pad_layout`). Either
+  way scaled to [-1, 1].
 * **Outputs**: depth is the self-view pointmap's z; confidence ``1 - 1/c`` maps CUT3R's
   ``c = 1 + exp(x) >= 1`` to [0, 1); one focal length for the clip, the median of per-frame
   robust (Weiszfeld) fits of ``u - cx = f·X/Z``, ``v - cy = f·Y/Z`` with the principal point at
-  the centre; poses are camera-to-world from its pose encoding (the first frame is the origin).
+  the centre (of the square, with ``square-pad``, mapped back to the frame's pixels); poses are
+  camera-to-world from its pose encoding (the first frame is the origin).
 """
 
 from __future__ import annotations
@@ -228,6 +233,22 @@ def model_size(height: int, width: int, size: int) -> tuple[int, int]:
     return max(16, int(round(height * s / 16)) * 16), max(16, int(round(width * s / 16)) * 16)
 
 
+INPUT_MODES = ("resize", "square-pad")
+
+
+def square_pad_layout(height: int, width: int, size: int) -> tuple[int, int, int, int]:
+    """``(h, w, top, left)``: where a ``height``×``width`` frame sits in the ``size``×``size`` square input.
+
+    The long side becomes ``size``, the short one ``size·short/long`` rounded down (in integers: the
+    official code's ``int(H · size / max(H, W))`` without its float rounding); the frame is centred,
+    the extra pad row or column going to the bottom/right (``pad // 2`` on top/left, as there)."""
+    if size < 16 or size % 16:
+        raise ValueError(f"ttt3r: the square input's side must be a multiple of 16 (official: 512), got {size}")
+    long = max(height, width)
+    h, w = max(1, height * size // long), max(1, width * size // long)
+    return h, w, (size - h) // 2, (size - w) // 2
+
+
 class TTT3REstimator:
     """TTT3R on a clip: depth, confidence, one intrinsics matrix and camera-to-world poses."""
 
@@ -237,6 +258,7 @@ class TTT3REstimator:
     # split would restart the state (other depth and poses); the repository's inference runs the
     # frames one at a time through that state already, so its memory does not grow with the batch
     per_frame = False
+    input_modes = INPUT_MODES  # "square-pad": the official zero-padded square (PipelineSettings.geometry_input)
 
     def __init__(self, repo: str, checkpoint: str | None = None, device: str = "cpu",
                  dtype: torch.dtype = torch.float32, size: int = 512, update_type: str = "ttt3r") -> None:
@@ -255,12 +277,25 @@ class TTT3REstimator:
         model.config.model_update_type = update_type
         self.model, self.device, self.dtype, self.size = model.eval(), device, dtype, size
 
-    def views(self, frames: Tensor) -> list[dict]:
-        """The repository's per-frame input dicts: images in [-1, 1], no ray maps, state updated."""
+    def views(self, frames: Tensor, input_mode: str = "resize") -> list[dict]:
+        """The repository's per-frame input dicts: images in [-1, 1], no ray maps, state updated.
+
+        ``input_mode`` ``resize``: the frames resized to :func:`model_size`; ``square-pad``: resized
+        into the ``size`` square of zeros (:func:`square_pad_layout`), bilinear with antialiasing as
+        the official code's ``torchvision`` resize."""
+        _check_input_mode(input_mode)
         F, H, W, _ = frames.shape
-        h, w = model_size(H, W, self.size)
-        x = Fn.interpolate(frames.permute(0, 3, 1, 2).float(), size=(h, w), mode="bicubic", align_corners=False,
-                           antialias=True).clamp(0, 1) * 2 - 1
+        x = frames.permute(0, 3, 1, 2).float()
+        if input_mode == "square-pad":
+            fh, fw, top, left = square_pad_layout(H, W, self.size)
+            inner = Fn.interpolate(x, size=(fh, fw), mode="bilinear", align_corners=False, antialias=True)
+            h = w = self.size
+            x = torch.zeros(F, 3, h, w)
+            x[:, :, top:top + fh, left:left + fw] = inner.clamp(0, 1)
+            x = x * 2 - 1
+        else:
+            h, w = model_size(H, W, self.size)
+            x = Fn.interpolate(x, size=(h, w), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1) * 2 - 1
         return [{"img": x[i:i + 1], "ray_map": torch.full((1, 6, h, w), torch.nan),
                  "true_shape": torch.tensor([[h, w]], dtype=torch.int32), "idx": i, "instance": str(i),
                  "camera_pose": torch.eye(4)[None], "img_mask": torch.tensor([True]),
@@ -268,16 +303,18 @@ class TTT3REstimator:
                 for i in range(F)]
 
     @torch.no_grad()
-    def estimate(self, frames: Tensor, cameras: Cameras | None = None) -> GeometryResult:
+    def estimate(self, frames: Tensor, cameras: Cameras | None = None, input_mode: str = "resize") -> GeometryResult:
         """Its own poses and intrinsics are returned whether or not ``cameras`` are given (it does not
-        take poses); the pipeline's ``pose_source`` chooses which are used."""
+        take poses); the pipeline's ``pose_source`` chooses which are used. ``input_mode``: :meth:`views`;
+        depth, confidence and intrinsics are for the frames ``[F, H, W]`` either way."""
         check_frames(frames)
+        _check_input_mode(input_mode)
         F, H, W, _ = frames.shape
         run = getattr(self.inference_mod, "inference_recurrent_lighter", None) or self.inference_mod.inference_recurrent
         self.model.to(self.device)
         on_gpu = torch.device(self.device).type == "cuda"
         with torch.autocast("cuda", dtype=self.dtype, enabled=on_gpu and self.dtype != torch.float32):
-            outputs, _ = run(self.views(frames.cpu()), self.model, self.device)
+            outputs, _ = run(self.views(frames.cpu(), input_mode), self.model, self.device)
         preds = outputs["pred"]
         if len(preds) != F:
             raise ValueError(f"ttt3r: {len(preds)} predictions for {F} frames")
@@ -286,14 +323,32 @@ class TTT3REstimator:
         c2w = torch.cat([self.camera_mod.pose_encoding_to_camera(p["camera_pose"].clone()).float().cpu()
                          for p in preds]).double()
         h, w = pts.shape[1:3]
-        f = float(focal_from_pointmap(pts, (conf > 1).float()).median())
-        K = torch.tensor([[f * W / w, 0.0, W / 2], [0.0, f * H / h, H / 2], [0.0, 0.0, 1.0]], dtype=torch.float64)
+        weight = (conf > 1).float()
+        if input_mode == "square-pad":
+            # the frame's part of the square: the pad carries no scene, so it neither votes for the focal
+            # length nor reaches the outputs, and the principal point (the square's centre) moves with it
+            fh, fw, top, left = square_pad_layout(H, W, self.size)
+            inside = torch.zeros(h, w)
+            inside[top:top + fh, left:left + fw] = 1.0
+            f = float(focal_from_pointmap(pts, weight * inside).median())
+            cx, cy = (w / 2 - left) * W / fw, (h / 2 - top) * H / fh
+            pts, conf = pts[:, top:top + fh, left:left + fw], conf[:, top:top + fh, left:left + fw]
+            h, w = fh, fw
+        else:
+            f = float(focal_from_pointmap(pts, weight).median())
+            cx, cy = W / 2, H / 2
+        K = torch.tensor([[f * W / w, 0.0, cx], [0.0, f * H / h, cy], [0.0, 0.0, 1.0]], dtype=torch.float64)
         depth = resize_map(pts[..., 2], H, W)
         confidence = resize_map((1 - 1 / conf.clamp_min(1)).clamp(0, 1), H, W).clamp(0, 1)
         return GeometryResult(depth, confidence, Cameras.from_c2w(c2w, K.expand(F, 3, 3).clone(), W, H), "metric")
 
     def unload(self) -> None:
         move_to_cpu(self.model)
+
+
+def _check_input_mode(input_mode: str) -> None:
+    if input_mode not in INPUT_MODES:
+        raise ValueError(f"ttt3r: input_mode must be one of {', '.join(INPUT_MODES)}, got {input_mode!r}")
 
 
 @register("ttt3r", "git clone the TTT3R repository into models/worldwarp/TTT3R and put its checkpoint in src/",
