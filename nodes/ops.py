@@ -30,7 +30,7 @@ from worldwarp_core.geometry.base import estimate_checked
 from worldwarp_core.geometry.pipeline_align import check_alignment
 from worldwarp_core.gscache import GSConfig, build_cache, load_ply, save_ply, to_comfy_splat
 from worldwarp_core.gscache.cache import render_hints_in_steps
-from worldwarp_core.gscache.world import MEMORY_MODES, composite_hints, remembered_hints
+from worldwarp_core.gscache.world import composite_hints, remembered_hints
 from worldwarp_core.inputs import (
     check_choice,
     check_float,
@@ -314,13 +314,19 @@ def render_hints_checked(env, cache, cameras, keep_depths: bool = True):
     """The cache rendered at ``cameras`` (float32, as the pipeline renders), a few views at a time so
     an interrupt is answered while a long chunk renders; progress per view. Views x pixels are
     bounded (``inputs.MAX_HINT_PIXELS``) before anything renders."""
-    bar = env.progress(len(cameras))
+    return render_hints_in_steps(cache, cameras.to(dtype=torch.float32), callback=_view_progress(env, len(cameras)),
+                                 keep_depths=keep_depths)
+
+
+def _view_progress(env, views: int):
+    """A hint render's ``callback(done, total)``: answers an interrupt and moves the node's progress bar."""
+    bar = env.progress(views)
 
     def on_views(done, total):
         env.check_interrupt()
         bar.update_absolute(done, total)
 
-    return render_hints_in_steps(cache, cameras.to(dtype=torch.float32), callback=on_views, keep_depths=keep_depths)
+    return on_views
 
 
 def describe_scene(env, captioner, images, style, clip=None, caption_style="pack", caption_max_tokens=0, fps=16,
@@ -526,7 +532,6 @@ def chunk_loop(env, model, geometry_model, image, cameras, frames, prompt, style
 def loop_start(env, image, cameras, frames, chunk_frames, context_frames, seed, extend_mode, extrapolation,
                output_folder, resume, fps, from_chunk=0, vram="auto", profile=DEFAULT_PROFILE, memory="online",
                world_voxel=0.05, *, graph_signature=None):
-    check_choice(memory, "memory", MEMORY_MODES)
     settings = PipelineSettings(chunk_frames=chunk_frames, context_frames=context_frames, seed=seed,
                                 extend_mode=extend_mode, extrapolation=extrapolation, fps=fps, profile=profile,
                                 memory=memory, world_voxel=world_voxel if memory == "world" else None)
@@ -606,13 +611,8 @@ def world_hints(env, loop, cameras, hints=None, valid=None):
     world = loop.world
     if world is None or world.gaussians is None:  # nothing remembered (memory 'online', or the first chunk)
         return online.images, online.masks.float(), torch.zeros(V, H, W)
-    bar = env.progress(V)
-
-    def on_views(done, total):
-        env.check_interrupt()
-        bar.update_absolute(done, total)
-
-    remembered, _ = remembered_hints(world, cameras.to(dtype=torch.float32), loop.settings.gs, callback=on_views)
+    remembered, _ = remembered_hints(world, cameras.to(dtype=torch.float32), loop.settings.gs,
+                                     callback=_view_progress(env, V))
     out, filled = composite_hints(online, remembered)
     return out.images, out.masks.float(), filled.float()
 

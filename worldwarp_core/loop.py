@@ -438,17 +438,12 @@ def align_to_world(state: LoopState, plan: ChunkPlan, depth: Tensor, cameras,
     if old is None:
         return depth, None
     from .geometry.align import fit_depth_scale
-    from .gscache import GeometryCache
-    from .gscache.cache import render_hints_in_steps
-    from .gscache.world import frustum_select
+    from .gscache.world import render_in_frusta
 
-    cams = cameras.to("cpu", dtype=torch.float32)
-    seen = frustum_select(old, cams)
-    if not len(seen):
+    ref, seen = render_in_frusta(old, cameras.to("cpu", dtype=torch.float32), state.settings.gs)
+    if not seen:
         return depth, None
     # where the remembered Gaussians are opaque (the cache's alpha rule) and both depths are known
-    ref = render_hints_in_steps(GeometryCache("3dgs", state.settings.gs, gaussians=old.select(seen)), cams,
-                                depth_tolerance=None)
     weight = ref.masks & (ref.depths > 0) & (depth > 0)
     if float(weight.float().mean()) < REVISIT_MIN_OVERLAP:
         return depth, None

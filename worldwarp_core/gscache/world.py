@@ -74,21 +74,27 @@ def frustum_select(g: Gaussians, cameras, margin: float = 0.1, near: float = 1e-
     return torch.cat(keep)
 
 
-def remembered_hints(world: WorldModel | None, cameras, config, callback=None):
-    """Hints of the persistent world at ``cameras``: only the Gaussians in their frusta are rendered
-    (``frustum_select``), so the cost follows what the chunk sees, not the video's length. Validity
-    is the alpha rule alone (the world has no single source depth to compare with). Returns
-    ``(WarpResult, selected)``: the hints (empty masks when nothing is remembered there) and how
-    many of the world's Gaussians were rendered. ``callback(done, total)`` after each few views."""
+def render_in_frusta(g: Gaussians | None, cameras, config, callback=None):
+    """``g`` rendered at ``cameras`` with only its Gaussians in their frusta (``frustum_select``), so
+    the cost follows what the views see, not the size of ``g``. Validity is the alpha rule alone
+    (no single source depth to compare with). Returns ``(WarpResult, selected)``: the hints (empty
+    masks when nothing projects there) and how many Gaussians were rendered. ``callback(done,
+    total)`` after each few views."""
     from ..warp import WarpResult
     from .cache import GeometryCache, render_hints_in_steps
 
     V, H, W = len(cameras), cameras.height, cameras.width
-    index = frustum_select(world.gaussians if world else None, cameras)
+    index = frustum_select(g, cameras)
     if not len(index):
         return WarpResult(torch.zeros(V, H, W, 3), torch.zeros(V, H, W, dtype=torch.bool), torch.zeros(V, H, W)), 0
-    cache = GeometryCache("3dgs", config, gaussians=world.gaussians.select(index))
+    cache = GeometryCache("3dgs", config, gaussians=g.select(index))
     return render_hints_in_steps(cache, cameras, depth_tolerance=None, callback=callback), len(index)
+
+
+def remembered_hints(world: WorldModel | None, cameras, config, callback=None):
+    """Hints of the persistent world at ``cameras`` (``render_in_frusta`` of its Gaussians):
+    ``(WarpResult, selected)``."""
+    return render_in_frusta(world.gaussians if world else None, cameras, config, callback)
 
 
 def composite_hints(online, remembered):
