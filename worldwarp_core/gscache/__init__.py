@@ -3,11 +3,14 @@
 from .cache import CACHE_MODES, CacheMode, GeometryCache, build_cache, check_overlap
 from .gaussians import (
     DEPTH_LOSSES,
+    HINT_COLOURS,
+    INIT_MODES,
     POSITION_LR_SCALINGS,
     SH_C0,
     Gaussians,
     GSConfig,
     init_gaussians,
+    knn_mean_sq_dist,
     sh_colors,
     voxel_dedup,
 )
@@ -17,9 +20,9 @@ from .rasterize import RenderResult, rasterize_gsplat, rasterize_torch, render_g
 from .world import WorldModel
 
 __all__ = [
-    "CACHE_MODES", "DEPTH_LOSSES", "POSITION_LR_SCALINGS", "CacheMode", "GSConfig", "Gaussians", "GeometryCache",
+    "CACHE_MODES", "DEPTH_LOSSES", "HINT_COLOURS", "INIT_MODES", "POSITION_LR_SCALINGS", "CacheMode", "GSConfig", "Gaussians", "GeometryCache",
     "RenderResult", "SH_C0", "WorldModel", "build_cache", "check_overlap", "depth_loss", "from_comfy_splat",
-    "init_gaussians", "load_ply", "optimize_gaussians",
+    "init_gaussians", "knn_mean_sq_dist", "load_ply", "optimize_gaussians",
     "photometric_loss", "rasterize_gsplat", "rasterize_torch", "render_gaussians", "save_ply", "scene_extent",
     "sh_colors", "to_comfy_splat", "voxel_dedup",
 ]

@@ -38,6 +38,10 @@ class GeometryCache:
     def render_hints(self, cameras: Cameras, depth_tolerance: float | None = OFFICIAL_DEPTH_TOLERANCE) -> WarpResult:
         """Hint images ``[V,H,W,3]``, validity masks ``[V,H,W]`` and depth ``[V,H,W]``.
 
+        A ``3dgs`` hint's colour is the render composited over black divided by its alpha, or
+        (``config.hints`` "premultiplied", the official code's) the composite itself: the two differ
+        where alpha < 1, the premultiplied one darker by the factor alpha.
+
         A hint pixel is valid where alpha > threshold and, with ``depth_tolerance`` (the official
         rule, 0.1), its rendered depth agrees with a source frame's depth within that relative
         error (``validity.geometric_validity``); ``None`` keeps alpha only.
@@ -60,8 +64,11 @@ class GeometryCache:
         if depth_tolerance is not None and self.source_depths is not None:
             masks = masks & geometric_validity(out.depth, cameras, self.source_depths.to(out.depth.device),
                                                self.source_cameras, depth_tolerance)
-        # a valid hint shows the composited colour; invalid pixels are zeroed so they read as holes
-        rgb = torch.where(masks.unsqueeze(-1), out.rgb / out.alpha.clamp_min(1e-6).unsqueeze(-1), torch.zeros_like(out.rgb))
+        # a valid hint shows the composited colour (over black: the render's background is 0), divided by
+        # its alpha unless config.hints is "premultiplied" (the official code's); invalid pixels are zeroed
+        # so they read as holes
+        rgb = out.rgb if self.config.hints == "premultiplied" else out.rgb / out.alpha.clamp_min(1e-6).unsqueeze(-1)
+        rgb = torch.where(masks.unsqueeze(-1), rgb, torch.zeros_like(out.rgb))
         return WarpResult(rgb.clamp(0, 1), masks, torch.where(masks, out.depth, torch.zeros_like(out.depth)))
 
     def render(self, cameras: Cameras):

@@ -1,11 +1,20 @@
 """Gaussians, their hyper-parameters and their initialisation from history frames (paper §4.2).
 
-One Gaussian per (strided) valid pixel of the history frames, unprojected with its depth
-(eq. 2-3, ``warp.unproject``): colour from the pixel (the SH DC term; higher bands start at zero
-and learn view-dependent colour when ``sh_degree`` > 0), an isotropic scale equal to
-the pixel's footprint at its depth (``depth / focal``, times ``scale_factor``), opacity
-``init_opacity`` and identity rotation. Optional voxel de-duplication keeps one Gaussian per voxel
-so that overlapping history frames do not multiply points.
+Two initialisations (``GSConfig.init``), both unprojecting pixels with their depth (eq. 2-3,
+``warp.unproject``), with colour from the pixel (the SH DC term; higher bands start at zero and
+learn view-dependent colour when ``sh_degree`` > 0), opacity ``init_opacity`` and identity rotation:
+
+* ``per-pixel`` -- one Gaussian per (strided) valid pixel, with an isotropic scale equal to the
+  pixel's footprint at its depth (``depth / focal``, times ``scale_factor``).
+* ``official`` -- the official code's (``GS3DWarper._initialize_splats_from_depth`` of
+  ``qbhan/WorldWarp``): per frame, at most ``init_max_points`` pixels drawn at random (seeded by
+  ``seed``) among those with depth > ``init_min_depth``, and an isotropic scale
+  ``sqrt(mean squared distance to the 3 nearest other points)`` (simple-knn's ``distCUDA2``, the
+  squared distance clamped at 1e-7), times ``scale_factor``. The official code further voxel-merges
+  clouds of over a million points; that step is not reproduced (``voxel_size`` is this pack's own).
+
+Optional voxel de-duplication keeps one Gaussian per voxel so that overlapping history frames do
+not multiply points.
 """
 
 from __future__ import annotations
@@ -25,8 +34,14 @@ SH_C0 = 0.28209479177387814  # band-0 spherical-harmonic constant: rgb = SH_C0 *
 Backend = Literal["auto", "torch", "gsplat"]
 DepthLoss = Literal["none", "depth", "disparity"]
 PositionLrScaling = Literal["extent", "absolute"]
+InitMode = Literal["per-pixel", "official"]
+HintColour = Literal["unpremultiplied", "premultiplied"]
 DEPTH_LOSSES: tuple[str, ...] = ("none", "depth", "disparity")
 POSITION_LR_SCALINGS: tuple[str, ...] = ("extent", "absolute")
+INIT_MODES: tuple[str, ...] = ("per-pixel", "official")
+HINT_COLOURS: tuple[str, ...] = ("unpremultiplied", "premultiplied")
+KNN_NEIGHBOURS = 3  # simple-knn's distCUDA2: the mean over the 3 nearest neighbours
+KNN_MIN_SQ_DIST = 1e-7  # the official code's clamp on that mean squared distance
 
 
 @dataclass(frozen=True)
@@ -58,6 +73,14 @@ class GSConfig:
     # same setting whatever the depth units; "absolute": lr as it is (the official code; measured
     # within noise of "extent" on scenes a few units deep, docs/CACHE.md)
     position_lr_scaling: PositionLrScaling = "extent"
+    # "per-pixel": one Gaussian per pixel, std depth / focal; "official": the official code's random
+    # subset past a depth cut with nearest-neighbour scales (module docstring; docs/CACHE.md compares them)
+    init: InitMode = "per-pixel"
+    init_max_points: int = 50000  # official init: at most this many points per frame (the official value)
+    init_min_depth: float = 0.8  # official init: pixels with depth <= this are skipped (the official demo's cut)
+    # hint colour where valid: the render divided by its alpha ("unpremultiplied"), or composited over
+    # black as the rasteriser accumulates it ("premultiplied", the official code's)
+    hints: HintColour = "unpremultiplied"
 
     def __post_init__(self) -> None:
         if self.iterations < 0:
@@ -80,6 +103,18 @@ class GSConfig:
         if self.position_lr_scaling not in POSITION_LR_SCALINGS:
             raise ValueError(f"position_lr_scaling must be one of {POSITION_LR_SCALINGS}, "
                              f"got {self.position_lr_scaling!r}")
+        if self.init not in INIT_MODES:
+            raise ValueError(f"init must be one of {INIT_MODES} (the official code's: 'official'), got {self.init!r}")
+        if isinstance(self.init_max_points, bool) or not isinstance(self.init_max_points, int) \
+                or self.init_max_points < 1:
+            raise ValueError(f"init_max_points must be an integer >= 1 (points per frame; official: 50000), "
+                             f"got {self.init_max_points!r}")
+        if not (self.init_min_depth >= 0 and math.isfinite(self.init_min_depth)):
+            raise ValueError(f"init_min_depth must be a finite number >= 0 (official demo: 0.8; 0 keeps every "
+                             f"pixel with depth > 0), got {self.init_min_depth}")
+        if self.hints not in HINT_COLOURS:
+            raise ValueError(f"hints must be one of {HINT_COLOURS} (the official code's: 'premultiplied'), "
+                             f"got {self.hints!r}")
         for name in ("lr", "lr_scales", "lr_quats", "lr_opacity", "lr_sh", "lr_sh_rest"):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
@@ -196,6 +231,100 @@ def voxel_dedup(points: Tensor, voxel_size: float, priority: Tensor | None = Non
     return torch.sort(order[first])[0]
 
 
+def knn_mean_sq_dist(points: Tensor, k: int = KNN_NEIGHBOURS, block: int = 1024, chunk: int = 8192) -> Tensor:
+    """``[N]`` mean squared distance of each point of ``points`` ``[N, 3]`` to its ``k`` nearest other
+    points (fewer when the cloud has fewer), exactly, in memory bounded by ``block`` x ``chunk``.
+
+    1. An upper bound ``r`` on each point's ``k``-th neighbour distance: the ``k``-th nearest among
+       its neighbours along a Morton (Z-order) curve, on which points near in the order are near in
+       space.
+    2. Every nearer point lies within ``r`` along the widest axis, so a block of points (in that
+       axis' order) is compared only with the slab of points between its lowest ``x - r`` and highest
+       ``x + r``, ``chunk`` columns at a time. The loosest bounds (the top 1 %) form blocks of their
+       own so that they do not widen the others' slabs. Exact whatever the cloud: a loose bound only
+       makes a slab wider.
+    """
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise ValueError(f"points must be [N, 3], got {list(points.shape)}")
+    N = points.shape[0]
+    if N < 2:
+        raise ValueError(f"nearest-neighbour scales need at least 2 points, got {N}")
+    k_eff = min(k, N - 1)
+    # a little slack so that rounding never puts the k-th neighbour outside its slab
+    r = _morton_bound(points, k_eff).sqrt() * (1 + 1e-5) + 1e-12
+    axis = int((points.amax(0) - points.amin(0)).argmax())
+    order = torch.argsort(points[:, axis])
+    pts, r = points[order], r[order]
+    xs = pts[:, axis].contiguous()
+    loose = r > r.kthvalue(max(1, int(0.99 * N))).values
+    out = torch.empty(N, dtype=points.dtype, device=points.device)
+    for group in (torch.nonzero(~loose).squeeze(1), torch.nonzero(loose).squeeze(1)):
+        for b in range(0, group.numel(), block):
+            rows_idx = group[b:b + block]  # positions in the sorted order
+            rows = pts[rows_idx]
+            lo = int(torch.searchsorted(xs, (rows[:, axis] - r[rows_idx]).min().reshape(1)))
+            hi = int(torch.searchsorted(xs, (rows[:, axis] + r[rows_idx]).max().reshape(1), right=True))
+            best = torch.full((rows_idx.numel(), k_eff), float("inf"), dtype=points.dtype, device=points.device)
+            for c in range(lo, hi, chunk):
+                part = _k_smallest(rows, rows_idx, pts[c:min(hi, c + chunk)], c, k_eff)
+                best = torch.cat([best, part], dim=1).topk(k_eff, dim=1, largest=False).values
+            out[rows_idx] = best.mean(dim=1)
+    result = torch.empty_like(out)
+    result[order] = out
+    return result
+
+
+def _morton_bound(points: Tensor, k: int, window: int = 8, bits: int = 16) -> Tensor:
+    """``[N]`` an upper bound on each point's squared ``k``-th neighbour distance: the ``k``-th
+    smallest over its ``window`` neighbours on each side along the Morton curve (``inf`` if fewer)."""
+    N = points.shape[0]
+    lo = points.amin(0)
+    q = ((points - lo) / (points.amax(0) - lo).clamp_min(1e-30) * (2**bits - 1)).long()  # [N, 3] cells
+    code = torch.zeros(N, dtype=torch.long, device=points.device)
+    for bit in range(bits):  # interleave the cells' bits: x0 y0 z0 x1 y1 z1 ...
+        for a in range(3):
+            code |= ((q[:, a] >> bit) & 1) << (3 * bit + a)
+    order = torch.argsort(code)
+    p = points[order]
+    window = max(window, k)
+    near = torch.full((N, 2 * window), float("inf"), dtype=points.dtype, device=points.device)
+    for j in range(1, min(window, N - 1) + 1):
+        d2 = (p[j:] - p[:-j]).square().sum(dim=1)
+        near[:-j, j - 1] = d2  # the j-th point after
+        near[j:, window + j - 1] = d2  # the j-th point before
+    bound = torch.empty(N, dtype=points.dtype, device=points.device)
+    bound[order] = near.topk(k, dim=1, largest=False).values[:, -1]
+    return bound
+
+
+def _k_smallest(rows: Tensor, rows_idx: Tensor, cols: Tensor, col_start: int, k: int) -> Tensor:
+    """``[B, k]`` the ``k`` smallest squared distances from ``rows`` ``[B, 3]`` (at positions ``rows_idx``
+    ``[B]``) to ``cols`` ``[C, 3]`` (positions ``col_start + j``), a row's own point excluded; ``inf``
+    where there are fewer."""
+    d2 = torch.cdist(rows, cols, compute_mode="donot_use_mm_for_euclid_dist").square()  # exact, not |a|²+|b|²-2ab
+    own = rows_idx.unsqueeze(1) == torch.arange(col_start, col_start + cols.shape[0], device=rows.device)
+    d2 = d2.masked_fill(own, float("inf"))
+    if d2.shape[1] < k:
+        d2 = torch.cat([d2, d2.new_full((d2.shape[0], k - d2.shape[1]), float("inf"))], dim=1)
+    return d2.topk(k, dim=1, largest=False).values
+
+
+def official_init_mask(depths: Tensor, config: GSConfig, keep: Tensor) -> Tensor:
+    """``[F, H, W]`` the pixels the official init takes: of ``keep`` (valid, masked, strided), those with
+    depth > ``init_min_depth``, at most ``init_max_points`` per frame drawn without replacement by a
+    generator seeded with ``config.seed`` (frame after frame, so the draw is deterministic)."""
+    cand = keep & (depths > config.init_min_depth)
+    gen = torch.Generator().manual_seed(config.seed)
+    out = torch.zeros_like(cand)
+    for f in range(depths.shape[0]):
+        idx = torch.nonzero(cand[f].reshape(-1)).squeeze(1)
+        if idx.numel() > config.init_max_points:
+            pick = torch.randperm(idx.numel(), generator=gen)[: config.init_max_points]
+            idx = idx[pick.to(idx.device)]
+        out[f].view(-1)[idx] = True
+    return out
+
+
 def init_gaussians(images: Tensor, depths: Tensor, cameras: Cameras, config: GSConfig = GSConfig(),
                    masks: Tensor | None = None) -> Gaussians:
     """Gaussians from history frames ``[F, H, W, 3]`` with depth ``[F, H, W]`` (module docstring)."""
@@ -208,11 +337,7 @@ def init_gaussians(images: Tensor, depths: Tensor, cameras: Cameras, config: GSC
     if not bool(torch.isfinite(depths).all()):
         raise ValueError(f"depth has {int((~torch.isfinite(depths)).sum())} NaN/inf values; mask them out "
                          "(pass masks) or fix the geometry estimate before building the cache")
-    cloud = unproject(images, depths, cameras, masks=masks, stride=config.stride)
-    if len(cloud) == 0:
-        raise ValueError("the history frames give an empty point cloud (all pixels masked or depth <= 0)")
-    # pixel footprint at each point: depth / focal (per frame, same selection order as unproject)
-    cams = cameras.to(depths.device, cloud.points.dtype)
+    # the pixels kept, in unproject's order (frame, row, column)
     keep = finite.clone()
     if masks is not None:
         keep &= masks.bool()
@@ -220,21 +345,36 @@ def init_gaussians(images: Tensor, depths: Tensor, cameras: Cameras, config: GSC
         sub = torch.zeros_like(keep)
         sub[:, :: config.stride, :: config.stride] = True
         keep &= sub
-    focal = cams.Ks[:, 0, 0].view(-1, 1, 1).expand_as(depths)[keep]
-    footprint = depths.to(cloud.points.dtype)[keep] / focal * config.scale_factor * config.stride
+    if config.init == "official":
+        keep = official_init_mask(depths, config, keep)
+        if int(keep.sum()) < 2:
+            raise ValueError(f"the official init keeps {int(keep.sum())} pixel(s) with depth > init_min_depth "
+                             f"{config.init_min_depth} (depth ranges {float(depths[finite].min()):.4g} to "
+                             f"{float(depths[finite].max()):.4g}); lower init_min_depth or use init 'per-pixel'")
+    cloud = unproject(images, depths, cameras, masks=keep)
+    if len(cloud) == 0:
+        raise ValueError("the history frames give an empty point cloud (all pixels masked or depth <= 0)")
+    dtype, device = cloud.points.dtype, cloud.points.device
+    if config.init == "official":
+        std = knn_mean_sq_dist(cloud.points).clamp_min(KNN_MIN_SQ_DIST).sqrt() * config.scale_factor
+    else:
+        # pixel footprint at each point: depth / focal (per frame, same selection order as unproject)
+        focal = cameras.to(depths.device, dtype).Ks[:, 0, 0].view(-1, 1, 1).expand_as(depths)[keep]
+        std = depths.to(dtype)[keep] / focal * config.scale_factor * config.stride
     N = len(cloud)
-    quats = torch.zeros(N, 4, dtype=cloud.points.dtype, device=cloud.points.device)
+    quats = torch.zeros(N, 4, dtype=dtype, device=device)
     quats[:, 0] = 1.0
     K = (config.sh_degree + 1) ** 2
-    sh = torch.zeros(N, K, 3, dtype=cloud.points.dtype, device=cloud.points.device)
+    sh = torch.zeros(N, K, 3, dtype=dtype, device=device)
     sh[:, 0] = (cloud.colors - 0.5) / SH_C0
-    logit = torch.logit(torch.tensor(config.init_opacity, dtype=cloud.points.dtype))
-    g = Gaussians(cloud.points, quats, footprint.log().unsqueeze(1).expand(N, 3).clone(),
-                  logit.expand(N).clone().to(cloud.points.device), sh)
+    logit = torch.logit(torch.tensor(config.init_opacity, dtype=dtype))
+    g = Gaussians(cloud.points, quats, std.log().unsqueeze(1).expand(N, 3).clone(),
+                  logit.expand(N).clone().to(device), sh)
     if config.voxel_size is not None:
         g = g.select(voxel_dedup(g.means, config.voxel_size))
     return g
 
 
-__all__ = ["DEPTH_LOSSES", "POSITION_LR_SCALINGS", "DepthLoss", "GSConfig", "Gaussians", "PositionLrScaling", "SH_C0",
-           "init_gaussians", "sh_colors", "voxel_dedup"]
+__all__ = ["DEPTH_LOSSES", "HINT_COLOURS", "INIT_MODES", "POSITION_LR_SCALINGS", "DepthLoss", "GSConfig", "Gaussians",
+           "HintColour", "InitMode", "PositionLrScaling", "SH_C0", "init_gaussians", "knn_mean_sq_dist",
+           "official_init_mask", "sh_colors", "voxel_dedup"]
