@@ -60,7 +60,16 @@ ROWS: list[tuple[str, dict, str]] = [
     ("init_opacity 0.9999 (official)", {"init_opacity": 0.9999}, "chunk"),
     ("position_lr_scaling absolute (official)", {"position_lr_scaling": "absolute"}, "chunk"),
     ("cache_frames context (official)", {}, "context"),
+    # the official init: per frame a random subset past the 0.8 depth cut, 3-NN scales (no pixel stride there)
+    ("init official, every pixel past the cut", {"init": "official", "stride": 1}, "chunk"),
+    ("init official, at its density (50000 of 720x480 = 14.5 % of the pixels)",
+     {"init": "official", "stride": 1, "init_max_points": "density"}, "chunk"),
+    ("hints premultiplied (official)", {"hints": "premultiplied"}, "chunk"),
+    ("the official cache (init at its density, premultiplied, opacity 0.9999, disparity 0.01, absolute, context)",
+     {"init": "official", "stride": 1, "init_max_points": "density", "hints": "premultiplied", "init_opacity": 0.9999,
+      "depth_loss": "disparity", "depth_loss_weight": 0.01, "position_lr_scaling": "absolute"}, "context"),
 ]
+OFFICIAL_DENSITY = 50000 / (720 * 480)  # the official init's cap per frame over the official demo's frame
 
 
 def smooth_noise(frames: int, height: int, width: int, amount: float, seed: int) -> torch.Tensor:
@@ -172,7 +181,11 @@ def main() -> None:
     for label, changes, frames in rows:
         cells = []
         for name, (case, cfg) in cases.items():
-            r = measure(case, replace(cfg, **changes), frames)
+            row = dict(changes)
+            if row.get("init_max_points") == "density":  # the same share of the pixels as 50000 of 720x480
+                _, h, w, _ = case["images"].shape
+                row["init_max_points"] = max(1, round(OFFICIAL_DENSITY * h * w))
+            r = measure(case, replace(cfg, **row), frames)
             cells.append(f" {r['masked']:.2f} | {100 * r['valid']:.1f} | {r['full']:.2f} |")
             print(f"  [{name}] {label}: {r['seconds']:.1f} s, {r['gaussians']} Gaussians", file=sys.stderr)
         print(f"| {label} |" + "".join(cells), flush=True)

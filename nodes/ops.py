@@ -286,7 +286,8 @@ def estimate_geometry(env, geometry_model, images, pose_source="auto", cameras=N
 def build_cache_node(env, images, geometry, mode, iterations, learning_rate, stride, alpha_threshold, seed,
                      depth_loss=_GS.depth_loss, depth_loss_weight=_GS.depth_loss_weight, sh_degree=_GS.sh_degree,
                      init_opacity=_GS.init_opacity, position_lr_scaling=_GS.position_lr_scaling,
-                     train_frames=_PS.cache_frames, context_frames=_PS.context_frames):
+                     train_frames=_PS.cache_frames, context_frames=_PS.context_frames, init=_GS.init,
+                     init_max_points=_GS.init_max_points, init_min_depth=_GS.init_min_depth, hints=_GS.hints):
     check_video(images.float().cpu(), "images")
     if tuple(geometry.depth.shape) != tuple(images.shape[:3]):
         raise ValueError(f"images are {list(images.shape[:3])} but the geometry is for {list(geometry.depth.shape)} "
@@ -295,7 +296,8 @@ def build_cache_node(env, images, geometry, mode, iterations, learning_rate, str
     check_int(context_frames, "context_frames", 1)
     cfg = GSConfig(iterations=iterations, lr=learning_rate, stride=stride, alpha_threshold=alpha_threshold, seed=seed,
                    depth_loss=depth_loss, depth_loss_weight=depth_loss_weight, sh_degree=sh_degree,
-                   init_opacity=init_opacity, position_lr_scaling=position_lr_scaling)
+                   init_opacity=init_opacity, position_lr_scaling=position_lr_scaling, init=init,
+                   init_max_points=init_max_points, init_min_depth=init_min_depth, hints=hints)
     # 'context': the last context_frames images (the next chunk's context) are the cache's only views
     sel = slice(-context_frames, None) if train_frames == "context" else slice(None)
     cache = build_cache(images.float().cpu()[sel], geometry.depth[sel], geometry.cameras[sel], mode, cfg,
@@ -486,11 +488,14 @@ def chunk_loop(env, model, geometry_model, image, cameras, frames, prompt, style
                caption_style=_PS.caption_style, caption_max_tokens=0, from_chunk=0,
                geometry_batch=_PS.geometry_batch, cfg_batch=_PS.cfg_batch, vae_tiling=_PS.vae_tiling, vram="auto",
                history_intrinsics=_PS.history_intrinsics, fps=_PS.fps, profile=DEFAULT_PROFILE, memory=_PS.memory,
-               world_voxel=0.05, geometry_alignment=_PS.geometry_alignment, geometry_input=_PS.geometry_input):
+               world_voxel=0.05, geometry_alignment=_PS.geometry_alignment, geometry_input=_PS.geometry_input,
+               init=_GS.init, init_max_points=_GS.init_max_points, init_min_depth=_GS.init_min_depth,
+               hints=_GS.hints):
     # every input is checked before the run folder is touched
     start = _start_image(image)
     gs = GSConfig(iterations=gs_iterations, depth_loss=depth_loss, depth_loss_weight=depth_loss_weight,
-                  sh_degree=sh_degree, init_opacity=init_opacity, position_lr_scaling=position_lr_scaling)
+                  sh_degree=sh_degree, init_opacity=init_opacity, position_lr_scaling=position_lr_scaling,
+                  init=init, init_max_points=init_max_points, init_min_depth=init_min_depth, hints=hints)
     settings = PipelineSettings(chunk_frames=chunk_frames, context_frames=context_frames, strength=strength,
                                 steps=steps, guidance_scale=cfg, seed=seed, variant=schedule, cache_mode=cache_mode,
                                 gs=gs, cache_frames=cache_frames, extend_mode=extend_mode,

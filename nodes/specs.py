@@ -18,7 +18,7 @@ from worldwarp_core.geometry import (
     POSE_SOURCES,
     list_estimators,
 )
-from worldwarp_core.gscache import CACHE_MODES, DEPTH_LOSSES, POSITION_LR_SCALINGS, GSConfig
+from worldwarp_core.gscache import CACHE_MODES, DEPTH_LOSSES, HINT_COLOURS, INIT_MODES, POSITION_LR_SCALINGS, GSConfig
 from worldwarp_core.gscache.world import MEMORY_MODES
 from worldwarp_core.loop import CACHE_FRAMES
 from worldwarp_core.official_paths import list_official_presets
@@ -100,7 +100,7 @@ PROFILE_WIDGETS = {
         "caption_style": "caption_style", "history_intrinsics": "history_intrinsics",
         "geometry_alignment": "geometry_alignment", "geometry_input": "geometry_input",
         "init_opacity": "gs.init_opacity", "depth_loss": "gs.depth_loss", "depth_loss_weight": "gs.depth_loss_weight",
-        "position_lr_scaling": "gs.position_lr_scaling"},
+        "position_lr_scaling": "gs.position_lr_scaling", "init": "gs.init", "hints": "gs.hints"},
     "WorldWarpLoopStart": {"chunk_frames": "chunk_frames", "context_frames": "context_frames", "seed": "seed",
                            "fps": "fps", "extrapolation": "extrapolation"},
 }
@@ -179,6 +179,18 @@ GS_INIT_OPACITY = In("init_opacity", "FLOAT", "Initial opacity of the Gaussians 
 GS_POSITION_LR = In("position_lr_scaling", "COMBO", "Position learning rate times the scene extent (the same setting "
                     "whatever the depth units) or absolute (the official code's).", _GS.position_lr_scaling,
                     options=POSITION_LR_SCALINGS)
+GS_INIT = In("init", "COMBO", "Gaussians at the start: one per pixel, sized by the pixel's footprint, or the official "
+             "code's (at most init_max_points random pixels per frame past init_min_depth, sized by their 3 nearest "
+             "neighbours).", _GS.init, options=INIT_MODES, optional=True)
+GS_INIT_MAX_POINTS = In("init_max_points", "INT", "init 'official': at most this many Gaussians per frame (official: "
+                        "50000).", _GS.init_max_points, min=1, max=10_000_000, optional=True)
+GS_INIT_MIN_DEPTH = In("init_min_depth", "FLOAT", "init 'official': pixels at this depth or nearer are skipped, in the "
+                       "geometry's units (official demo: 0.8).", _GS.init_min_depth, min=0.0, max=1e6, step=0.01,
+                       optional=True)
+GS_HINTS = In("hints", "COMBO", "Hint colour where the render is partly transparent: divided by its opacity, or "
+              "premultiplied (darker there; the official code's, which its checkpoint was trained on).", _GS.hints,
+              options=HINT_COLOURS, optional=True)
+GS_INIT_INPUTS = (GS_INIT, GS_INIT_MAX_POINTS, GS_INIT_MIN_DEPTH, GS_HINTS)
 # memory options (PipelineSettings; none changes the frames beyond float rounding, except VAE tiling's seams)
 GEOMETRY_BATCH = In("geometry_batch", "INT", "Frames per forward of a per-frame depth model (Depth Pro, Depth "
                     "Anything V2): its memory grows with this, not with the number of frames. Multi-view models "
@@ -377,7 +389,7 @@ SPECS: tuple[NodeSpec, ...] = (
                  "context_frames (the next chunk's context, the official code's).", _PS.cache_frames,
                  options=CACHE_FRAMES),
               In("context_frames", "INT", "With train_frames 'context': how many of the last images.",
-                 _PS.context_frames, min=1, max=81)),
+                 _PS.context_frames, min=1, max=81), *GS_INIT_INPUTS),
              (Out(CACHE, "cache"), Out("SPLAT", "splat"))),
     NodeSpec("WorldWarpRenderHints", "Render Warp Hints", "WorldWarp/cache",
              "Renders forward-warped hints and validity masks at cameras; edit them with any image node.",
@@ -455,7 +467,7 @@ SPECS: tuple[NodeSpec, ...] = (
               In("fps", "INT", "Frame rate of the video output (official demo: 30).", _PS.fps, min=1, max=120,
                  optional=True),
               PROFILE,
-              MEMORY, WORLD_VOXEL, GEOMETRY_ALIGNMENT, GEOMETRY_INPUT),
+              MEMORY, WORLD_VOXEL, GEOMETRY_ALIGNMENT, GEOMETRY_INPUT, *GS_INIT_INPUTS),
              (Out("IMAGE", "frames"), Out(CAMERAS, "cameras"))),
     # the chunk loop as a graph: Loop Start -> the body (stage nodes, any core nodes) -> Loop End
     NodeSpec("WorldWarpLoopStart", "WorldWarp Loop Start", "WorldWarp/loop",

@@ -322,7 +322,7 @@ def wired_generator(kind: str = "full") -> Graph:
     align = g.add("WorldWarpAlignToHistory", BODY[0])
     g.link(start, "loop", align, "loop")
     g.link(geo, "geometry", align, "geometry")
-    cache = g.add("WorldWarpBuildCache", BODY[1], size=(340, 520))
+    cache = g.add("WorldWarpBuildCache", BODY[1], size=(340, 630))
     g.link(start, "history", cache, "images")
     g.link(align, "geometry", cache, "geometry")
     g.link(start, "cache_seed", cache, "seed")
@@ -409,7 +409,7 @@ def compact_generator() -> Graph:
     loop_group = g.group("Chunk loop: every stage of every chunk", "loop")
     g.group(OUTPUTS, "outputs")
     loop = g.add("WorldWarpChunkLoop", loop_group, {"frames": 93, "prompt": PROMPT,
-                                                    "output_folder": "worldwarp/compact"}, size=(360, 1220))
+                                                    "output_folder": "worldwarp/compact"}, size=(360, 1330))
     _wire_models(g, model, vae, False, loop)
     g.link(clip, "CLIP", loop, "clip")
     for src, out, name in ((geo_model, "geometry_model", "geometry_model"), (scale, "IMAGE", "image"),
@@ -443,7 +443,7 @@ def one_chunk() -> Graph:
     for t in stages:
         g.group(t, "body")
     g.group(OUTPUTS, "outputs")
-    cache = g.add("WorldWarpBuildCache", stages[0], size=(340, 520))
+    cache = g.add("WorldWarpBuildCache", stages[0], size=(340, 630))
     g.link(scale, "IMAGE", cache, "images")
     g.link(geo, "geometry", cache, "geometry")
     sp = g.add("WorldWarpSaveSplat", stages[0])

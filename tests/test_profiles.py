@@ -30,6 +30,9 @@ def test_official_demo_values():
         "official", "official", "context", "official", 5.0)
     assert (s.gs.init_opacity, s.gs.depth_loss, s.gs.depth_loss_weight, s.gs.position_lr_scaling) == (
         0.9999, "disparity", 0.01, "absolute")
+    assert (s.gs.init, s.gs.init_max_points, s.gs.init_min_depth, s.gs.hints) == (
+        "official", 50000, 0.8, "premultiplied")
+    assert (settings_for("paper").gs.init, settings_for("paper").gs.hints) == ("official", "premultiplied")
     inputs = get_profile("official-demo").inputs
     assert inputs["resize"] == "720x480" and inputs["presets"] == "official"
     # focal 1.2·W as a horizontal field of view: W / (2 tan(fov / 2)) = 1.2 W
@@ -81,6 +84,9 @@ def test_cli_profile_sets_every_option_it_names_unless_given():
     assert (a.tau, a.seed) == (0.7, 5)  # given explicitly: kept
     assert a.trajectory == "official:dolly_in + official:pan_right"  # bare names are the official presets
     assert a.gs_init_opacity == 0.9999 and a.gs_position_lr == "absolute" and a.caption_style == "official"
+    assert (a.gs_init, a.gs_hints) == ("official", "premultiplied")
+    mixed = _args("--profile", "paper", "--gs-init", "per-pixel")  # given explicitly: kept
+    assert (mixed.gs_init, mixed.gs_hints) == ("per-pixel", "premultiplied")
     plain = _args()
     assert (plain.chunk, plain.context, plain.tau, plain.seed, plain.fps) == (49, 5, 0.8, 0, 16)
     assert plain.resize is None and plain.fov is None and plain.trajectory == "dolly_in + pan_right"

@@ -138,7 +138,8 @@ PROFILE_OPTIONS = {
     "guidance_scale": ("cfg", "--cfg"), "gs.iterations": ("gs_iterations", "--gs-iterations"),
     "gs.init_opacity": ("gs_init_opacity", "--gs-init-opacity"), "gs.depth_loss": ("gs_depth_loss", "--gs-depth-loss"),
     "gs.depth_loss_weight": ("gs_depth_loss_weight", "--gs-depth-loss-weight"),
-    "gs.position_lr_scaling": ("gs_position_lr", "--gs-position-lr"),
+    "gs.position_lr_scaling": ("gs_position_lr", "--gs-position-lr"), "gs.init": ("gs_init", "--gs-init"),
+    "gs.hints": ("gs_hints", "--gs-hints"),
     "caption_style": ("caption_style", "--caption-style"), "extrapolation": ("extrapolation", "--extrapolation"),
     "history_intrinsics": ("history_intrinsics", "--history-intrinsics"),
     "geometry_alignment": ("geometry_alignment", "--geometry-alignment"),
@@ -198,6 +199,8 @@ def check_generate_args(args) -> dict:
     check_int(args.gs_iterations, "--gs-iterations", 0)
     check_float(args.gs_depth_loss_weight, "--gs-depth-loss-weight", 0.0, example=0.01)
     check_float(args.gs_init_opacity, "--gs-init-opacity", 0.0, 1.0, lo_open=True, hi_open=True, example=0.8)
+    check_int(args.gs_init_max_points, "--gs-init-max-points", 1)
+    check_float(args.gs_init_min_depth, "--gs-init-min-depth", 0.0, example=0.8)
     if args.world_voxel is not None:
         check_float(args.world_voxel, "--world-voxel", 0.0, lo_open=True, example=0.05)
     check_seed(args.seed, "--seed")
@@ -210,7 +213,9 @@ def check_generate_args(args) -> dict:
             guidance_scale=args.cfg, variant=args.schedule, training_free=args.training_free, cache_mode=args.cache,
             gs=GSConfig(iterations=args.gs_iterations, depth_loss=args.gs_depth_loss,
                         depth_loss_weight=args.gs_depth_loss_weight, sh_degree=args.gs_sh_degree,
-                        init_opacity=args.gs_init_opacity, position_lr_scaling=args.gs_position_lr),
+                        init_opacity=args.gs_init_opacity, position_lr_scaling=args.gs_position_lr,
+                        init=args.gs_init, init_max_points=args.gs_init_max_points,
+                        init_min_depth=args.gs_init_min_depth, hints=args.gs_hints),
             cache_frames=args.cache_frames, extend_mode=args.extend, seed=args.seed,
             extrapolation=args.extrapolation, extrapolation_window=args.extrapolation_window,
             world_voxel=args.world_voxel, memory=args.memory, world_align=args.world_align,
@@ -492,7 +497,7 @@ def _add_cache_options(g) -> None:
     """The 3DGS cache's options (``GSConfig``; docs/CACHE.md measures them) and how the history's
     geometry reaches the cache."""
     from .geometry import GEOMETRY_ALIGNMENTS, GEOMETRY_INPUTS
-    from .gscache import DEPTH_LOSSES, POSITION_LR_SCALINGS, GSConfig
+    from .gscache import DEPTH_LOSSES, HINT_COLOURS, INIT_MODES, POSITION_LR_SCALINGS, GSConfig
     from .loop import CACHE_FRAMES
     from .pipeline import PipelineSettings
 
@@ -508,6 +513,17 @@ def _add_cache_options(g) -> None:
                    help="initial opacity of the Gaussians, 0..1 exclusive (official: 0.9999)")
     g.add_argument("--gs-position-lr", default=gs.position_lr_scaling, choices=list(POSITION_LR_SCALINGS),
                    help="position learning rate: times the scene extent, or absolute (the official code's)")
+    g.add_argument("--gs-init", default=gs.init, choices=list(INIT_MODES),
+                   help="Gaussians at the start: one per pixel with the pixel's footprint as size, or the official "
+                        "code's (a random subset per frame past a depth cut, sized by their 3 nearest neighbours)")
+    g.add_argument("--gs-init-max-points", type=int, default=gs.init_max_points,
+                   help=f"--gs-init official: at most this many Gaussians per frame (official: {gs.init_max_points})")
+    g.add_argument("--gs-init-min-depth", type=float, default=gs.init_min_depth,
+                   help=f"--gs-init official: pixels at this depth or nearer are skipped, in the geometry's units "
+                        f"(official demo: {gs.init_min_depth})")
+    g.add_argument("--gs-hints", default=gs.hints, choices=list(HINT_COLOURS),
+                   help="hint colour where the render is partly transparent: divided by its opacity, or "
+                        "premultiplied (darker there: the official code's, which its checkpoint was trained on)")
     g.add_argument("--cache-frames", default=s.cache_frames, choices=list(CACHE_FRAMES),
                    help="frames the cache is optimised on: the whole previous chunk, or only its context frames "
                         "(the official code's)")

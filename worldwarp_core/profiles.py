@@ -63,6 +63,10 @@ _OFFICIAL_PIECES = {
     "gs.depth_loss": "disparity",
     "gs.depth_loss_weight": 0.01,
     "gs.position_lr_scaling": "absolute",
+    # the official cache init (GS3DWarper._initialize_splats_from_depth): <= 50k random points per frame past
+    # the 0.8 depth cut, 3-NN scales; hints as the render composited over black (premultiplied)
+    "gs.init": "official",
+    "gs.hints": "premultiplied",
 }
 
 PROFILES: dict[str, Profile] = {

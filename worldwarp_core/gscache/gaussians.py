@@ -10,8 +10,11 @@ learn view-dependent colour when ``sh_degree`` > 0), opacity ``init_opacity`` an
   ``qbhan/WorldWarp``): per frame, at most ``init_max_points`` pixels drawn at random (seeded by
   ``seed``) among those with depth > ``init_min_depth``, and an isotropic scale
   ``sqrt(mean squared distance to the 3 nearest other points)`` (simple-knn's ``distCUDA2``, the
-  squared distance clamped at 1e-7), times ``scale_factor``. The official code further voxel-merges
-  clouds of over a million points; that step is not reproduced (``voxel_size`` is this pack's own).
+  squared distance clamped at 1e-7), times ``scale_factor``; colours are the frames quantised to
+  8 bits (truncated, as the official ``astype(uint8)``). A cloud of over ``init_max_total`` points
+  (official: a million) is first voxel-merged as Open3D's ``voxel_down_sample`` does it in the
+  official ``downsample_with_open3d``: points and colours averaged per voxel, the voxel edge starting
+  at the cloud's smallest extent / 100 and growing by 10 % until it fits (at most 20 tries).
 
 Optional voxel de-duplication keeps one Gaussian per voxel so that overlapping history frames do
 not multiply points.
@@ -78,6 +81,7 @@ class GSConfig:
     init: InitMode = "per-pixel"
     init_max_points: int = 50000  # official init: at most this many points per frame (the official value)
     init_min_depth: float = 0.8  # official init: pixels with depth <= this are skipped (the official demo's cut)
+    init_max_total: int = 1_000_000  # official init: larger clouds are voxel-merged below this (the official value)
     # hint colour where valid: the render divided by its alpha ("unpremultiplied"), or composited over
     # black as the rasteriser accumulates it ("premultiplied", the official code's)
     hints: HintColour = "unpremultiplied"
@@ -109,6 +113,10 @@ class GSConfig:
                 or self.init_max_points < 1:
             raise ValueError(f"init_max_points must be an integer >= 1 (points per frame; official: 50000), "
                              f"got {self.init_max_points!r}")
+        if isinstance(self.init_max_total, bool) or not isinstance(self.init_max_total, int) \
+                or self.init_max_total < 2:
+            raise ValueError(f"init_max_total must be an integer >= 2 (points in all; official: 1000000), "
+                             f"got {self.init_max_total!r}")
         if not (self.init_min_depth >= 0 and math.isfinite(self.init_min_depth)):
             raise ValueError(f"init_min_depth must be a finite number >= 0 (official demo: 0.8; 0 keeps every "
                              f"pixel with depth > 0), got {self.init_min_depth}")
@@ -238,11 +246,11 @@ def knn_mean_sq_dist(points: Tensor, k: int = KNN_NEIGHBOURS, block: int = 1024,
     1. An upper bound ``r`` on each point's ``k``-th neighbour distance: the ``k``-th nearest among
        its neighbours along a Morton (Z-order) curve, on which points near in the order are near in
        space.
-    2. Every nearer point lies within ``r`` along the widest axis, so a block of points (in that
-       axis' order) is compared only with the slab of points between its lowest ``x - r`` and highest
-       ``x + r``, ``chunk`` columns at a time. The loosest bounds (the top 1 %) form blocks of their
-       own so that they do not widen the others' slabs. Exact whatever the cloud: a loose bound only
-       makes a slab wider.
+    2. Every nearer point lies within ``r`` along each axis. The points are cut into stripes along
+       the widest axis and ordered along the second widest inside each stripe, so that a block of
+       ``block`` consecutive points is compact in both; a block is compared only with the points in
+       its box (its lowest ``x - r`` to highest ``x + r`` on both axes), ``chunk`` at a time. Exact
+       whatever the cloud: a loose bound only makes a box larger.
     """
     if points.ndim != 2 or points.shape[1] != 3:
         raise ValueError(f"points must be [N, 3], got {list(points.shape)}")
@@ -250,59 +258,73 @@ def knn_mean_sq_dist(points: Tensor, k: int = KNN_NEIGHBOURS, block: int = 1024,
     if N < 2:
         raise ValueError(f"nearest-neighbour scales need at least 2 points, got {N}")
     k_eff = min(k, N - 1)
-    # a little slack so that rounding never puts the k-th neighbour outside its slab
+    # a little slack so that rounding never puts the k-th neighbour outside its box
     r = _morton_bound(points, k_eff).sqrt() * (1 + 1e-5) + 1e-12
-    axis = int((points.amax(0) - points.amin(0)).argmax())
-    order = torch.argsort(points[:, axis])
+    a, b = torch.argsort(points.amax(0) - points.amin(0), descending=True)[:2].tolist()
+    order = torch.argsort(points[:, a])  # positions below are in this order
     pts, r = points[order], r[order]
-    xs = pts[:, axis].contiguous()
-    loose = r > r.kthvalue(max(1, int(0.99 * N))).values
+    xs = pts[:, a].contiguous()
+    stripes = max(1, math.isqrt(N // block))
+    stripe = torch.arange(N, device=points.device) * stripes // N
+    # blocks inside each stripe, along the second axis
+    key = torch.argsort(pts[:, b])
+    key = key[torch.argsort(stripe[key], stable=True)]
+    ends = torch.bincount(stripe, minlength=stripes).cumsum(0).tolist()
+    starts = [s for begin, end in zip([0] + ends[:-1], ends) for s in range(begin, end, block)]
     out = torch.empty(N, dtype=points.dtype, device=points.device)
-    for group in (torch.nonzero(~loose).squeeze(1), torch.nonzero(loose).squeeze(1)):
-        for b in range(0, group.numel(), block):
-            rows_idx = group[b:b + block]  # positions in the sorted order
-            rows = pts[rows_idx]
-            lo = int(torch.searchsorted(xs, (rows[:, axis] - r[rows_idx]).min().reshape(1)))
-            hi = int(torch.searchsorted(xs, (rows[:, axis] + r[rows_idx]).max().reshape(1), right=True))
-            best = torch.full((rows_idx.numel(), k_eff), float("inf"), dtype=points.dtype, device=points.device)
-            for c in range(lo, hi, chunk):
-                part = _k_smallest(rows, rows_idx, pts[c:min(hi, c + chunk)], c, k_eff)
-                best = torch.cat([best, part], dim=1).topk(k_eff, dim=1, largest=False).values
-            out[rows_idx] = best.mean(dim=1)
+    for s in starts:
+        rows_idx = key[s:min(s + block, next(e for e in ends if e > s))]
+        rows, rr = pts[rows_idx], r[rows_idx]
+        lo = int(torch.searchsorted(xs, (rows[:, a] - rr).min().reshape(1)))
+        hi = int(torch.searchsorted(xs, (rows[:, a] + rr).max().reshape(1), right=True))
+        yb = pts[lo:hi, b]
+        cand = lo + torch.nonzero((yb >= (rows[:, b] - rr).min()) & (yb <= (rows[:, b] + rr).max())).squeeze(1)
+        best = torch.full((rows_idx.numel(), k_eff), float("inf"), dtype=points.dtype, device=points.device)
+        for c in range(0, cand.numel(), chunk):
+            part = _k_smallest(rows, rows_idx, pts[cand[c:c + chunk]], cand[c:c + chunk], k_eff)
+            best = torch.cat([best, part], dim=1).topk(k_eff, dim=1, largest=False).values
+        out[rows_idx] = best.mean(dim=1)
     result = torch.empty_like(out)
     result[order] = out
     return result
 
 
-def _morton_bound(points: Tensor, k: int, window: int = 8, bits: int = 16) -> Tensor:
+def _morton_bound(points: Tensor, k: int, window: int = 8, bits: int = 16,
+                  shifts: tuple[float, ...] = (0.0, 1 / 3, 2 / 3)) -> Tensor:
     """``[N]`` an upper bound on each point's squared ``k``-th neighbour distance: the ``k``-th
-    smallest over its ``window`` neighbours on each side along the Morton curve (``inf`` if fewer)."""
+    smallest over its ``window`` neighbours on each side along a Morton curve, the least over curves
+    with the grid shifted by ``shifts`` of the cloud's extent (a curve's big jumps fall elsewhere on
+    each; ``inf`` if fewer neighbours)."""
     N = points.shape[0]
     lo = points.amin(0)
-    q = ((points - lo) / (points.amax(0) - lo).clamp_min(1e-30) * (2**bits - 1)).long()  # [N, 3] cells
-    code = torch.zeros(N, dtype=torch.long, device=points.device)
-    for bit in range(bits):  # interleave the cells' bits: x0 y0 z0 x1 y1 z1 ...
-        for a in range(3):
-            code |= ((q[:, a] >> bit) & 1) << (3 * bit + a)
-    order = torch.argsort(code)
-    p = points[order]
+    unit = (points - lo) / (points.amax(0) - lo).clamp_min(1e-30)  # [N, 3] in 0..1
     window = max(window, k)
-    near = torch.full((N, 2 * window), float("inf"), dtype=points.dtype, device=points.device)
-    for j in range(1, min(window, N - 1) + 1):
-        d2 = (p[j:] - p[:-j]).square().sum(dim=1)
-        near[:-j, j - 1] = d2  # the j-th point after
-        near[j:, window + j - 1] = d2  # the j-th point before
-    bound = torch.empty(N, dtype=points.dtype, device=points.device)
-    bound[order] = near.topk(k, dim=1, largest=False).values[:, -1]
+    bound = torch.full((N,), float("inf"), dtype=points.dtype, device=points.device)
+    for shift in shifts:
+        q = ((unit + shift) / (1 + shift) * (2**bits - 1)).long()  # [N, 3] cells
+        code = torch.zeros(N, dtype=torch.long, device=points.device)
+        for bit in range(bits):  # interleave the cells' bits: x0 y0 z0 x1 y1 z1 ...
+            for a in range(3):
+                code |= ((q[:, a] >> bit) & 1) << (3 * bit + a)
+        order = torch.argsort(code)
+        p = points[order]
+        near = torch.full((N, 2 * window), float("inf"), dtype=points.dtype, device=points.device)
+        for j in range(1, min(window, N - 1) + 1):
+            d2 = (p[j:] - p[:-j]).square().sum(dim=1)
+            near[:-j, j - 1] = d2  # the j-th point after
+            near[j:, window + j - 1] = d2  # the j-th point before
+        on_curve = torch.empty(N, dtype=points.dtype, device=points.device)
+        on_curve[order] = near.topk(k, dim=1, largest=False).values[:, -1]
+        bound = torch.minimum(bound, on_curve)
     return bound
 
 
-def _k_smallest(rows: Tensor, rows_idx: Tensor, cols: Tensor, col_start: int, k: int) -> Tensor:
+def _k_smallest(rows: Tensor, rows_idx: Tensor, cols: Tensor, cols_idx: Tensor, k: int) -> Tensor:
     """``[B, k]`` the ``k`` smallest squared distances from ``rows`` ``[B, 3]`` (at positions ``rows_idx``
-    ``[B]``) to ``cols`` ``[C, 3]`` (positions ``col_start + j``), a row's own point excluded; ``inf``
-    where there are fewer."""
+    ``[B]``) to ``cols`` ``[C, 3]`` (at positions ``cols_idx`` ``[C]``), a row's own point excluded;
+    ``inf`` where there are fewer."""
     d2 = torch.cdist(rows, cols, compute_mode="donot_use_mm_for_euclid_dist").square()  # exact, not |a|²+|b|²-2ab
-    own = rows_idx.unsqueeze(1) == torch.arange(col_start, col_start + cols.shape[0], device=rows.device)
+    own = rows_idx.unsqueeze(1) == cols_idx.unsqueeze(0)
     d2 = d2.masked_fill(own, float("inf"))
     if d2.shape[1] < k:
         d2 = torch.cat([d2, d2.new_full((d2.shape[0], k - d2.shape[1]), float("inf"))], dim=1)
@@ -322,6 +344,33 @@ def official_init_mask(depths: Tensor, config: GSConfig, keep: Tensor) -> Tensor
             pick = torch.randperm(idx.numel(), generator=gen)[: config.init_max_points]
             idx = idx[pick.to(idx.device)]
         out[f].view(-1)[idx] = True
+    return out
+
+
+def voxel_merge(points: Tensor, colors: Tensor, target: int, tries: int = 20) -> tuple[Tensor, Tensor]:
+    """``points`` ``[N, 3]`` and ``colors`` ``[N, 3]`` averaged per voxel until at most ``target`` remain:
+    the official init's reduction of a large cloud (Open3D ``voxel_down_sample``: voxels anchored half
+    an edge below the cloud's minimum, the edge starting at its smallest extent / 100, times 1.1 per
+    try, at most ``tries`` tries; more than ``target`` may remain after the last, as there).
+    Unchanged when already at most ``target``. The merged points come in voxel order."""
+    if points.shape[0] <= target:
+        return points, colors
+    lo, hi = points.amin(0), points.amax(0)
+    edge = float((hi - lo).min()) / 100.0
+    if not edge > 0:
+        raise ValueError(f"the cloud of {points.shape[0]} points is flat along an axis (extent {(hi - lo).tolist()}), "
+                         f"so its voxel merge has no size; raise init_max_total above {points.shape[0]} or use "
+                         "init 'per-pixel'")
+    out = (points, colors)
+    for _ in range(tries):
+        if out[0].shape[0] <= target:
+            break
+        cells = torch.floor((points - (lo - edge / 2)) / edge).long()
+        _, inverse, counts = torch.unique(cells, dim=0, return_inverse=True, return_counts=True)
+        out = tuple(torch.zeros(counts.numel(), 3, dtype=x.dtype, device=x.device).index_add_(0, inverse, x)
+                    / counts.unsqueeze(1).to(x.dtype) for x in (points, colors))
+        if out[0].shape[0] > target:
+            edge *= 1.1
     return out
 
 
@@ -355,20 +404,23 @@ def init_gaussians(images: Tensor, depths: Tensor, cameras: Cameras, config: GSC
     if len(cloud) == 0:
         raise ValueError("the history frames give an empty point cloud (all pixels masked or depth <= 0)")
     dtype, device = cloud.points.dtype, cloud.points.device
+    points, colors = cloud.points, cloud.colors
     if config.init == "official":
-        std = knn_mean_sq_dist(cloud.points).clamp_min(KNN_MIN_SQ_DIST).sqrt() * config.scale_factor
+        colors = torch.floor(colors.clamp(0, 1) * 255) / 255  # the frames as 8-bit images (astype truncates)
+        points, colors = voxel_merge(points, colors, config.init_max_total)
+        std = knn_mean_sq_dist(points).clamp_min(KNN_MIN_SQ_DIST).sqrt() * config.scale_factor
     else:
         # pixel footprint at each point: depth / focal (per frame, same selection order as unproject)
         focal = cameras.to(depths.device, dtype).Ks[:, 0, 0].view(-1, 1, 1).expand_as(depths)[keep]
         std = depths.to(dtype)[keep] / focal * config.scale_factor * config.stride
-    N = len(cloud)
+    N = points.shape[0]
     quats = torch.zeros(N, 4, dtype=dtype, device=device)
     quats[:, 0] = 1.0
     K = (config.sh_degree + 1) ** 2
     sh = torch.zeros(N, K, 3, dtype=dtype, device=device)
-    sh[:, 0] = (cloud.colors - 0.5) / SH_C0
+    sh[:, 0] = (colors - 0.5) / SH_C0
     logit = torch.logit(torch.tensor(config.init_opacity, dtype=dtype))
-    g = Gaussians(cloud.points, quats, std.log().unsqueeze(1).expand(N, 3).clone(),
+    g = Gaussians(points, quats, std.log().unsqueeze(1).expand(N, 3).clone(),
                   logit.expand(N).clone().to(device), sh)
     if config.voxel_size is not None:
         g = g.select(voxel_dedup(g.means, config.voxel_size))
@@ -377,4 +429,4 @@ def init_gaussians(images: Tensor, depths: Tensor, cameras: Cameras, config: GSC
 
 __all__ = ["DEPTH_LOSSES", "HINT_COLOURS", "INIT_MODES", "POSITION_LR_SCALINGS", "DepthLoss", "GSConfig", "Gaussians",
            "HintColour", "InitMode", "PositionLrScaling", "SH_C0", "init_gaussians", "knn_mean_sq_dist",
-           "official_init_mask", "sh_colors", "voxel_dedup"]
+           "official_init_mask", "sh_colors", "voxel_dedup", "voxel_merge"]
