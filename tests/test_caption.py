@@ -137,7 +137,9 @@ def test_florence_2_refuses_remote_code_releases_and_missing_folders(tmp_path):
 # ----------------------------------------------------------------------------- the official request
 # sha256 of the official demo's system prompt (VL_EN_SYS_PROMPT in pose_control.py, qbhan/WorldWarp 0396b80)
 OFFICIAL_PROMPT_SHA256 = "0f5080e18ce9f5d33b2c1482e7041bc79c68a3ef07f8b2b9dd63bc00c80d0df0"
-OFFICIAL_MIRROR = "/work/.mirror/qbhan+WorldWarp/repo"
+# the fetch tool's git mirror of qbhan/WorldWarp beside the checkout, or WORLDWARP_OFFICIAL_MIRROR
+OFFICIAL_MIRROR = os.environ.get("WORLDWARP_OFFICIAL_MIRROR", os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), ".mirror", "qbhan+WorldWarp", "repo"))
 # Qwen2.5-VL-Instruct's chat template (its chat_template.json), the text the official processor renders
 QWEN_VL_CHAT_TEMPLATE = (
     "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"

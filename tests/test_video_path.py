@@ -39,7 +39,9 @@ from worldwarp_core.video_path import (
     save_pose_cache,
 )
 
-MIRROR = "/work/.mirror/qbhan+WorldWarp/repo"
+# the fetch tool's git mirror of qbhan/WorldWarp beside the checkout, or WORLDWARP_OFFICIAL_MIRROR
+MIRROR = os.environ.get("WORLDWARP_OFFICIAL_MIRROR", os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), ".mirror", "qbhan+WorldWarp", "repo"))
 
 
 def _official_write(path, poses_c2w, Ks):
