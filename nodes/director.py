@@ -250,10 +250,9 @@ def handle_coverage(body) -> dict:
     """Per frame, the fraction of the frame the start image's geometry covers (``path_coverage`` at
     the coverage size, ``coverage``) and a planning-time prediction of what world memory could add
     to the hints: ``remembered``, the fraction an older chunk's frames saw and the online cache's
-    history did not (``revisit_masks`` on the start geometry's depth where it lands, else on the
-    start image's median depth; on a half-size grid, upsampled), and ``with_memory``, the fraction
-    covered by either. The chunking comes from the body's ``chunk_frames`` / ``context_frames``
-    (the pipeline's 49 / 5 when absent)."""
+    history did not (``revisit_masks`` with the start geometry's depth where it lands, else a sphere
+    at the start image's median depth; on a half-size grid). The chunking comes from the body's
+    ``chunk_frames`` / ``context_frames`` (the pipeline's 49 / 5 when absent)."""
     state = _state(body)
     chunk_frames = _get(body, "chunk_frames", int, CHUNK_FRAMES, 5, MAX_FRAMES)
     context_frames = _get(body, "context_frames", int, CONTEXT_FRAMES, 1, MAX_FRAMES)
@@ -269,11 +268,8 @@ def handle_coverage(body) -> dict:
     depths = torch.where(warp.masks, warp.depths, torch.zeros_like(warp.depths))
     small = revisit_masks(cams.resize(rw, rh), chunk_frames, context_frames, scene.median,
                           depths=_nearest(depths, (rh, rw)))
-    remembered = _nearest(small, (h, w)) > 0.5
-    with_memory = warp.masks | remembered
     return {"coverage": warp.masks.float().mean(dim=(1, 2)).tolist(),
-            "remembered": remembered.float().mean(dim=(1, 2)).tolist(),
-            "with_memory": with_memory.float().mean(dim=(1, 2)).tolist(),
+            "remembered": small.float().mean(dim=(1, 2)).tolist(),
             "chunk_frames": chunk_frames, "context_frames": context_frames, "width": w, "height": h}
 
 
