@@ -28,10 +28,12 @@ from worldwarp_core.cameras import Cameras, intrinsics_from_fov
 from worldwarp_core.director import (
     MAX_FRAMES,
     coverage_inputs,
+    coverage_masks,
     director_cameras,
     fit_keyframes,
-    path_coverage,
+    generating_chunks,
     relative_poses,
+    revisit_masks,
     scene_points,
 )
 from worldwarp_core.inputs import check_float
@@ -42,6 +44,10 @@ from .preview import decode_body, run_off_loop
 SCENE_SLOTS = 8
 MAX_POINTS = 40_000
 COVERAGE_WIDTH = 64
+# the remembered-coverage prediction is tested pixel by earlier camera: on half the coverage grid
+# (a quarter of the pixels) a 2000-frame path's answer stays well inside BUDGET_S on a loaded CPU
+REMEMBER_WIDTH = 32
+CHUNK_FRAMES, CONTEXT_FRAMES = 49, 5  # the pipeline's defaults (PipelineSettings)
 MAX_FILE_CHARS = 4_000_000
 EXPORT_FORMATS = {"re10k": "cameras.txt", "json": "cameras.json", "nerfstudio": "transforms.json"}
 
@@ -235,17 +241,36 @@ def handle_fit(body) -> dict:
     return {"keyframes": path.to_json(), "frames": path.frames, "count": len(path.keys), "fit_error": err}
 
 
+def _nearest(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``[F, h, w]`` -> ``[F, *size]`` float, nearest-neighbour (no depth blended across an edge)."""
+    return torch.nn.functional.interpolate(t[:, None].float(), size=size, mode="nearest-exact")[:, 0]
+
+
 def handle_coverage(body) -> dict:
     """Per frame, the fraction of the frame the start image's geometry covers (``path_coverage`` at
-    the coverage size)."""
+    the coverage size, ``coverage``) and a planning-time prediction of what world memory could add
+    to the hints: ``remembered``, the fraction an older chunk's frames saw and the online cache's
+    history did not (``revisit_masks`` with the start geometry's depth where it lands, else a sphere
+    at the start image's median depth; on a half-size grid). The chunking comes from the body's
+    ``chunk_frames`` / ``context_frames`` (the pipeline's 49 / 5 when absent)."""
     state = _state(body)
+    chunk_frames = _get(body, "chunk_frames", int, CHUNK_FRAMES, 5, MAX_FRAMES)
+    context_frames = _get(body, "context_frames", int, CONTEXT_FRAMES, 1, MAX_FRAMES)
+    generating_chunks(1, chunk_frames, context_frames)  # the 4k+1 / context checks, before any work
     scene = _scene(body)
     if scene is None:
         raise ValueError("coverage needs the scene: connect geometry to the Camera Director and run it once")
     start, scale = _start(state, scene)
     cams = director_path(state, start, scale)
-    cov = path_coverage(scene.cov_image, scene.cov_depth, scene.cov_start, cams)
-    return {"coverage": cov.tolist(), "width": scene.cov_start.width, "height": scene.cov_start.height}
+    warp = coverage_masks(scene.cov_image, scene.cov_depth, scene.cov_start, cams)
+    w, h = scene.cov_start.width, scene.cov_start.height
+    rw, rh = min(REMEMBER_WIDTH, w), max(1, round(min(REMEMBER_WIDTH, w) * h / w))
+    depths = torch.where(warp.masks, warp.depths, torch.zeros_like(warp.depths))
+    small = revisit_masks(cams.resize(rw, rh), chunk_frames, context_frames, scene.median,
+                          depths=_nearest(depths, (rh, rw)))
+    return {"coverage": warp.masks.float().mean(dim=(1, 2)).tolist(),
+            "remembered": small.float().mean(dim=(1, 2)).tolist(),
+            "chunk_frames": chunk_frames, "context_frames": context_frames, "width": w, "height": h}
 
 
 def handle_scene(body) -> dict:

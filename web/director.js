@@ -20,7 +20,7 @@ import { api } from "../../scripts/api.js";
 
 const NODE = "WorldWarpCameraDirector";
 const VIEW_H = 340;
-const STRIP_H = 62;
+const STRIP_H = 76;
 const BAR_H = 30;
 const STATE_WIDGETS = ["preset", "strength", "frames", "fov_degrees", "scene_scale", "easing", "keyframes"];
 const EASES = ["linear", "ease-in-out", "ease-in", "ease-out"];
@@ -79,6 +79,7 @@ class Director {
     this.fit = null; // keyframes of the preset path (shown as handles before the first edit)
     this.scene = null; // {points: Float32Array, colors: Uint8Array, count}
     this.coverage = null;
+    this.memory = null; // {remembered, chunk, context}: what world memory could recall, predicted
     this.frame = 0;
     this.selected = -1; // index into the keyframe list; -1: none
     this.status = "";
@@ -222,9 +223,16 @@ class Director {
     if (!this.scene) { this.coverage = null; this.redraw(); return; }
     try {
       const cov = await this.post("coverage", this.body());
-      if (seq === this.seq) { this.coverage = cov.coverage; this.redraw(); }
+      if (seq === this.seq) {
+        this.coverage = cov.coverage;
+        this.memory = cov.remembered ? { remembered: cov.remembered, chunk: cov.chunk_frames,
+          context: cov.context_frames } : null;
+        this.redraw();
+      }
     } catch (e) {
-      if (seq === this.seq) { this.coverage = null; this.status = String(e.message || e); this.redraw(); }
+      if (seq === this.seq) {
+        this.coverage = null; this.memory = null; this.status = String(e.message || e); this.redraw();
+      }
     }
   }
 
@@ -762,7 +770,11 @@ class Director {
     ctx.strokeRect(x0, y0, iw, ih);
     ctx.font = `${10 * this.dpr}px sans-serif`;
     ctx.fillStyle = "#4dff88";
-    const cov = this.coverage ? ` · covered ${(100 * this.coverage[this.frame]).toFixed(0)}%` : "";
+    let cov = this.coverage ? ` · covered ${(100 * this.coverage[this.frame]).toFixed(0)}%` : "";
+    const m = this.memory;
+    if (this.coverage && m?.remembered?.length === this.coverage.length && m.remembered[this.frame] >= 0.005) {
+      cov += ` · memory +${(100 * m.remembered[this.frame]).toFixed(0)}% (planned)`;
+    }
     ctx.fillText(`frame ${this.frame}${cov}`, x0 + 4 * this.dpr, y0 - 4 * this.dpr);
   }
 
@@ -785,6 +797,26 @@ class Director {
         ctx.fillStyle = `hsl(${Math.round(120 * Math.max(0, Math.min(1, (c - 0.4) / 0.6)))},70%,48%)`;
         ctx.fillRect(xOf(i) - bw / 2, top + bh * (1 - c), bw, bh * c);
       });
+      // the predicted world-memory recall (pixels the online cache would lack): a cyan line with a
+      // faint fill over the geometry's bars, and the chunk boundaries it depends on as faint ticks
+      const m = this.memory;
+      if (m?.remembered?.length === F) {
+        ctx.fillStyle = "#3a414c";
+        for (let f = m.chunk; f < F; f += m.chunk - m.context) ctx.fillRect(xOf(f) - 0.5 * dpr, top, dpr, bh);
+        ctx.fillStyle = "rgba(51,214,255,0.28)";
+        m.remembered.forEach((r, i) => {
+          if (r > 1e-3) ctx.fillRect(xOf(i) - bw / 2, top + bh * (1 - r), bw, bh * r);
+        });
+        ctx.strokeStyle = "#33d6ff";
+        ctx.lineWidth = 1.5 * dpr;
+        ctx.beginPath();
+        m.remembered.forEach((r, i) => {
+          const x = xOf(i), y = top + bh * (1 - r) + (r > 0 ? 0 : -0.75 * dpr);
+          if (i === 0) ctx.moveTo(x - bw / 2, y); else ctx.lineTo(x - bw / 2, y);
+          ctx.lineTo(x + bw / 2, y);
+        });
+        ctx.stroke();
+      }
     }
     // keyframe diamonds on the top row
     const keys = this.keys();
@@ -810,12 +842,23 @@ class Director {
     ctx.stroke();
     ctx.font = `${10 * dpr}px sans-serif`;
     ctx.fillStyle = "#aab3bf";
-    const mean = this.coverage ? this.coverage.reduce((a, b) => a + b, 0) / this.coverage.length : null;
+    const avg = (a) => a.reduce((x, y) => x + y, 0) / a.length;
+    const mean = this.coverage ? avg(this.coverage) : null;
     const low = this.coverage ? this.coverage.filter((c) => c < 0.5).length : 0;
     const text = this.coverage
-      ? `coverage by the start image's geometry: mean ${(100 * mean).toFixed(0)}%, ${low} of ${F} frames under half`
+      ? `start geometry covers: mean ${(100 * mean).toFixed(0)}%, ${low} of ${F} frames under half`
       : this.scene ? "coverage…" : "coverage: run the node with geometry connected";
-    ctx.fillText(`frame ${this.frame} / ${F - 1}   ·   ${text}`, pad, H - 4 * dpr);
+    ctx.fillText(`frame ${this.frame} / ${F - 1}   ·   ${text}`, pad, H - 16 * dpr);
+    const m = this.memory;
+    if (this.coverage && m?.remembered?.length === F) {
+      // a prediction on a proxy surface, for the pipeline's chunking (memory: world)
+      const extra = avg(m.remembered);
+      ctx.fillStyle = "#33d6ff";
+      ctx.fillText(extra >= 0.005
+        ? `world memory could recall +${(100 * extra).toFixed(0)}% over the online cache (planned: proxy surface, `
+          + `${m.chunk}-frame chunks)`
+        : `world memory: nothing to recall on this path (planned: ${m.chunk}-frame chunks)`, pad, H - 4 * dpr);
+    }
   }
 }
 

@@ -1,6 +1,7 @@
 """Keyframe camera paths (the Camera Director): a keyframe path spec -> cameras, keyframes fitted to
 any path (presets, camera files), the scene and path in the start camera's frame for drawing, and
-the coverage of each frame by the start image's geometry.
+the coverage of each frame by the start image's geometry, and a prediction of what a persistent
+world memory could recall in each frame that the online cache could not (``revisit_coverage``).
 
 A keyframe path lives in the START camera's frame, in scene units (the first frame's median depth,
 like the presets), so it does not depend on the depth model's units nor on where the geometry put
@@ -32,6 +33,7 @@ from torch import Tensor
 
 from .cameras import Cameras
 from .inputs import loads_json
+from .schedule import latent_frame_count
 from .trajectory import (
     EASES,
     MAX_FRAMES,
@@ -41,7 +43,7 @@ from .trajectory import (
     matrix_to_quat,
     quat_to_matrix,
 )
-from .warp import one_to_all_warp, unproject
+from .warp import one_to_all_warp, pixel_rays, unproject
 
 MAX_SPEC_CHARS = 200_000
 MAX_KEYFRAMES = 500
@@ -292,16 +294,159 @@ def coverage_inputs(image: Tensor, depth: Tensor, start: Cameras, width: int = 6
     return img, d, start.resize(width, h)
 
 
-def path_coverage(image: Tensor, depth: Tensor, start: Cameras, cameras: Cameras, radius: int = 1) -> Tensor:
-    """Per frame ``[F]``, the fraction of pixels the start image's geometry covers: the valid
-    fraction of the core point warp (``warp.one_to_all_warp``, the training-time renderer) of
-    ``image [H, W, 3]`` with ``depth [H, W]`` from ``start`` into ``cameras`` at the start's size."""
+def coverage_masks(image: Tensor, depth: Tensor, start: Cameras, cameras: Cameras, radius: int = 1):
+    """The core point warp (``warp.one_to_all_warp``, the training-time renderer) of ``image [H, W, 3]``
+    with ``depth [H, W]`` from ``start`` into ``cameras`` at the start's size: a ``WarpResult`` with
+    masks ``[F, H, W]`` (where the start image's geometry lands) and depths ``[F, H, W]``."""
     targets = cameras.resize(start.width, start.height) if (cameras.width, cameras.height) != (
         start.width, start.height) else cameras
-    masks = one_to_all_warp(image.float(), depth.float(), start.to(dtype=torch.float32),
-                            targets.to(dtype=torch.float32), radius=radius).masks
-    return masks.float().mean(dim=(1, 2))
+    return one_to_all_warp(image.float(), depth.float(), start.to(dtype=torch.float32),
+                           targets.to(dtype=torch.float32), radius=radius)
+
+
+def path_coverage(image: Tensor, depth: Tensor, start: Cameras, cameras: Cameras, radius: int = 1) -> Tensor:
+    """Per frame ``[F]``, the fraction of pixels the start image's geometry covers: the valid
+    fraction of ``coverage_masks``."""
+    return coverage_masks(image, depth, start, cameras, radius).masks.float().mean(dim=(1, 2))
+
+
+MAX_MEMORY_VIEWS = 64  # earlier cameras a frame's pixels are tested against (older frames, and the history)
+DEPTH_AGREEMENT = 0.1  # a point lies on a frame's surface when its depth there agrees within 10 %
+
+
+def generating_chunks(frames: int, chunk_frames: int, context_frames: int) -> tuple[Tensor, list[int]]:
+    """Which chunk generates each frame ``[F]`` (long) and every chunk's first frame (its context
+    included), as ``PipelineSettings.chunk_starts``: chunk 0 makes frames ``[0, C)``, chunk k >= 1
+    starts at ``C + (k-1)(C - ctx) - ctx`` and makes the ``C - ctx`` frames after its ``ctx``
+    context frames. A total the pipeline would refuse (not ``C + k(C - ctx)``) is read as its
+    chunks with the last one cut short, so a path of any length can be planned."""
+    C, ctx = chunk_frames, context_frames
+    latent_frame_count(C)  # 4k+1, with its message
+    if C < 5:
+        raise ValueError(f"chunk_frames must be 4k+1 and at least 5, got {C}")
+    if ctx < 1 or (ctx - 1) % 4 or ctx >= C:
+        raise ValueError(f"context frames must be 4j+1 and fewer than the chunk's {C} frames (e.g. 1 or 5), "
+                         f"got {ctx}")
+    if frames < 1:
+        raise ValueError(f"frames must be >= 1, got {frames}")
+    step = C - ctx
+    f = torch.arange(frames)
+    chunk = torch.where(f < C, 0, 1 + (f - C).clamp_min(0) // step)
+    starts = [0] + [C + (k - 1) * step - ctx for k in range(1, int(chunk[-1]) + 1)]
+    return chunk, starts
+
+
+def _on_surface(points: Tensor, views: Cameras, surface: Tensor, tolerance: float, block: int = 16) -> Tensor:
+    """``[N]`` bool: the world points ``[N, 3]`` that at least one of ``views`` sees on its surface:
+    inside its image, in front of it, at a depth within ``tolerance`` (relative) of the view's
+    surface depth ``surface [V, H, W]`` at the pixel the point lands on (the convention's
+    ``u = fx x / z + cx``, pixel ``floor(u)``). Each block of views tests only the points no earlier
+    block saw, so put the views likeliest to see them first."""
+    W, H = views.width, views.height
+    P = (views.Ks.double() @ views.viewmats[:, :3, :].double()).float()  # [V, 3, 4]
+    hom = torch.cat([points.float(), torch.ones_like(points[:, :1], dtype=torch.float32)], dim=1)  # [N, 4]
+    flat = surface.float().reshape(len(views), -1)  # [V, H*W]
+    seen = torch.zeros(points.shape[0], dtype=torch.bool)
+    todo = torch.arange(points.shape[0])
+    for v0 in range(0, len(views), block):
+        q = torch.einsum("nj,vij->vni", hom[todo], P[v0:v0 + block])  # [Vb, N', 3] = (z u, z v, z)
+        z = q[..., 2]
+        u, v = q[..., 0] / z, q[..., 1] / z
+        inside = (z > 0) & (u >= 0) & (u < W) & (v >= 0) & (v < H)
+        pix = torch.where(inside, v.clamp(0, H - 1).long() * W + u.clamp(0, W - 1).long(), 0)
+        there = torch.gather(flat[v0:v0 + block], 1, pix)  # [Vb, N']
+        hit = (inside & ((z - there).abs() <= tolerance * there)).any(dim=0)
+        seen[todo[hit]] = True
+        todo = todo[~hit]
+        if not len(todo):
+            break
+    return seen
+
+
+def revisit_masks(cameras: Cameras, chunk_frames: int, context_frames: int, proxy_depth: float,
+                  depths: Tensor | None = None, tolerance: float = DEPTH_AGREEMENT,
+                  max_views: int = MAX_MEMORY_VIEWS) -> Tensor:
+    """A planning-time PREDICTION, per frame and pixel ``[F, H, W]`` bool (at the cameras' size), of
+    where a persistent world memory (``memory: world``) could recall the scene and the online cache
+    (the paper's: built on the previous chunk's frames only) could not.
+
+    Nothing is generated yet, so each frame is assumed to see a proxy surface: at each pixel, the
+    depth ``depths[f, v, u]`` where that is positive (e.g. the start image's geometry warped into the
+    frame, z-buffered) and elsewhere a sphere of radius ``proxy_depth`` (world units, e.g. the start
+    image's median depth) around the camera. A frame "saw" a world point when the point lies on that
+    frame's surface (inside its image, depth within ``tolerance``). A pixel of a frame that chunk k
+    generates is remembered when its own surface point was seen by an OLDER frame (before chunk
+    k-1: what the world keeps from the chunks before) and by no frame of the HISTORY (chunk k-1's
+    frames, what the online cache is built on). Frames of the first two chunks have no older
+    frames, so they remember nothing. Assumed besides: the surfaces are where the proxy says (where
+    the start geometry does not reach, two frames agree only if their spheres meet: the same place,
+    or a turn on the spot), every older frame's view is in the world (with ``cache_frames``
+    "context" the world is built from fewer views, so read it as an upper bound), and nothing the
+    online cache renders is replaced. Bounded cost: the older frames are taken every
+    ``ceil(F / max_views)``-th frame (one stride for the whole path, so the sample does not change
+    from chunk to chunk), the history every ``ceil(C / max_views)``-th and always its last frame;
+    each pixel is tested against the history (newest first) until one frame sees it, and only the
+    pixels the history misses against the older frames.
+
+    Args:
+        cameras: ``F`` cameras (the path), at the size the masks are wanted (small: the coverage size).
+        chunk_frames, context_frames: the chunking (``generating_chunks``; the pipeline's 49 / 5).
+        proxy_depth: positive radius of the proxy sphere, in the cameras' world units.
+        depths: optional ``[F, H, W]`` camera z of known surface; non-positive = the sphere.
+        tolerance: relative depth agreement for a point to lie on a frame's surface.
+    """
+    if not (isinstance(proxy_depth, (int, float)) and math.isfinite(proxy_depth) and proxy_depth > 0):
+        raise ValueError(f"proxy_depth must be a positive finite depth (e.g. the start image's median), "
+                         f"got {proxy_depth!r}")
+    if not (isinstance(tolerance, (int, float)) and 0 < tolerance < 1):
+        raise ValueError(f"tolerance must be a relative depth agreement in (0, 1) (e.g. 0.1), got {tolerance!r}")
+    if max_views < 1:
+        raise ValueError(f"max_views must be >= 1, got {max_views}")
+    F, H, W = len(cameras), cameras.height, cameras.width
+    chunk, starts = generating_chunks(F, chunk_frames, context_frames)
+    if depths is not None and tuple(depths.shape) != (F, H, W):
+        raise ValueError(f"depths must be [F, H, W] = {[F, H, W]} like the cameras, got {list(depths.shape)}")
+    out = torch.zeros(F, H, W, dtype=torch.bool)
+    if len(starts) < 3:
+        return out
+    cams = cameras.to("cpu", torch.float64)
+    rays = pixel_rays(cams)  # [F, H, W, 3], z = 1
+    surface = float(proxy_depth) / rays.norm(dim=-1)  # the sphere's camera z
+    if depths is not None:
+        d = depths.to("cpu", torch.float64)
+        surface = torch.where(torch.isfinite(d) & (d > 0), d, surface)
+    c2w = cams.c2w
+    old_stride = max(1, math.ceil(F / max_views))
+    hist_stride = max(1, math.ceil(chunk_frames / max_views))
+    for k in range(2, len(starts)):
+        frames = torch.nonzero(chunk == k).flatten()
+        h0, h1 = starts[k - 1], min(starts[k - 1] + chunk_frames, F)  # the history: chunk k-1's frames
+        hist = list(range(h0, h1, hist_stride))
+        if hist[-1] != h1 - 1:
+            hist.append(h1 - 1)
+        hist = torch.tensor(hist[::-1])  # newest first: they see most of the new chunk
+        older = torch.arange(0, h0, old_stride)
+        # eq. (2)-(3): each pixel's surface point in world coordinates
+        pts = rays[frames] * surface[frames].unsqueeze(-1)
+        pts = torch.einsum("fij,fhwj->fhwi", c2w[frames, :3, :3], pts) + c2w[frames, None, None, :3, 3]
+        pts = pts.reshape(-1, 3)
+        remembered = ~_on_surface(pts, cams[hist], surface[hist], tolerance)
+        todo = torch.nonzero(remembered).flatten()
+        if len(todo):
+            remembered[todo] = _on_surface(pts[todo], cams[older], surface[older], tolerance)
+        out[frames] = remembered.reshape(len(frames), H, W)
+    return out
+
+
+def revisit_coverage(cameras: Cameras, chunk_frames: int, context_frames: int, proxy_depth: float,
+                     depths: Tensor | None = None, tolerance: float = DEPTH_AGREEMENT,
+                     max_views: int = MAX_MEMORY_VIEWS) -> Tensor:
+    """Per frame ``[F]``, the predicted fraction of the frame's pixels world memory could recall and
+    the online cache could not: the mean of ``revisit_masks`` (its docstring says what it assumes)."""
+    return revisit_masks(cameras, chunk_frames, context_frames, proxy_depth, depths, tolerance,
+                         max_views).float().mean(dim=(1, 2))
 
 
 __all__ = ["Keyframe", "KeyframePath", "parse_keyframes", "keyframe_cameras", "director_cameras", "relative_poses",
-           "fit_keyframes", "scene_points", "coverage_inputs", "path_coverage"]
+           "fit_keyframes", "scene_points", "coverage_inputs", "coverage_masks", "path_coverage", "generating_chunks",
+           "revisit_masks", "revisit_coverage"]
