@@ -173,13 +173,14 @@ def world_drift(folder: str, scene, start: Cameras) -> dict:
     return {"scale": ratio - 1.0, "pose": 0.0, "coverage": float(valid.float().mean())}
 
 
-def run(path_name: str, memory: str, args, scene, model=None, world_align: bool = True) -> dict:
+def run(path_name: str, memory: str, args, scene, model=None, world_align: bool = True, world_views: int = 0) -> dict:
     W, H = args.width, args.height
     frames = 1 + args.chunks * (CHUNK - CONTEXT)
     path = make_path(path_name, frames, W, H)
     rgb, depth = scene.render(path[:1])
     settings = PipelineSettings(chunk_frames=CHUNK, context_frames=CONTEXT, steps=2, guidance_scale=1.0,
-                                world_voxel=args.voxel, memory=memory, world_align=world_align, offload_helpers=False,
+                                world_voxel=args.voxel, memory=memory, world_align=world_align, world_views=world_views,
+                                offload_helpers=False,
                                 gs=GSConfig(iterations=args.iterations))
     pipe = (WorldWarpPipeline if model is not None else InventingFiller)(model or tiny_model(seed=0),
                                                                           SceneDepth(scene, args.depth_noise), None,
@@ -200,7 +201,8 @@ def run(path_name: str, memory: str, args, scene, model=None, world_align: bool 
             "world_gaussians": [r.get("world_gaussians") for r in records],
             "remembered_gaussians": [r.get("remembered_gaussians") for r in records],
             "remembered_fraction": records[-1].get("remembered_fraction", 0.0),
-            "world_scale": [r.get("world_scale") for r in records]}
+            "world_scale": [r.get("world_scale") for r in records],
+            "world_views": [r.get("world_views") for r in records]}
 
 
 # ----------------------------------------------------------------------------- report
@@ -239,6 +241,9 @@ def main(argv=None) -> int:
                     help="per-frame scale error of the depth model, as a log-normal sigma (default 0: exact depth)")
     ap.add_argument("--drift-control", choices=["on", "off", "both"], default="off",
                     help="world memory's revisit alignment (world_align, off by default); both: also run world with it")
+    ap.add_argument("--world-views", type=int, default=0,
+                    help="also run world memory with this many past frames retrieved as extra cache views (0: not)")
+    ap.add_argument("--only-world", action="store_true", help="skip the online runs")
     ap.add_argument("--tiny-model", action="store_true", help="also run the orbit with the tiny random Wan model")
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
     ap.add_argument("--markdown", help="write the table to this file")
@@ -261,11 +266,16 @@ def main(argv=None) -> int:
               "paths": {}}
     for name in names:
         report["paths"][name] = {}
-        modes = [("online", "online", False), ("world", "world", args.drift_control == "on")]
+        modes = [("online", "online", False, 0), ("world", "world", args.drift_control == "on", 0)]
         if args.drift_control == "both":
-            modes.append(("world + drift control", "world", True))
-        for key, memory, align in modes:
-            report["paths"][name][key] = r = run(name, memory, args, scene, world_align=align)
+            modes.append(("world + drift control", "world", True, 0))
+        if args.world_views:
+            modes.append((f"world + {args.world_views} retrieved views", "world", args.drift_control == "on",
+                          args.world_views))
+        if args.only_world:
+            modes = modes[1:]
+        for key, memory, align, views in modes:
+            report["paths"][name][key] = r = run(name, memory, args, scene, world_align=align, world_views=views)
             if not args.json:
                 print(f"{name:13s} {key:24s} coverage {100 * r['coverage']:5.1f} %  revisit PSNR "
                       f"{r['revisit_psnr']:6.2f} dB  scale drift {100 * r['drift']['scale']:+.2f} %  "

@@ -453,6 +453,47 @@ def align_to_world(state: LoopState, plan: ChunkPlan, depth: Tensor, cameras,
     return (depth.double() * fit.scale).float(), fit.scale
 
 
+@dataclass(frozen=True)
+class RetrievedViews:
+    """Past frames added to the online cache's training views (``retrieve_world_views``)."""
+
+    index: Tensor  # [R] video indices
+    frames: Tensor  # [R, H, W, 3]
+    depth: Tensor  # [R, H, W] the world's depth at their cameras (0 where the world has nothing)
+    cameras: Cameras  # [R] their cameras (the path's)
+
+
+def retrieve_world_views(state: LoopState, plan: ChunkPlan, world_hints, n: int, trained: Cameras | None = None,
+                         config=None) -> RetrievedViews | None:
+    """The ``n`` past frames, older than the history, whose cameras best see what the chunk's cameras
+    will see (``world_hints``: the world rendered at ``plan.cameras``), beyond what the ``trained``
+    views (the history frames the cache trains on) see (``gscache.world.retrieve_views``); None when
+    none adds anything.
+
+    Their depth is the persistent world's rendered at their cameras, not each chunk's depth as it
+    was aligned then: the world is the one frame all later chunks were fitted to (a frame's own
+    depth carries the scale drift of its chunk), and nothing more needs keeping per frame (a
+    resumed run has the world in the run folder). The scoring costs one projection of
+    ``RETRIEVAL_POINTS`` points per past camera; the render, the ``n`` views' frusta of the world."""
+    from .gscache.world import render_in_frusta, retrieve_views, target_points
+
+    world = state.world
+    older = int(plan.history.min())
+    if n < 1 or world is None or world.gaussians is None or older == 0:
+        return None
+    points, distance = target_points(world_hints, plan.cameras)
+    pick = retrieve_views(points, distance, state.path[:older], n, given=trained)
+    if not len(pick):
+        return None
+    cameras = state.path[pick].to(dtype=torch.float32)
+    ref, _ = render_in_frusta(world.gaussians, cameras, config if config is not None else state.settings.gs)
+    depth = torch.where(ref.masks & (ref.depths > 0), ref.depths, torch.zeros_like(ref.depths))
+    known = (depth > 0).flatten(1).any(dim=1)
+    if not bool(known.any()):
+        return None
+    return RetrievedViews(pick[known], state.video[pick[known]], depth[known], cameras[torch.nonzero(known).flatten()])
+
+
 def chunk_record(plan: ChunkPlan, chunk_frames: int, prompt: str, residual: float | None, valid: Tensor | None,
                  sigma_start: float | None, timings: dict | None = None, **extra) -> dict:
     """The chunk's ``chunk.json``: cameras used, prompt, history, alignment residual, hint coverage, timings."""

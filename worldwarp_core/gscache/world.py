@@ -109,3 +109,74 @@ def composite_hints(online, remembered):
     if depths.numel():
         depths = torch.where(filled, remembered.depths.cpu(), depths)
     return WarpResult(images, online.masks.cpu() | filled, depths), filled
+
+
+# --------------------------------------------------------------------------- memory: past frames as training views
+RETRIEVAL_POINTS = 4096  # target points the past cameras are scored on (the cost per past camera)
+RETRIEVAL_MIN_GAIN = 0.01  # a view that sees less of what is still unseen than this share adds nothing
+
+
+def target_points(hints, cameras, max_points: int = RETRIEVAL_POINTS) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the chunk's cameras will see, as points: the valid pixels of ``hints`` (``[V, H, W]``
+    depths and masks, e.g. the world rendered at the chunk's ``cameras``) lifted to the world, at
+    most ``max_points`` of them (evenly spaced). Returns ``(points [P, 3], distance [P])``, the
+    distance of each point from the camera that saw it."""
+    from ..warp import pixel_rays
+
+    cams = cameras.to("cpu", dtype=torch.float32)
+    depths = hints.depths.float().cpu()
+    keep = hints.masks.cpu().bool() & torch.isfinite(depths) & (depths > 0)  # [V, H, W]
+    if not bool(keep.any()):
+        return torch.zeros(0, 3), torch.zeros(0)
+    pts_cam = pixel_rays(cams) * depths.unsqueeze(-1)  # [V, H, W, 3] eq. (2)
+    c2w = cams.c2w
+    pts = torch.einsum("vij,vhwj->vhwi", c2w[:, :3, :3], pts_cam) + c2w[:, None, None, :3, 3]  # eq. (3)
+    dist = pts_cam.norm(dim=-1)
+    points, dist = pts[keep], dist[keep]
+    if len(points) > max_points:
+        pick = torch.linspace(0, len(points) - 1, max_points).round().long()
+        points, dist = points[pick], dist[pick]
+    return points, dist
+
+
+def view_weights(points: torch.Tensor, distance: torch.Tensor, cameras, near: float = 1e-3) -> torch.Tensor:
+    """How well each of ``cameras`` sees each of ``points [P, 3]``: ``[M, P]`` in 0..1. A camera sees
+    a point that projects into its image in front of it, the better the closer its distance to the
+    point is to ``distance [P]`` (the target camera's: from as far away, the same resolution);
+    weight min/max of the two distances. No occlusion test."""
+    if points.ndim != 2 or points.shape[-1] != 3 or distance.shape != points.shape[:1]:
+        raise ValueError(f"points must be [P, 3] with distance [P], got {list(points.shape)} and "
+                         f"{list(distance.shape)}")
+    cams = cameras.to("cpu", dtype=torch.float32)
+    uv, z = cams.project(points.float())  # [M, P, 2], [M, P]
+    W, H = cams.width, cams.height
+    inside = (z > near) & (uv[..., 0] >= 0) & (uv[..., 0] <= W) & (uv[..., 1] >= 0) & (uv[..., 1] <= H)
+    d = (points.float()[None] - cams.centers.float()[:, None]).norm(dim=-1)  # [M, P]
+    t = distance.float()[None].clamp_min(near)
+    return inside.float() * torch.minimum(d, t) / torch.maximum(d, t).clamp_min(near)
+
+
+def retrieve_views(points: torch.Tensor, distance: torch.Tensor, cameras, n: int, given=None,
+                   min_gain: float = RETRIEVAL_MIN_GAIN) -> torch.Tensor:
+    """Indices ``[R]`` (R <= n, best first) of the ``cameras`` that best see ``points [P, 3]``
+    (``view_weights``), beyond what the ``given`` cameras (the views the cache trains on anyway)
+    see. Views are picked greedily, each for what it adds to the points seen poorly so far (a
+    second view of the same pixels adds nothing), and picking stops when the best adds less than
+    ``min_gain`` of the points. The cost is ``cameras x points``."""
+    if n < 1 or not len(points) or not len(cameras):
+        return torch.zeros(0, dtype=torch.long)
+    sees = view_weights(points, distance, cameras)
+    unseen = torch.ones(len(points))
+    if given is not None and len(given):
+        unseen = (1 - view_weights(points, distance, given)).prod(dim=0)
+    picked: list[int] = []
+    for _ in range(min(n, len(cameras))):
+        gain = (sees * unseen).mean(dim=1)  # [M]
+        if picked:
+            gain[picked] = -1.0
+        best = int(gain.argmax())
+        if float(gain[best]) < min_gain:
+            break
+        picked.append(best)
+        unseen = unseen * (1 - sees[best])
+    return torch.tensor(picked, dtype=torch.long)
