@@ -70,13 +70,13 @@ from .loop import (
     align_history_depth,
     align_to_world,
     cache_views,
-    retrieve_world_views,
     caption_frames,
     chunk_record,
     end_chunk,
     finish_run,
     open_run,
     plan_chunk,
+    retrieve_world_views,
     run_provenance,
 )
 from .outputs import RunFolder, atomic_write_json
