@@ -160,6 +160,21 @@ def test_the_world_remembers_which_chunk_left_each_gaussian_and_the_ply_keeps_it
         save_ply(world.gaussians, str(tmp_path / "bad.ply"), extra={"chunk": torch.zeros(2)})
 
 
+def test_a_world_that_keeps_the_oldest_gaussian_remembers_the_first_view_of_a_voxel():
+    a = _points(torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 1.0]]))
+    b = _points(torch.tensor([[0.01, 0.0, 1.0], [3.0, 0.0, 1.0]]))  # the first shares a's first voxel
+    newest, oldest = WorldModel(0.5).add(a, 0).add(b, 4), WorldModel(0.5, keep="oldest").add(a, 0).add(b, 4)
+    assert len(newest.gaussians) == len(oldest.gaussians) == 3
+    assert sorted(oldest.born.tolist()) == [0, 0, 4] and sorted(newest.born.tolist()) == [0, 4, 4]
+    kept = oldest.gaussians.means[(oldest.gaussians.means[:, 0] < 0.4)]
+    assert kept.tolist() == [[0.0, 0.0, 1.0]]  # a's, seen first
+    assert len(oldest.remembered(4)) == 2
+    with pytest.raises(ValueError, match="world_keep must be one of newest, oldest"):
+        WorldModel(0.5, keep="first")
+    with pytest.raises(ValueError, match="world_keep must be one of newest, oldest; got 'first'"):
+        PipelineSettings(world_voxel=0.05, world_keep="first")
+
+
 def test_a_revisit_brings_drifted_depth_back_to_the_remembered_scene():
     from worldwarp_core.gscache import init_gaussians
     from worldwarp_core.loop import ChunkPlan, LoopState, align_to_world

@@ -214,7 +214,7 @@ def check_generate_args(args) -> dict:
             cache_frames=args.cache_frames, extend_mode=args.extend, seed=args.seed,
             extrapolation=args.extrapolation, extrapolation_window=args.extrapolation_window,
             world_voxel=args.world_voxel, memory=args.memory, world_align=args.world_align,
-            world_views=args.world_views, pose_source=args.pose_source,
+            world_views=args.world_views, world_keep=args.world_keep, pose_source=args.pose_source,
             history_intrinsics=args.history_intrinsics, geometry_alignment=args.geometry_alignment,
             geometry_input=args.geometry_input, mask_rule=args.mask_rule, shift=args.shift,
             caption_style=args.caption_style, caption_max_tokens=args.caption_max_tokens,
@@ -661,6 +661,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--world-align", action="store_true",
                    help="with --memory world: scale the history's depth to the remembered scene on a revisit "
                         "(drift control; off by default)")
+    g.add_argument("--world-keep", default="newest", choices=["newest", "oldest"],
+                   help="with --world-voxel: which Gaussian a world voxel keeps when a later chunk sees it again: "
+                        "newest (default) or oldest (the remembered scene stays the first one: a steadier reference "
+                        "for --world-align)")
     g.add_argument("--world-views", type=int, default=0,
                    help="with --memory world: the online cache also trains on this many past frames (older than the "
                         "history) whose cameras best see the chunk's, with the world's depth there (0-16; default 0: "

@@ -325,7 +325,8 @@ def open_run(image: Tensor, cameras: Cameras, frames: int, settings, out_dir: st
         path.to_re10k(folder.path("cameras.txt"))
         path.to_json(folder.path("cameras.json"))
     state = LoopState(settings, path, tuple(starts), image[None], folder=folder,
-                      world=WorldModel(settings.world_voxel) if settings.world_voxel else None, fingerprint=fp,
+                      world=WorldModel(settings.world_voxel, keep=getattr(settings, "world_keep", "newest"))
+                      if settings.world_voxel else None, fingerprint=fp,
                       record=record)
     if folder is not None and (resume or from_chunk):
         state = _read_back(state)

@@ -60,7 +60,7 @@ from .geometry.base import estimate_checked
 from .gscache import CacheMode, GSConfig, build_cache
 from .gscache.cache import render_hints_in_steps
 from .gscache.validity import OFFICIAL_DEPTH_TOLERANCE
-from .gscache.world import MEMORY_MODES, composite_hints, remembered_hints
+from .gscache.world import MEMORY_MODES, WORLD_KEEPS, composite_hints, remembered_hints
 from .inputs import check_choice, check_float, check_image, check_int, check_seed
 from .interrupt import call_checked
 from .loop import (
@@ -154,6 +154,9 @@ class PipelineSettings:
     # with memory "world": this many past frames (older than the history) whose cameras best see the chunk's
     # join the online cache's training views, with the world's depth at their cameras (0: off)
     world_views: int = 0
+    # which Gaussian a world voxel keeps when a later chunk sees it again: "newest" (the latest view) or
+    # "oldest" (the first: the remembered scene stays the run's first, which drift control aligns to)
+    world_keep: str = "newest"
     seed: int = 0
     fps: int = 16
     offload_helpers: bool = True  # unload the geometry model / VLM after each use
@@ -246,6 +249,7 @@ def check_settings(s: PipelineSettings) -> None:
     if not isinstance(s.world_align, bool):
         raise ValueError(f"world_align must be True or False, got {s.world_align!r}")
     check_int(s.world_views, "world_views", 0, MAX_WORLD_VIEWS)
+    check_choice(s.world_keep, "world_keep", WORLD_KEEPS)
     if s.world_views and s.memory != "world":
         raise ValueError(f"world_views {s.world_views} retrieves past frames from the persistent world: set memory "
                          "'world' (and world_voxel) too, or world_views 0")

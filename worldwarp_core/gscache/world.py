@@ -2,18 +2,24 @@
 
 The per-chunk cache that renders hints stays as in the paper (built from the latest history
 only). Alongside, each chunk's Gaussians are merged into a world model: a voxel hash of size
-``voxel_size`` keeps one Gaussian per cell, the newer chunk winning (it saw the region most
-recently and the paper trusts the latest history most), so revisiting a place does not pile up
-duplicates. The whole explored scene exports as one ``.ply``.
+``voxel_size`` keeps one Gaussian per cell, by default the newer chunk winning (it saw the region
+most recently and the paper trusts the latest history most), so revisiting a place does not pile
+up duplicates; ``keep="oldest"`` lets the first chunk that saw a cell keep it instead, so the
+remembered scene stays the one the run started in (what drift control aligns a revisit to).
+The whole explored scene exports as one ``.ply``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 
 from .gaussians import Gaussians, voxel_dedup
+
+WorldKeep = Literal["newest", "oldest"]
+WORLD_KEEPS: tuple[str, ...] = ("newest", "oldest")
 
 
 @dataclass
@@ -23,10 +29,15 @@ class WorldModel:
     chunks: int = 0
     sizes: list[int] = field(default_factory=list)
     born: torch.Tensor | None = None  # [N] the chunk that added each Gaussian (world.ply's "chunk" property)
+    keep: WorldKeep = "newest"  # which chunk's Gaussian a voxel keeps when a later chunk sees it again
+
+    def __post_init__(self) -> None:
+        if self.keep not in WORLD_KEEPS:
+            raise ValueError(f"world_keep must be one of {', '.join(WORLD_KEEPS)}, got {self.keep!r}")
 
     def add(self, g: Gaussians, chunk: int | None = None) -> "WorldModel":
         """Merge chunk ``chunk``'s Gaussians (default: the next after those added); in each voxel the
-        newest Gaussian is kept."""
+        newest Gaussian is kept (``keep="oldest"``: the one there first)."""
         g = g.detach().to("cpu")
         chunk = self.chunks if chunk is None else chunk
         new_born = torch.full((len(g),), chunk, dtype=torch.long)
@@ -37,6 +48,8 @@ class WorldModel:
             old_born = self.born if self.born is not None else torch.zeros(len(self.gaussians), dtype=torch.long)
             merged, born = Gaussians.cat([self.gaussians, g]), torch.cat([old_born, new_born])
             stamp = torch.cat([torch.zeros(len(self.gaussians)), torch.ones(len(g))])
+            if self.keep == "oldest":
+                stamp = 1 - stamp
         keep = voxel_dedup(merged.means, self.voxel_size, priority=stamp)
         self.gaussians, self.born = merged.select(keep), born[keep]
         self.chunks = max(self.chunks, chunk + 1)
