@@ -179,7 +179,7 @@ def check_generate_args(args) -> dict:
         load_image,
     )
     from .model_files import require, run_needs
-    from .pipeline import PipelineSettings
+    from .pipeline import MAX_WORLD_VIEWS, PipelineSettings
     from .profiles import DEFAULT_PROFILE
     from .trajectory import MAX_FRAMES
 
@@ -204,6 +204,7 @@ def check_generate_args(args) -> dict:
     if args.caption_max_tokens is not None:
         check_int(args.caption_max_tokens, "--caption-max-tokens", 1)
     check_int(args.geometry_batch, "--geometry-batch", 1)
+    check_int(args.world_views, "--world-views", 0, MAX_WORLD_VIEWS)
     try:
         settings = PipelineSettings(
             chunk_frames=args.chunk, context_frames=args.context, strength=args.tau, steps=args.steps,
