@@ -207,7 +207,7 @@ def run(path_name: str, memory: str, args, scene, model=None, world_align: bool 
     rgb, depth = scene.render(path[:1])
     settings = PipelineSettings(chunk_frames=CHUNK, context_frames=CONTEXT, steps=2, guidance_scale=1.0,
                                 world_voxel=args.voxel, memory=memory, world_align=world_align, world_views=world_views,
-                                world_keep=args.world_keep, offload_helpers=False,
+                                world_keep=args.world_keep, depth_fit=args.depth_fit, offload_helpers=False,
                                 gs=GSConfig(iterations=args.iterations))
     pipe = (WorldWarpPipeline if model is not None else InventingFiller)(model or tiny_model(seed=0),
                                                                           SceneDepth(scene, args.depth_noise), None,
@@ -276,6 +276,8 @@ def main(argv=None) -> int:
                     help="world memory's revisit alignment (world_align, off by default); both: also run world with it")
     ap.add_argument("--world-views", type=int, default=0,
                     help="also run world memory with this many past frames retrieved as extra cache views (0: not)")
+    ap.add_argument("--depth-fit", choices=["chunk", "frame"], default="chunk",
+                    help="the history's depth fitted to the previous cache per chunk (default) or per frame")
     ap.add_argument("--world-keep", choices=["newest", "oldest"], default="newest",
                     help="which Gaussian a world voxel keeps when seen again (default newest)")
     ap.add_argument("--only-world", action="store_true", help="skip the online runs")
@@ -297,6 +299,7 @@ def main(argv=None) -> int:
     scene = default_scene()
     report = {"settings": {"size": args.size, "chunks": args.chunks, "iterations": args.iterations,
                            "depth_noise": args.depth_noise, "world_keep": args.world_keep,
+                           "depth_fit": args.depth_fit,
                            "voxel": args.voxel, "machine": f"CPU, {os.cpu_count()} cores, {torch.get_num_threads()} threads"},
               "paths": {}}
     for name in names:

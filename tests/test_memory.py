@@ -291,3 +291,31 @@ def test_world_views_zero_is_world_memory_as_before_and_retrieval_is_recorded(th
     # until a chunk retrieves a frame, the same frames as without retrieval; then its cache is another
     assert torch.equal(on.frames[:start + 1], off.frames[:start + 1])
     assert records("on")[first]["valid_hint_fraction"] != records("off")[first]["valid_hint_fraction"]
+
+
+def test_fitting_each_frame_removes_each_frames_own_scale_error():
+    from worldwarp_core.geometry.base import GeometryResult
+    from worldwarp_core.loop import ChunkPlan, LoopState, align_history_depth, fit_each_frame
+
+    scene = default_scene()
+    cams = Cameras.cat([scene.default_camera(32, 24)] * 3)
+    rgb, true = scene.render(cams)
+    errors = torch.tensor([1.1, 0.9, 1.25])
+    geo = GeometryResult(true * errors[:, None, None], torch.ones_like(true), cams, "metric")
+    alpha = torch.ones_like(true)
+    alpha[2] = 0  # the cache saw nothing of the last frame: it keeps the history's fit
+    chunk_fit = true * errors[:, None, None] * 0.97
+    fixed = fit_each_frame(geo, chunk_fit, true, alpha, 0.5)
+    assert torch.allclose(fixed[:2], true[:2], rtol=1e-4)
+    assert torch.equal(fixed[2], chunk_fit[2])
+    # through the loop: depth_fit "frame" fits each frame, "chunk" (the default) one scale for all
+    for depth_fit, per_frame in (("chunk", False), ("frame", True)):
+        settings = PipelineSettings(chunk_frames=5, context_frames=1, depth_fit=depth_fit)
+        state = LoopState(settings, cams, (0, 4), rgb, next_chunk=1, prev_depth=torch.cat([true, true[:2]]),
+                          prev_alpha=torch.ones(5, 24, 32))
+        plan = ChunkPlan(1, 4, 1, torch.tensor([2, 3, 4]), rgb, cams, cams, rgb[-1:], 0, 0)
+        depth, _ = align_history_depth(state, plan, geo, geo.depth)
+        ratio = (depth / true).flatten(1).median(dim=1).values
+        assert torch.allclose(ratio, torch.ones(3), rtol=1e-3) == per_frame
+    with pytest.raises(ValueError, match="depth_fit must be one of chunk, frame"):
+        PipelineSettings(depth_fit="pixel")

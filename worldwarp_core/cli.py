@@ -215,7 +215,7 @@ def check_generate_args(args) -> dict:
             cache_frames=args.cache_frames, extend_mode=args.extend, seed=args.seed,
             extrapolation=args.extrapolation, extrapolation_window=args.extrapolation_window,
             world_voxel=args.world_voxel, memory=args.memory, world_align=args.world_align,
-            world_views=args.world_views, world_keep=args.world_keep, pose_source=args.pose_source,
+            world_views=args.world_views, world_keep=args.world_keep, depth_fit=args.depth_fit, pose_source=args.pose_source,
             history_intrinsics=args.history_intrinsics, geometry_alignment=args.geometry_alignment,
             geometry_input=args.geometry_input, mask_rule=args.mask_rule, shift=args.shift,
             caption_style=args.caption_style, caption_max_tokens=args.caption_max_tokens,
@@ -662,6 +662,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--world-align", action="store_true",
                    help="with --memory world: scale the history's depth to the remembered scene on a revisit "
                         "(drift control; off by default)")
+    g.add_argument("--depth-fit", default="chunk", choices=["chunk", "frame"],
+                   help="the history's depth fitted to the previous cache with one scale (chunk, default) or one per "
+                        "frame (frame: a depth model whose scale wanders per frame does not drift chunk after chunk)")
     g.add_argument("--world-keep", default="newest", choices=["newest", "oldest"],
                    help="with --world-voxel: which Gaussian a world voxel keeps when a later chunk sees it again: "
                         "newest (default) or oldest (the remembered scene stays the first one: a steadier reference "

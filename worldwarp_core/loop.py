@@ -401,7 +401,9 @@ def align_history_depth(state: LoopState, plan: ChunkPlan, geometry: GeometryRes
     """The history's depth ``[V, H, W]`` brought to the scale of the cache it was generated from.
 
     The previous cache's depth at the previous chunk's cameras is known where it was opaque
-    (alpha > ``alpha_threshold``, the cache's); depth is fitted there. The first chunk, a
+    (alpha > ``alpha_threshold``, the cache's); depth is fitted there, with one fit for the whole
+    history or, with the settings' ``depth_fit`` "frame", one per frame where the frame overlaps
+    the cache enough (``fit_each_frame``; the others keep the history's fit). The first chunk, a
     previous cache with nothing opaque at the history frames and ``alignment`` "official" (the
     official code keeps the geometry model's raw scale; default: the settings') keep ``depth``.
     Returns ``(depth, residual of the fit or None)``.
@@ -416,7 +418,36 @@ def align_history_depth(state: LoopState, plan: ChunkPlan, geometry: GeometryRes
     if not bool((ref_a > thr).any()):
         return depth, None
     aligned, fit = align_depth_to_cache(replace(geometry, depth=depth), ref_d, ref_a, thr)
+    if getattr(state.settings, "depth_fit", "chunk") == "frame":
+        aligned = fit_each_frame(replace(geometry, depth=depth), aligned, ref_d, ref_a, thr)
     return aligned, fit.residual
+
+
+DEPTH_FITS: tuple[str, ...] = ("chunk", "frame")
+FRAME_FIT_MIN_OVERLAP = 0.05  # of a frame's pixels: less opaque cache than this keeps the history's fit
+
+
+def fit_each_frame(geometry: GeometryResult, aligned: Tensor, ref_depth: Tensor, ref_alpha: Tensor,
+                   alpha_threshold: float) -> Tensor:
+    """Each history frame's depth ``[V, H, W]`` fitted to the cache on its own pixels.
+
+    One fit for the whole history leaves each frame's own scale error in it (a monocular model's
+    scale wanders from frame to frame); the cache is then built on the last frames, and the chunk
+    after it inherits their error: chunk by chunk the scene's scale takes a random walk. Fitting
+    each frame to the previous cache (where it is opaque on at least ``FRAME_FIT_MIN_OVERLAP`` of
+    the frame and half the pixels are inliers of the robust fit) keeps every frame at the cache's
+    scale. Frames without that keep ``aligned`` (the history's one fit)."""
+    out = aligned.clone()
+    for i in range(len(aligned)):
+        opaque = ref_alpha[i] > alpha_threshold
+        if float(opaque.float().mean()) < FRAME_FIT_MIN_OVERLAP:
+            continue
+        one = GeometryResult(geometry.depth[i:i + 1], geometry.confidence[i:i + 1], geometry.cameras[i:i + 1],
+                             geometry.kind, None if geometry.inverse is None else geometry.inverse[i:i + 1])
+        depth, fit = align_depth_to_cache(one, ref_depth[i:i + 1], ref_alpha[i:i + 1], alpha_threshold)
+        if fit.inliers >= 0.5:
+            out[i] = depth[0].to(out.dtype)
+    return out
 
 
 REVISIT_GAP = 3  # chunks: the world's Gaussians older than this are "remembered" (a revisit, not the last few)

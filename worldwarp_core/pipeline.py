@@ -65,6 +65,7 @@ from .inputs import check_choice, check_float, check_image, check_int, check_see
 from .interrupt import call_checked
 from .loop import (
     CACHE_FRAMES,
+    DEPTH_FITS,
     CacheFrames,
     LoopState,
     align_history_depth,
@@ -141,6 +142,9 @@ class PipelineSettings:
     # the geometry model's input: "model" (its own preprocessing) or "square-pad" (the official TTT3R input,
     # a zero-padded square, where the backend offers it)
     geometry_input: str = "model"
+    # the history's depth fitted to the previous cache with one scale for the whole history ("chunk") or one
+    # per frame ("frame": a monocular model's per-frame scale error does not pile up chunk after chunk)
+    depth_fit: str = "chunk"
     extend_mode: ExtendMode = "extrapolate"
     extrapolation: ExtrapolationMethod = "auto"  # how extend_mode "extrapolate" continues the path
     extrapolation_window: int | None = None  # frames; None = the method's own (auto: chosen)
@@ -242,6 +246,7 @@ def check_settings(s: PipelineSettings) -> None:
     check_choice(s.history_intrinsics, "history_intrinsics", HISTORY_INTRINSICS)
     check_choice(s.geometry_alignment, "geometry_alignment", GEOMETRY_ALIGNMENTS)
     check_choice(s.geometry_input, "geometry_input", GEOMETRY_INPUTS)
+    check_choice(s.depth_fit, "depth_fit", DEPTH_FITS)
     check_choice(s.extend_mode, "extend mode", get_args(ExtendMode))
     if s.extrapolation_window is not None:
         check_int(s.extrapolation_window, "extrapolation_window", 1)
