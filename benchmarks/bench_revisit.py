@@ -243,7 +243,10 @@ def markdown(report: dict) -> str:
              f"3DGS {s['iterations']} iterations, world voxel {s['voxel']}, inventing filler in place of the video "
              f"model, the room's depth as the geometry model ("
              + (f"each frame's scale off by exp({s['depth_noise']:g}·N(0, 1))" if s.get("depth_noise") else "exact")
-             + f"); {s['machine']}.", "",
+             + ")"
+             + (f", depth fit per {s['depth_fit']}" if s.get("depth_fit", "chunk") != "chunk" else "")
+             + (f", world voxels keep the {s['world_keep']}" if s.get("world_keep", "newest") != "newest" else "")
+             + f"; {s['machine']}.", "",
              "| path | memory | revisited-view coverage | revisit PSNR (dB) | world scale drift | "
              "last chunk's scale | mean \\|scale\\| | "
              "chunk s (chunk 3 → last) | world Gaussians (last chunk) | rendered from the world (last chunk) |",
