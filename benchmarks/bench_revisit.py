@@ -24,19 +24,27 @@ Per path and memory mode:
                     ``--depth-noise``, a depth model whose scale wanders per frame): ``scale``
                     = median(world depth / true depth) - 1 where the world is opaque, ``pose`` = 0
                     (the poses are the requested ones: an ideal pose source), ``coverage`` = the
-                    share of the start view the world covers
+                    share of the start view the world covers. The start view's world is
+                    mostly what the last chunks left there (the newest Gaussian wins its voxel)
+* ``chunk_scale``   per chunk, the scale error of the online cache its hints came from:
+                    median(cache depth / true depth) - 1 at the chunk's new cameras;
+                    ``last_scale`` the last chunk's (the revisit), ``mean_abs_scale`` the mean of
+                    its size over the chunks: the drift a correction should bring back
 * ``world_scale``   per chunk, the depth correction the revisit alignment applied (world memory's
                     drift control, ``world_align``; None where it saw no revisit)
 * ``chunk_s``       seconds per chunk (every stage), and ``chunk_s_ratio`` = the last chunk's over
                     chunk 3's: flat when the memory's cost does not grow with the video
 * ``world_gaussians`` / ``remembered_gaussians``  per chunk: the world's size before the chunk
                     joins it, and how much of it the chunk's frusta select and render (world mode)
+* ``world_views``   per chunk, the past frames (video indices) the online cache also trained on
+                    (``--world-views N``: a third mode, world memory with N retrieved views)
 
 ``--tiny-model`` also runs the orbit with the tiny random Wan model in place of the filler (the
 whole loop, sampler included) and reports its coverage and chunk time.
 
     python benchmarks/bench_revisit.py [--size 64x48] [--chunks 21] [--paths orbit,out_and_back,square]
-                                       [--iterations 60] [--tiny-model] [--json] [--markdown FILE]
+                                       [--iterations 60] [--depth-noise 0.05] [--drift-control off|on|both]
+                                       [--world-views 2] [--only-world] [--tiny-model] [--json] [--markdown FILE]
 """
 
 from __future__ import annotations
@@ -173,13 +181,33 @@ def world_drift(folder: str, scene, start: Cameras) -> dict:
     return {"scale": ratio - 1.0, "pose": 0.0, "coverage": float(valid.float().mean())}
 
 
-def run(path_name: str, memory: str, args, scene, model=None, world_align: bool = True) -> dict:
+def chunk_scales(folder: str, scene, path: Cameras, chunks: int) -> list[float]:
+    """Per chunk, the scale error of the geometry its hints were made from: median(depth of the
+    chunk's online cache at the chunk's new cameras / the room's true depth there) - 1, over the
+    valid hint pixels (``hint_depth.npy``). Chunk 0 is built on the start image's exact depth; a
+    depth model whose scale wanders makes the later ones drift, and drift control should bring
+    them back."""
+    import numpy as np
+
+    out = []
+    for k in range(chunks):
+        rec = json.load(open(os.path.join(folder, "chunks", f"chunk_{k:03d}", "chunk.json")))
+        d = torch.from_numpy(np.load(os.path.join(folder, "chunks", f"chunk_{k:03d}", "hint_depth.npy")))
+        first, ctx = rec["first_frame"], rec["context_frames"]
+        _, true = scene.render(path[first + ctx:first + CHUNK])
+        depth, valid = d[0, ctx:], (d[1, ctx:] > 0.5) & (d[0, ctx:] > 0) & (true > 0)
+        out.append(float((depth[valid] / true[valid]).median()) - 1.0 if valid.any() else float("nan"))
+    return out
+
+
+def run(path_name: str, memory: str, args, scene, model=None, world_align: bool = True, world_views: int = 0) -> dict:
     W, H = args.width, args.height
     frames = 1 + args.chunks * (CHUNK - CONTEXT)
     path = make_path(path_name, frames, W, H)
     rgb, depth = scene.render(path[:1])
     settings = PipelineSettings(chunk_frames=CHUNK, context_frames=CONTEXT, steps=2, guidance_scale=1.0,
-                                world_voxel=args.voxel, memory=memory, world_align=world_align, offload_helpers=False,
+                                world_voxel=args.voxel, memory=memory, world_align=world_align, world_views=world_views,
+                                world_keep=args.world_keep, depth_fit=args.depth_fit, offload_helpers=False,
                                 gs=GSConfig(iterations=args.iterations))
     pipe = (WorldWarpPipeline if model is not None else InventingFiller)(model or tiny_model(seed=0),
                                                                           SceneDepth(scene, args.depth_noise), None,
@@ -189,18 +217,23 @@ def run(path_name: str, memory: str, args, scene, model=None, world_align: bool 
         records = [json.load(open(os.path.join(out, "chunks", f"chunk_{k:03d}", "chunk.json")))
                    for k in range(args.chunks)]
         drift = world_drift(out, scene, path[:1])
+        scales = chunk_scales(out, scene, path, args.chunks)
     video = result.frames.float() / 255.0 if result.frames.dtype == torch.uint8 else result.frames.float()
     chunk_s = [round(sum(r["timings_s"].values()), 3) for r in records]
     third = chunk_s[min(3, len(chunk_s) - 1)]
     return {"coverage": records[-1]["valid_hint_fraction"],
             "revisit_psnr": psnr(video[-1], video[0]),
             "drift": drift,
+            # the geometry's scale error per chunk, the last chunk's (the revisit) and the mean of its size
+            "chunk_scale": scales, "last_scale": scales[-1],
+            "mean_abs_scale": sum(abs(v) for v in scales if v == v) / max(1, sum(v == v for v in scales)),
             "chunk_s": chunk_s,
             "chunk_s_ratio": chunk_s[-1] / third if third > 0 else float("nan"),
             "world_gaussians": [r.get("world_gaussians") for r in records],
             "remembered_gaussians": [r.get("remembered_gaussians") for r in records],
             "remembered_fraction": records[-1].get("remembered_fraction", 0.0),
-            "world_scale": [r.get("world_scale") for r in records]}
+            "world_scale": [r.get("world_scale") for r in records],
+            "world_views": [r.get("world_views") for r in records]}
 
 
 # ----------------------------------------------------------------------------- report
@@ -210,15 +243,20 @@ def markdown(report: dict) -> str:
              f"3DGS {s['iterations']} iterations, world voxel {s['voxel']}, inventing filler in place of the video "
              f"model, the room's depth as the geometry model ("
              + (f"each frame's scale off by exp({s['depth_noise']:g}·N(0, 1))" if s.get("depth_noise") else "exact")
-             + f"); {s['machine']}.", "",
+             + ")"
+             + (f", depth fit per {s['depth_fit']}" if s.get("depth_fit", "chunk") != "chunk" else "")
+             + (f", world voxels keep the {s['world_keep']}" if s.get("world_keep", "newest") != "newest" else "")
+             + f"; {s['machine']}.", "",
              "| path | memory | revisited-view coverage | revisit PSNR (dB) | world scale drift | "
+             "last chunk's scale | mean \\|scale\\| | "
              "chunk s (chunk 3 → last) | world Gaussians (last chunk) | rendered from the world (last chunk) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, modes in report["paths"].items():
         for memory, r in modes.items():
             third = r["chunk_s"][min(3, len(r["chunk_s"]) - 1)]
             lines.append(f"| {name} | {memory} | {100 * r['coverage']:.1f} % | {r['revisit_psnr']:.2f} | "
-                         f"{100 * r['drift']['scale']:+.2f} % | {third:.2f} → {r['chunk_s'][-1]:.2f} "
+                         f"{100 * r['drift']['scale']:+.2f} % | {100 * r['last_scale']:+.2f} % | "
+                         f"{100 * r['mean_abs_scale']:.2f} % | {third:.2f} → {r['chunk_s'][-1]:.2f} "
                          f"(×{r['chunk_s_ratio']:.2f}) | {r['world_gaussians'][-1]} | "
                          f"{r['remembered_gaussians'][-1] if memory != 'online' else '–'} |")
     if "tiny_model" in report:
@@ -239,6 +277,13 @@ def main(argv=None) -> int:
                     help="per-frame scale error of the depth model, as a log-normal sigma (default 0: exact depth)")
     ap.add_argument("--drift-control", choices=["on", "off", "both"], default="off",
                     help="world memory's revisit alignment (world_align, off by default); both: also run world with it")
+    ap.add_argument("--world-views", type=int, default=0,
+                    help="also run world memory with this many past frames retrieved as extra cache views (0: not)")
+    ap.add_argument("--depth-fit", choices=["chunk", "frame"], default="chunk",
+                    help="the history's depth fitted to the previous cache per chunk (default) or per frame")
+    ap.add_argument("--world-keep", choices=["newest", "oldest"], default="newest",
+                    help="which Gaussian a world voxel keeps when seen again (default newest)")
+    ap.add_argument("--only-world", action="store_true", help="skip the online runs")
     ap.add_argument("--tiny-model", action="store_true", help="also run the orbit with the tiny random Wan model")
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
     ap.add_argument("--markdown", help="write the table to this file")
@@ -256,20 +301,27 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     scene = default_scene()
     report = {"settings": {"size": args.size, "chunks": args.chunks, "iterations": args.iterations,
-                           "depth_noise": args.depth_noise,
+                           "depth_noise": args.depth_noise, "world_keep": args.world_keep,
+                           "depth_fit": args.depth_fit,
                            "voxel": args.voxel, "machine": f"CPU, {os.cpu_count()} cores, {torch.get_num_threads()} threads"},
               "paths": {}}
     for name in names:
         report["paths"][name] = {}
-        modes = [("online", "online", False), ("world", "world", args.drift_control == "on")]
+        modes = [("online", "online", False, 0), ("world", "world", args.drift_control == "on", 0)]
         if args.drift_control == "both":
-            modes.append(("world + drift control", "world", True))
-        for key, memory, align in modes:
-            report["paths"][name][key] = r = run(name, memory, args, scene, world_align=align)
-            if not args.json:
-                print(f"{name:13s} {key:24s} coverage {100 * r['coverage']:5.1f} %  revisit PSNR "
-                      f"{r['revisit_psnr']:6.2f} dB  scale drift {100 * r['drift']['scale']:+.2f} %  "
-                      f"chunk s {r['chunk_s'][3]:.2f} -> {r['chunk_s'][-1]:.2f}", flush=True)
+            modes.append(("world + drift control", "world", True, 0))
+        if args.world_views:
+            modes.append((f"world + {args.world_views} retrieved views", "world", args.drift_control == "on",
+                          args.world_views))
+        if args.only_world:
+            modes = modes[1:]
+        for key, memory, align, views in modes:
+            report["paths"][name][key] = r = run(name, memory, args, scene, world_align=align, world_views=views)
+            print(f"{name:13s} {key:24s} coverage {100 * r['coverage']:5.1f} %  revisit PSNR "
+                  f"{r['revisit_psnr']:6.2f} dB  scale drift {100 * r['drift']['scale']:+.2f} %  last chunk's scale "
+                  f"{100 * r['last_scale']:+.2f} %  mean |scale| {100 * r['mean_abs_scale']:.2f} %  "
+                  f"chunk s {r['chunk_s'][3]:.2f} -> {r['chunk_s'][-1]:.2f}", flush=True,
+                  file=sys.stderr if args.json else sys.stdout)
     if args.tiny_model:
         report["tiny_model"] = run("orbit", "world", args, scene, model=tiny_model(seed=0))
     if args.json:

@@ -31,7 +31,8 @@ def test_the_filler_keeps_valid_pixels_and_invents_holes_anew():
 
 
 def test_the_report_and_the_memory_on_a_short_orbit(capsys):
-    bench.main(["--size", "32x32", "--chunks", "4", "--paths", "orbit", "--iterations", "4", "--json"])
+    bench.main(["--size", "32x32", "--chunks", "4", "--paths", "orbit", "--iterations", "4", "--world-views", "1",
+                "--json"])
     report = json.loads(capsys.readouterr().out)
     online, world = report["paths"]["orbit"]["online"], report["paths"]["orbit"]["world"]
     for r in (online, world):
@@ -40,3 +41,9 @@ def test_the_report_and_the_memory_on_a_short_orbit(capsys):
     assert world["coverage"] > online["coverage"]
     assert world["revisit_psnr"] > online["revisit_psnr"]
     assert 0 < world["remembered_gaussians"][-1] <= world["world_gaussians"][-1]
+    # exact depth: the geometry each chunk's hints come from keeps the room's scale (chunk 0: the start depth)
+    for r in (online, world):
+        assert len(r["chunk_scale"]) == 4 and abs(r["chunk_scale"][0]) < 0.05 and r["mean_abs_scale"] < 0.1
+    retrieved = report["paths"]["orbit"]["world + 1 retrieved views"]
+    assert all(v is None for v in world["world_views"])
+    assert [len(v) <= 1 for v in retrieved["world_views"]] == [True] * 4 and retrieved["world_views"][0] == []

@@ -131,6 +131,8 @@ def test_every_cheap_argument_is_checked_before_any_model_loads(setup, no_loadin
         (dict(tau="1.5"), r"--tau must be a finite number >= 0 and <= 1, got 1.5; use e.g. 1"),
         (dict(seed=str(2**70)), r"--seed must be in 0..2147483647, got 1180591620717411303424; use 2147483647"),
         (dict(world_voxel="0"), r"--world-voxel must be a finite number > 0, got 0.0; use e.g. 0.05"),
+        (dict(world_views="17"), r"--world-views must be in 0..16, got 17; use 16"),
+        (dict(world_views="2"), r"world_views 2 retrieves past frames from the persistent world: set memory 'world'"),
         (dict(path_frames="0"), r"--path-frames must be in 1..10000, got 0; use 1"),
         (dict(fov="0"), r"--fov must be a finite number > 0 and < 180"),
         (dict(device="bogus"), r"--device 'bogus' is not a device"),

@@ -96,9 +96,10 @@ def there_and_back():
     return rgb[0], depth[0], path, geo
 
 
-def _run(parts, memory, out=None, **kw):
+def _run(parts, memory, out=None, world_views=None, **kw):
     rgb, depth, path, geo = parts
-    settings = PipelineSettings(**SETTINGS, memory=memory)
+    extra = {} if world_views is None else {"world_views": world_views}
+    settings = PipelineSettings(**SETTINGS, memory=memory, **extra)
     return WorldWarpPipeline(tiny_model(seed=0), geo, None, settings)(rgb, path, FRAMES, prompt="a room",
                                                                       start_depth=depth, out_dir=out, **kw)
 
@@ -159,6 +160,21 @@ def test_the_world_remembers_which_chunk_left_each_gaussian_and_the_ply_keeps_it
         save_ply(world.gaussians, str(tmp_path / "bad.ply"), extra={"chunk": torch.zeros(2)})
 
 
+def test_a_world_that_keeps_the_oldest_gaussian_remembers_the_first_view_of_a_voxel():
+    a = _points(torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 1.0]]))
+    b = _points(torch.tensor([[0.01, 0.0, 1.0], [3.0, 0.0, 1.0]]))  # the first shares a's first voxel
+    newest, oldest = WorldModel(0.5).add(a, 0).add(b, 4), WorldModel(0.5, keep="oldest").add(a, 0).add(b, 4)
+    assert len(newest.gaussians) == len(oldest.gaussians) == 3
+    assert sorted(oldest.born.tolist()) == [0, 0, 4] and sorted(newest.born.tolist()) == [0, 4, 4]
+    kept = oldest.gaussians.means[(oldest.gaussians.means[:, 0] < 0.4)]
+    assert kept.tolist() == [[0.0, 0.0, 1.0]]  # a's, seen first
+    assert len(oldest.remembered(4)) == 2
+    with pytest.raises(ValueError, match="world_keep must be one of newest, oldest"):
+        WorldModel(0.5, keep="first")
+    with pytest.raises(ValueError, match="world_keep must be one of newest, oldest; got 'first'"):
+        PipelineSettings(world_voxel=0.05, world_keep="first")
+
+
 def test_a_revisit_brings_drifted_depth_back_to_the_remembered_scene():
     from worldwarp_core.gscache import init_gaussians
     from worldwarp_core.loop import ChunkPlan, LoopState, align_to_world
@@ -185,3 +201,121 @@ def test_a_revisit_brings_drifted_depth_back_to_the_remembered_scene():
     assert align_to_world(state, plan(5), drifted, away)[1] is None
     with pytest.raises(ValueError, match="world_align must be True or False"):
         PipelineSettings(memory="world", world_voxel=0.05, world_align="yes")
+
+
+# ----------------------------------------------------------------------------- past frames as training views
+def _scene_points(scene, cam):
+    from worldwarp_core.gscache.world import target_points
+
+    _, depth = scene.render(cam)
+    return target_points(WarpResult(torch.zeros(1, cam.height, cam.width, 3), depth > 0, depth), cam)
+
+
+def test_retrieval_picks_the_past_frame_at_the_target_camera_over_far_ones():
+    from worldwarp_core.gscache.world import RETRIEVAL_POINTS, retrieve_views
+
+    scene = default_scene()
+    target = scene.default_camera(32, 24)
+    points, distance = _scene_points(scene, target)
+    assert 0 < len(points) <= RETRIEVAL_POINTS and distance.min() > 0
+    eye = target.centers[0].double()
+    forward = target.rotations[0].double().T @ torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
+    far_back = _camera((eye - 3 * forward).tolist(), (eye + forward).tolist())  # sees it all, from far away
+    turned = _camera(eye.tolist(), (eye + torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)).tolist())
+    same = Cameras(target.viewmats, target.Ks, 32, 24)
+    past = Cameras.cat([far_back, turned, same, turned])
+    picked = retrieve_views(points, distance, past, 2)
+    assert picked[0] == 2  # the frame taken at the target camera itself
+    assert 2 not in picked[1:].tolist() and len(picked) <= 2
+    # a view already trained on leaves nothing for the same view to add
+    assert len(retrieve_views(points, distance, same, 1, given=same)) == 0
+    assert len(retrieve_views(points, distance, past, 0)) == 0
+
+
+def test_world_views_come_from_older_frames_with_the_worlds_depth():
+    from worldwarp_core.gscache import init_gaussians
+    from worldwarp_core.loop import ChunkPlan, LoopState, retrieve_world_views
+
+    scene = default_scene()
+    cam = scene.default_camera(32, 24)
+    turned = _camera(cam.centers[0].tolist(), (cam.centers[0] + torch.tensor([1.0, 0.0, 0.0])).tolist())
+    rgb, depth = scene.render(cam)
+    world = WorldModel(0.05).add(init_gaussians(rgb, depth, cam, GSConfig(stride=1)), 0)
+    settings = PipelineSettings(chunk_frames=5, context_frames=1, memory="world", world_voxel=0.05, world_views=1)
+    # video frames 0-3: the target camera at frame 1, turned away elsewhere; the history is frames 2-3
+    path = Cameras.cat([turned, cam, turned, turned])
+    video = torch.stack([rgb[0] * 0, rgb[0], rgb[0] * 0, rgb[0] * 0])
+    state = LoopState(settings, path, (0, 3), video, next_chunk=1, world=world)
+    plan = ChunkPlan(1, 3, 1, torch.tensor([2, 3]), video[2:], path[2:], cam, video[-1:], 0, 0)
+    seen, _ = remembered_hints(world, cam, GSConfig())
+    got = retrieve_world_views(state, plan, seen, 1, path[3:])
+    assert got.index.tolist() == [1]
+    assert torch.equal(got.frames, video[1:2]) and torch.allclose(got.cameras.viewmats, cam.viewmats.float())
+    known = got.depth[0] > 0
+    assert known.float().mean() > 0.9
+    assert torch.allclose(got.depth[0][known], seen.depths[0][known], rtol=1e-4)
+    # only frames older than the history are candidates: the target camera inside the history is not one
+    inside = ChunkPlan(1, 3, 1, torch.tensor([1, 2, 3]), video[1:], path[1:], cam, video[-1:], 0, 0)
+    assert retrieve_world_views(state, inside, seen, 1) is None
+
+
+def test_world_views_are_checked_and_name_the_setting():
+    with pytest.raises(ValueError, match="world_views must be"):
+        PipelineSettings(memory="world", world_voxel=0.05, world_views=-1)
+    with pytest.raises(ValueError, match="world_views"):
+        PipelineSettings(memory="world", world_voxel=0.05, world_views=2.5)
+    with pytest.raises(ValueError, match="world_views"):
+        PipelineSettings(memory="world", world_voxel=0.05, world_views=1000)
+    with pytest.raises(ValueError, match="world_views 2 retrieves past frames from the persistent world: set memory"):
+        PipelineSettings(world_views=2)
+
+
+def test_world_views_zero_is_world_memory_as_before_and_retrieval_is_recorded(there_and_back, tmp_path):
+    import json
+
+    assert PipelineSettings(**SETTINGS, memory="world", world_views=0) == PipelineSettings(**SETTINGS, memory="world")
+    off = _run(there_and_back, "world", str(tmp_path / "off"), world_views=0)
+    on = _run(there_and_back, "world", str(tmp_path / "on"), world_views=2)
+
+    def records(run):
+        return [json.load(open(tmp_path / run / "chunks" / f"chunk_{k:03d}" / "chunk.json")) for k in range(5)]
+
+    assert all("world_views" not in r for r in records("off"))
+    got = [r["world_views"] for r in records("on")]
+    for views, rec in zip(got, records("on")):
+        assert len(views) <= 2 and all(v < min(rec["history_frames"]) for v in views)  # older than the history
+    assert got[0] == [] and got[1] == []  # no frame older than the history yet
+    assert any(got)  # the way back finds the frames that saw it
+    first = next(k for k, v in enumerate(got) if v)
+    start = records("on")[first]["first_frame"]
+    # until a chunk retrieves a frame, the same frames as without retrieval; then its cache is another
+    assert torch.equal(on.frames[:start + 1], off.frames[:start + 1])
+    assert records("on")[first]["valid_hint_fraction"] != records("off")[first]["valid_hint_fraction"]
+
+
+def test_fitting_each_frame_removes_each_frames_own_scale_error():
+    from worldwarp_core.geometry.base import GeometryResult
+    from worldwarp_core.loop import ChunkPlan, LoopState, align_history_depth, fit_each_frame
+
+    scene = default_scene()
+    cams = Cameras.cat([scene.default_camera(32, 24)] * 3)
+    rgb, true = scene.render(cams)
+    errors = torch.tensor([1.1, 0.9, 1.25])
+    geo = GeometryResult(true * errors[:, None, None], torch.ones_like(true), cams, "metric")
+    alpha = torch.ones_like(true)
+    alpha[2] = 0  # the cache saw nothing of the last frame: it keeps the history's fit
+    chunk_fit = true * errors[:, None, None] * 0.97
+    fixed = fit_each_frame(geo, chunk_fit, true, alpha, 0.5)
+    assert torch.allclose(fixed[:2], true[:2], rtol=1e-4)
+    assert torch.equal(fixed[2], chunk_fit[2])
+    # through the loop: depth_fit "frame" fits each frame, "chunk" (the default) one scale for all
+    for depth_fit, per_frame in (("chunk", False), ("frame", True)):
+        settings = PipelineSettings(chunk_frames=5, context_frames=1, depth_fit=depth_fit)
+        state = LoopState(settings, cams, (0, 4), rgb, next_chunk=1, prev_depth=torch.cat([true, true[:2]]),
+                          prev_alpha=torch.ones(5, 24, 32))
+        plan = ChunkPlan(1, 4, 1, torch.tensor([2, 3, 4]), rgb, cams, cams, rgb[-1:], 0, 0)
+        depth, _ = align_history_depth(state, plan, geo, geo.depth)
+        ratio = (depth / true).flatten(1).median(dim=1).values
+        assert torch.allclose(ratio, torch.ones(3), rtol=1e-3) == per_frame
+    with pytest.raises(ValueError, match="depth_fit must be one of chunk, frame"):
+        PipelineSettings(depth_fit="pixel")

@@ -180,7 +180,7 @@ def check_generate_args(args) -> dict:
         load_image,
     )
     from .model_files import require, run_needs
-    from .pipeline import PipelineSettings
+    from .pipeline import MAX_WORLD_VIEWS, PipelineSettings
     from .profiles import DEFAULT_PROFILE
     from .trajectory import MAX_FRAMES
 
@@ -207,6 +207,7 @@ def check_generate_args(args) -> dict:
     if args.caption_max_tokens is not None:
         check_int(args.caption_max_tokens, "--caption-max-tokens", 1)
     check_int(args.geometry_batch, "--geometry-batch", 1)
+    check_int(args.world_views, "--world-views", 0, MAX_WORLD_VIEWS)
     try:
         settings = PipelineSettings(
             chunk_frames=args.chunk, context_frames=args.context, strength=args.tau, steps=args.steps,
@@ -219,7 +220,7 @@ def check_generate_args(args) -> dict:
             cache_frames=args.cache_frames, extend_mode=args.extend, seed=args.seed,
             extrapolation=args.extrapolation, extrapolation_window=args.extrapolation_window,
             world_voxel=args.world_voxel, memory=args.memory, world_align=args.world_align,
-            pose_source=args.pose_source,
+            world_views=args.world_views, world_keep=args.world_keep, depth_fit=args.depth_fit, pose_source=args.pose_source,
             history_intrinsics=args.history_intrinsics, geometry_alignment=args.geometry_alignment,
             geometry_input=args.geometry_input, mask_rule=args.mask_rule, shift=args.shift,
             caption_style=args.caption_style, caption_max_tokens=args.caption_max_tokens,
@@ -677,6 +678,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--world-align", action="store_true",
                    help="with --memory world: scale the history's depth to the remembered scene on a revisit "
                         "(drift control; off by default)")
+    g.add_argument("--depth-fit", default="chunk", choices=["chunk", "frame"],
+                   help="the history's depth fitted to the previous cache with one scale (chunk, default) or one per "
+                        "frame (frame: a depth model whose scale wanders per frame does not drift chunk after chunk)")
+    g.add_argument("--world-keep", default="newest", choices=["newest", "oldest"],
+                   help="with --world-voxel: which Gaussian a world voxel keeps when a later chunk sees it again: "
+                        "newest (default) or oldest (the remembered scene stays the first one: a steadier reference "
+                        "for --world-align)")
+    g.add_argument("--world-views", type=int, default=0,
+                   help="with --memory world: the online cache also trains on this many past frames (older than the "
+                        "history) whose cameras best see the chunk's, with the world's depth there (0-16; default 0: "
+                        "off)")
     _add_model_options(g)
     g.add_argument("--caption-style", default="pack", choices=["pack", "official"],
                    help="how the captioner is asked: pack (short instruction, first and last history frame, "

@@ -325,7 +325,8 @@ def open_run(image: Tensor, cameras: Cameras, frames: int, settings, out_dir: st
         path.to_re10k(folder.path("cameras.txt"))
         path.to_json(folder.path("cameras.json"))
     state = LoopState(settings, path, tuple(starts), image[None], folder=folder,
-                      world=WorldModel(settings.world_voxel) if settings.world_voxel else None, fingerprint=fp,
+                      world=WorldModel(settings.world_voxel, keep=getattr(settings, "world_keep", "newest"))
+                      if settings.world_voxel else None, fingerprint=fp,
                       record=record)
     if folder is not None and (resume or from_chunk):
         state = _read_back(state)
@@ -400,7 +401,9 @@ def align_history_depth(state: LoopState, plan: ChunkPlan, geometry: GeometryRes
     """The history's depth ``[V, H, W]`` brought to the scale of the cache it was generated from.
 
     The previous cache's depth at the previous chunk's cameras is known where it was opaque
-    (alpha > ``alpha_threshold``, the cache's); depth is fitted there. The first chunk, a
+    (alpha > ``alpha_threshold``, the cache's); depth is fitted there, with one fit for the whole
+    history or, with the settings' ``depth_fit`` "frame", one per frame where the frame overlaps
+    the cache enough (``fit_each_frame``; the others keep the history's fit). The first chunk, a
     previous cache with nothing opaque at the history frames and ``alignment`` "official" (the
     official code keeps the geometry model's raw scale; default: the settings') keep ``depth``.
     Returns ``(depth, residual of the fit or None)``.
@@ -415,7 +418,36 @@ def align_history_depth(state: LoopState, plan: ChunkPlan, geometry: GeometryRes
     if not bool((ref_a > thr).any()):
         return depth, None
     aligned, fit = align_depth_to_cache(replace(geometry, depth=depth), ref_d, ref_a, thr)
+    if getattr(state.settings, "depth_fit", "chunk") == "frame":
+        aligned = fit_each_frame(replace(geometry, depth=depth), aligned, ref_d, ref_a, thr)
     return aligned, fit.residual
+
+
+DEPTH_FITS: tuple[str, ...] = ("chunk", "frame")
+FRAME_FIT_MIN_OVERLAP = 0.05  # of a frame's pixels: less opaque cache than this keeps the history's fit
+
+
+def fit_each_frame(geometry: GeometryResult, aligned: Tensor, ref_depth: Tensor, ref_alpha: Tensor,
+                   alpha_threshold: float) -> Tensor:
+    """Each history frame's depth ``[V, H, W]`` fitted to the cache on its own pixels.
+
+    One fit for the whole history leaves each frame's own scale error in it (a monocular model's
+    scale wanders from frame to frame); the cache is then built on the last frames, and the chunk
+    after it inherits their error: chunk by chunk the scene's scale takes a random walk. Fitting
+    each frame to the previous cache (where it is opaque on at least ``FRAME_FIT_MIN_OVERLAP`` of
+    the frame and half the pixels are inliers of the robust fit) keeps every frame at the cache's
+    scale. Frames without that keep ``aligned`` (the history's one fit)."""
+    out = aligned.clone()
+    for i in range(len(aligned)):
+        opaque = ref_alpha[i] > alpha_threshold
+        if float(opaque.float().mean()) < FRAME_FIT_MIN_OVERLAP:
+            continue
+        one = GeometryResult(geometry.depth[i:i + 1], geometry.confidence[i:i + 1], geometry.cameras[i:i + 1],
+                             geometry.kind, None if geometry.inverse is None else geometry.inverse[i:i + 1])
+        depth, fit = align_depth_to_cache(one, ref_depth[i:i + 1], ref_alpha[i:i + 1], alpha_threshold)
+        if fit.inliers >= 0.5:
+            out[i] = depth[0].to(out.dtype)
+    return out
 
 
 REVISIT_GAP = 3  # chunks: the world's Gaussians older than this are "remembered" (a revisit, not the last few)
@@ -451,6 +483,47 @@ def align_to_world(state: LoopState, plan: ChunkPlan, depth: Tensor, cameras,
     if fit.inliers < 0.5:
         return depth, None
     return (depth.double() * fit.scale).float(), fit.scale
+
+
+@dataclass(frozen=True)
+class RetrievedViews:
+    """Past frames added to the online cache's training views (``retrieve_world_views``)."""
+
+    index: Tensor  # [R] video indices
+    frames: Tensor  # [R, H, W, 3]
+    depth: Tensor  # [R, H, W] the world's depth at their cameras (0 where the world has nothing)
+    cameras: Cameras  # [R] their cameras (the path's)
+
+
+def retrieve_world_views(state: LoopState, plan: ChunkPlan, world_hints, n: int, trained: Cameras | None = None,
+                         config=None) -> RetrievedViews | None:
+    """The ``n`` past frames, older than the history, whose cameras best see what the chunk's cameras
+    will see (``world_hints``: the world rendered at ``plan.cameras``), beyond what the ``trained``
+    views (the history frames the cache trains on) see (``gscache.world.retrieve_views``); None when
+    none adds anything.
+
+    Their depth is the persistent world's rendered at their cameras, not each chunk's depth as it
+    was aligned then: the world is the one frame all later chunks were fitted to (a frame's own
+    depth carries the scale drift of its chunk), and nothing more needs keeping per frame (a
+    resumed run has the world in the run folder). The scoring costs one projection of
+    ``RETRIEVAL_POINTS`` points per past camera; the render, the ``n`` views' frusta of the world."""
+    from .gscache.world import render_in_frusta, retrieve_views, target_points
+
+    world = state.world
+    older = int(plan.history.min())
+    if n < 1 or world is None or world.gaussians is None or older == 0:
+        return None
+    points, distance = target_points(world_hints, plan.cameras)
+    pick = retrieve_views(points, distance, state.path[:older], n, given=trained)
+    if not len(pick):
+        return None
+    cameras = state.path[pick].to(dtype=torch.float32)
+    ref, _ = render_in_frusta(world.gaussians, cameras, config if config is not None else state.settings.gs)
+    depth = torch.where(ref.masks & (ref.depths > 0), ref.depths, torch.zeros_like(ref.depths))
+    known = (depth > 0).flatten(1).any(dim=1)
+    if not bool(known.any()):
+        return None
+    return RetrievedViews(pick[known], state.video[pick[known]], depth[known], cameras[torch.nonzero(known).flatten()])
 
 
 def chunk_record(plan: ChunkPlan, chunk_frames: int, prompt: str, residual: float | None, valid: Tensor | None,

@@ -60,11 +60,12 @@ from .geometry.base import estimate_checked
 from .gscache import CacheMode, GSConfig, build_cache
 from .gscache.cache import render_hints_in_steps
 from .gscache.validity import OFFICIAL_DEPTH_TOLERANCE
-from .gscache.world import MEMORY_MODES, composite_hints, remembered_hints
+from .gscache.world import MEMORY_MODES, WORLD_KEEPS, composite_hints, remembered_hints
 from .inputs import check_choice, check_float, check_image, check_int, check_seed
 from .interrupt import call_checked
 from .loop import (
     CACHE_FRAMES,
+    DEPTH_FITS,
     CacheFrames,
     LoopState,
     align_history_depth,
@@ -76,6 +77,7 @@ from .loop import (
     finish_run,
     open_run,
     plan_chunk,
+    retrieve_world_views,
     run_provenance,
 )
 from .outputs import RunFolder, atomic_write_json
@@ -140,6 +142,9 @@ class PipelineSettings:
     # the geometry model's input: "model" (its own preprocessing) or "square-pad" (the official TTT3R input,
     # a zero-padded square, where the backend offers it)
     geometry_input: str = "model"
+    # the history's depth fitted to the previous cache with one scale for the whole history ("chunk") or one
+    # per frame ("frame": a monocular model's per-frame scale error does not pile up chunk after chunk)
+    depth_fit: str = "chunk"
     extend_mode: ExtendMode = "extrapolate"
     extrapolation: ExtrapolationMethod = "auto"  # how extend_mode "extrapolate" continues the path
     extrapolation_window: int | None = None  # frames; None = the method's own (auto: chosen)
@@ -150,6 +155,12 @@ class PipelineSettings:
     # with memory "world": on a revisit, the history's depth is scaled to the remembered scene (drift control;
     # off by default: measured neutral to mixed, docs/BENCHMARKS.md)
     world_align: bool = False
+    # with memory "world": this many past frames (older than the history) whose cameras best see the chunk's
+    # join the online cache's training views, with the world's depth at their cameras (0: off)
+    world_views: int = 0
+    # which Gaussian a world voxel keeps when a later chunk sees it again: "newest" (the latest view) or
+    # "oldest" (the first: the remembered scene stays the run's first, which drift control aligns to)
+    world_keep: str = "newest"
     seed: int = 0
     fps: int = 16
     offload_helpers: bool = True  # unload the geometry model / VLM after each use
@@ -197,6 +208,9 @@ class PipelineSettings:
         return [0] + [C + i * step - ctx for i in range((total - C) // step)]
 
 
+MAX_WORLD_VIEWS = 16  # past frames retrieved per chunk (each is one more view the cache trains on)
+
+
 def settings_for(profile: str, **given) -> PipelineSettings:
     """The settings of a named profile (``profiles.py``) with the ``given`` fields on top (a given
     ``gs`` replaces the profile's ``GSConfig`` whole)."""
@@ -232,12 +246,18 @@ def check_settings(s: PipelineSettings) -> None:
     check_choice(s.history_intrinsics, "history_intrinsics", HISTORY_INTRINSICS)
     check_choice(s.geometry_alignment, "geometry_alignment", GEOMETRY_ALIGNMENTS)
     check_choice(s.geometry_input, "geometry_input", GEOMETRY_INPUTS)
+    check_choice(s.depth_fit, "depth_fit", DEPTH_FITS)
     check_choice(s.extend_mode, "extend mode", get_args(ExtendMode))
     if s.extrapolation_window is not None:
         check_int(s.extrapolation_window, "extrapolation_window", 1)
     check_choice(s.memory, "memory", MEMORY_MODES)
     if not isinstance(s.world_align, bool):
         raise ValueError(f"world_align must be True or False, got {s.world_align!r}")
+    check_int(s.world_views, "world_views", 0, MAX_WORLD_VIEWS)
+    check_choice(s.world_keep, "world_keep", WORLD_KEEPS)
+    if s.world_views and s.memory != "world":
+        raise ValueError(f"world_views {s.world_views} retrieves past frames from the persistent world: set memory "
+                         "'world' (and world_voxel) too, or world_views 0")
     if s.memory == "world" and s.world_voxel is None:
         raise ValueError("memory 'world' renders hints from the persistent world: set world_voxel too (e.g. 0.05, "
                          "in scene units; CLI --world-voxel), or use memory 'online'")
@@ -393,10 +413,22 @@ class WorldWarpPipeline:
             self.geometry.unload()
         t = _stage(timings, "align", t)
 
-        # 3. the online 3DGS cache, optimised on the history (or only its context frames)
+        # 3. the online 3DGS cache, optimised on the history (or only its context frames); with world_views,
+        # also on the past frames that best see the chunk's cameras (their depth: the world's there)
         gs = replace(s.gs, seed=plan.cache_seed)
         sel = cache_views(plan, s.cache_frames)
-        cache = build_cache(hist_frames[sel], depth[sel], geo_cams[sel], s.cache_mode, gs,
+        views, view_depth, view_cams = hist_frames[sel], depth[sel], geo_cams[sel]
+        world_hints, recalled, retrieved = None, 0, None
+        if s.memory == "world" and state.world is not None and state.world.gaussians is not None:
+            # what earlier chunks saw at the chunk's cameras (fills the online cache's holes in step 4)
+            world_hints, recalled = remembered_hints(state.world, cams.to(dtype=torch.float32), gs)
+            retrieved = retrieve_world_views(state, plan, world_hints, s.world_views, plan.history_cameras[sel], gs)
+            if retrieved is not None:
+                views = torch.cat([views, retrieved.frames.to(views)])
+                view_depth = torch.cat([view_depth, retrieved.depth.to(view_depth)])
+                view_cams = Cameras.cat([view_cams, retrieved.cameras.to(view_cams.device, view_cams.Ks.dtype)])
+            t = _stage(timings, "warp", t)
+        cache = build_cache(views, view_depth, view_cams, s.cache_mode, gs,
                             callback=lambda i, n, loss: emit({"stage": "3dgs", "chunk": k, "step": i, "total": n,
                                                               "loss": loss}))
         t = _stage(timings, "3dgs", t)
@@ -408,10 +440,8 @@ class WorldWarpPipeline:
                                       callback=lambda i, n: emit({"stage": "warp", "chunk": k, "step": i, "total": n}))
         # the hints and the Gaussians wait on the CPU: the accelerator is the transformer's and the VAE's now
         hints = WarpResult(hints.images.cpu(), hints.masks.cpu(), hints.depths.cpu())
-        online, remembered, recalled = hints, None, 0
-        if s.memory == "world" and state.world is not None and state.world.gaussians is not None:
-            # the holes of the online cache, filled from what earlier chunks saw there
-            world_hints, recalled = remembered_hints(state.world, cams.to(dtype=torch.float32), gs)
+        online, remembered = hints, None
+        if world_hints is not None:  # the holes of the online cache, filled from what earlier chunks saw there
             hints, remembered = composite_hints(hints, world_hints)
         if cache.gaussians is not None:
             cache = replace(cache, gaussians=cache.gaussians.to("cpu"))
@@ -445,6 +475,8 @@ class WorldWarpPipeline:
             info["remembered_fraction"] = 0.0 if remembered is None else float(remembered[ctx:].float().mean())
             info["remembered_gaussians"] = recalled  # the part of the world in the chunk's frusta (rendered)
             info["world_scale"] = world_scale  # the revisit's depth correction (None: no revisit seen)
+            if s.world_views:  # the past frames the cache also trained on (video indices)
+                info["world_views"] = [] if retrieved is None else retrieved.index.tolist()
         if state.world is not None:  # the world's size before this chunk joins it
             info["world_gaussians"] = len(state.world.gaussians) if state.world.gaussians is not None else 0
         # [2, C, H, W]: depth, validity of the online cache (the next chunk aligns its depth to it; the wired
